@@ -1,0 +1,32 @@
+"""`distill`: image and text dataset distillation, and the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from distillkit.cli.common import run_app
+
+app = typer.Typer(help="distillkit: distil datasets and measure what they are worth.", no_args_is_help=True)
+
+
+def _register() -> None:
+    from distillkit.cli import image, text
+
+    app.add_typer(image.app, name="image", help="APM image dataset distillation.")
+    app.add_typer(text.app, name="text", help="DiLM text dataset distillation.")
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo"), help="Directory for the demo's runs and report.")) -> None:
+    """Run every system's quick job on embedded data and write one report (report.md)."""
+    from distillkit.demo import run_demo
+
+    report = run_demo(out)
+    typer.echo(f"report: {report}")
+
+
+def main() -> None:
+    _register()
+    run_app(app)

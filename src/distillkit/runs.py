@@ -1,0 +1,47 @@
+"""Run directories: the resolved config, metrics as JSON, and a guard against resuming with another config."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from distillkit.errors import UserError
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (write a temp file, then rename), so a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file, turning a corrupt one into a UserError."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON ({e.msg}); delete it or restore it from a backup") from None
+
+
+def prepare_run_dir(run_dir: Path, config: dict[str, Any]) -> Path:
+    """Create `run_dir` with config.json, or check that an existing one holds the same config.
+
+    Resuming a directory with a different config is refused: nothing there is touched.
+    """
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    config = json.loads(json.dumps(config, sort_keys=True, default=str))
+    if cfg_path.exists():
+        old = read_json(cfg_path)
+        if old != config:
+            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+            raise UserError(
+                f"{run_dir} holds a run with a different config (differs in: {', '.join(diff)}); "
+                "resume with the same settings or choose a new --out directory"
+            )
+    else:
+        write_json(cfg_path, config)
+    return run_dir

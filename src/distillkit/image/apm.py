@@ -1,0 +1,252 @@
+"""APM: dataset distillation by adversarial prediction matching (single-level, segment-bounded memory).
+
+Each image update minimises  -sum_k D(f_k(S_B), f_T(S_B)) + alpha * CE(f_T(S_B), y_B)  over a random
+subset B of the synthetic images, where f_k are K frozen checkpoints of a proxy student trained to
+match the teacher's logits on S, refreshed every R updates. The subset is processed in segments whose
+gradients, weighted by |segment| / |B|, add up to the one-shot gradient: the segment size bounds memory.
+
+Every random draw comes from a stream derived from (seed, stream, iteration), so a run resumed from a
+checkpoint (saved at refresh boundaries) ends with exactly the images of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field, model_validator
+from torch import nn
+
+from distillkit.data.images import ImageData
+from distillkit.errors import UserError
+from distillkit.image.augment import DSA
+from distillkit.image.distilled import DistilledSet
+from distillkit.image.losses import label_loss
+from distillkit.image.seeding import generator, seeded
+from distillkit.image.teacher import TeacherPool
+from distillkit.image.train import frozen, predict, train_net
+from distillkit.nets import build_net
+from distillkit.progress import progress
+
+
+class APMConfig(BaseModel):
+    """Every knob of APM; defaults are the published settings (spec section 2.4)."""
+
+    ipc: int = Field(10, ge=1)
+    iterations: int = Field(2500, ge=1, description="T, image updates")
+    lr_img: float = Field(1.0, gt=0)
+    momentum_img: float = 0.5
+    lr_img_decay: float = Field(0.3, description="lr factor applied once, after T/2 updates")
+    batch_syn: int | None = Field(None, ge=1, description="B_syn, images per update (None: all C*IPC)")
+    segment_size: int | None = Field(None, ge=1, description="B_seg, the memory knob (None: B_syn)")
+    student_epochs: int = Field(250, ge=1, description="E, proxy-student epochs per refresh")
+    num_checkpoints: int = Field(5, ge=1, description="K, proxy checkpoints kept")
+    refresh_every: int = Field(3, ge=1, description="R, proxy refresh period in image updates")
+    lr_net: float = Field(0.02, gt=0, description="proxy-student learning rate")
+    proxy_batch: int = 256
+    alpha_ce: float = 0.1
+    discrepancy: Literal["l1", "mse", "kl"] = "l1"
+    init: Literal["real", "noise"] = "real"
+    label_mode: Literal["teacher_logits", "hard"] = "teacher_logits"
+    teacher_draw: Literal["seeded", "fixed"] = "seeded"
+    label_teacher: int = Field(0, ge=0, description="index of the pool teacher that writes the soft labels")
+    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    checkpoint_every: int = Field(30, ge=1, description="save a resumable checkpoint about this often")
+    reference_compat: bool = Field(False, description="reproduce the reference's off-by-one epoch counts")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> APMConfig:
+        if self.num_checkpoints > self.student_epochs:
+            raise ValueError("num_checkpoints (K) cannot exceed student_epochs (E)")
+        return self
+
+    def checkpoint_epochs(self) -> list[int]:
+        """Epochs after which proxy checkpoints are kept: jE/K for j = 1..K (+1 each under reference_compat)."""
+        e, k = self.student_epochs, self.num_checkpoints
+        shift = 1 if self.reference_compat else 0
+        return [round(j * e / k) + shift for j in range(1, k + 1)]
+
+
+def discrepancy(name: str, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """D(f_k, f_T): mean absolute (l1), mean squared (mse) logit difference, or KL(teacher || student)."""
+    if name == "kl":
+        return F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True,
+                        reduction="batchmean")
+    return label_loss(name, student, teacher)
+
+
+def init_images(data: ImageData, cfg: APMConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """IPC distinct real images per class (seeded), or N(0, 1) noise; labels are class ids."""
+    g = generator(cfg.seed, "init")
+    xs, ys = [], []
+    for c in range(data.num_classes):
+        idx = data.class_indices(c)
+        if len(idx) < cfg.ipc:
+            raise UserError(f"IPC {cfg.ipc} is larger than class {data.classes[c]!r} ({len(idx)} training images); "
+                            "choose a smaller --ipc")
+        pick = idx[torch.randperm(len(idx), generator=g)[:cfg.ipc]]
+        xs.append(data.x_train[pick] if cfg.init == "real"
+                  else torch.randn((cfg.ipc, *data.shape), generator=g))
+        ys.append(torch.full((cfg.ipc,), c, dtype=torch.long))
+    return torch.cat(xs).clone(), torch.cat(ys)
+
+
+def train_proxy(x: torch.Tensor, z: torch.Tensor, arch_meta: dict, cfg: APMConfig, step: int,
+                device: torch.device) -> list[nn.Module]:
+    """Train a fresh proxy student to match teacher logits z on x under DSA; return K frozen checkpoints."""
+    with seeded(cfg.seed, "proxy_init", step):
+        net = build_net(arch_meta["arch"], arch_meta["channels"], arch_meta["num_classes"],
+                        arch_meta["image_size"], **arch_meta["net_options"]).to(device)
+    keep = set(cfg.checkpoint_epochs())
+    ckpts: list[nn.Module] = []
+
+    def snapshot(epoch: int, model: nn.Module) -> None:
+        if epoch in keep:
+            ckpts.append(frozen(_clone(model)))
+
+    epochs = cfg.student_epochs + (1 if cfg.reference_compat else 0)
+    train_net(net, x, z, epochs=epochs, lr=cfg.lr_net, loss="l1", batch_size=cfg.proxy_batch,
+              decay_after=cfg.student_epochs // 2 + 1,
+              dsa=DSA(cfg.dsa_strategy, generator(cfg.seed, "proxy_dsa", step)),
+              generator=generator(cfg.seed, "proxy_order", step), on_epoch=snapshot)
+    return ckpts
+
+
+def _clone(net: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(net)
+
+
+def image_gradient(images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, teacher: nn.Module,
+                   ckpts: list[nn.Module], cfg: APMConfig,
+                   segment_size: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Gradient of the APM image loss over the subset `idx`, accumulated segment by segment.
+
+    Returns the gradient (shaped like `images`, zero outside `idx`) and the loss terms' values.
+    Each segment s contributes (|s| / |idx|) * [ -sum_k D(f_k(S_s), f_T(S_s)) + alpha * CE(f_T(S_s), y_s) ],
+    so the sum equals the gradient of the same loss over `idx` in one shot. The teacher's forward is
+    computed once per segment and reused for the K checkpoints; gradients flow through teacher and
+    checkpoint outputs alike.
+    """
+    device = next(teacher.parameters()).device
+    leaf = images.detach().to(device).requires_grad_(True)
+    seg = segment_size or cfg.segment_size or len(idx)
+    total = len(idx)
+    stats = {"discrepancy": 0.0, "ce": 0.0}
+    for part in idx.split(seg):
+        xs = leaf[part.to(device)]
+        weight = len(part) / total
+        t_out = teacher(xs)
+        ce = weight * F.cross_entropy(t_out, labels[part].to(device))
+        stats["ce"] += float(ce)
+        for k, ckpt in enumerate(ckpts):
+            d = weight * discrepancy(cfg.discrepancy, ckpt(xs), t_out)
+            stats["discrepancy"] += float(d)
+            last = k == len(ckpts) - 1
+            (-d + cfg.alpha_ce * ce if last else -d).backward(retain_graph=not last)
+        if not ckpts:
+            (cfg.alpha_ce * ce).backward()
+    return leaf.grad.to(images.device), stats
+
+
+class APMState:
+    """What a checkpoint holds: the images, the optimiser state and the next iteration."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, cfg: APMConfig) -> None:
+        self.images = images.requires_grad_(True)
+        self.labels = labels
+        self.opt = torch.optim.SGD([self.images], lr=cfg.lr_img, momentum=cfg.momentum_img)
+        self.t = 0
+        self.history: list[dict] = []
+        self.seconds = 0.0
+
+    def save(self, path: Path, cfg: APMConfig) -> None:
+        blob = {"images": self.images.detach(), "labels": self.labels, "opt": self.opt.state_dict(), "t": self.t,
+                "history": self.history, "seconds": self.seconds, "config": cfg.model_dump()}
+        tmp = Path(str(path) + ".tmp")
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, cfg: APMConfig) -> APMState:
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+            raise UserError(f"checkpoint {path} is damaged ({type(e).__name__}); "
+                            "delete it to restart the run") from None
+        if blob.get("config") != cfg.model_dump():
+            raise UserError(f"checkpoint {path} was written with another APM config; use the same settings "
+                            "or a new --out directory")
+        state = cls(blob["images"].clone(), blob["labels"], cfg)
+        state.opt.load_state_dict(blob["opt"])
+        state.t, state.history, state.seconds = blob["t"], blob["history"], blob.get("seconds", 0.0)
+        return state
+
+
+def distill(
+    data: ImageData,
+    pool: TeacherPool,
+    cfg: APMConfig,
+    run_dir: Path | None = None,
+    device: str | torch.device = "cpu",
+    on_iteration: Callable[[int, APMState], None] | None = None,
+) -> DistilledSet:
+    """Run APM; with `run_dir`, checkpoint there (apm_state.pt) and resume from it when present."""
+    device = torch.device(device)
+    pool.check_matches(data)
+    if cfg.label_teacher >= len(pool):
+        raise UserError(f"label_teacher {cfg.label_teacher} is not in the pool of {len(pool)} teachers")
+    ckpt_path = Path(run_dir) / "apm_state.pt" if run_dir else None
+    if ckpt_path:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+    if ckpt_path and ckpt_path.exists():
+        state = APMState.load(ckpt_path, cfg)
+    else:
+        state = APMState(*init_images(data, cfg), cfg)
+    teachers = [frozen(t.to(device)) for t in pool.nets]
+    n_syn = len(state.labels)
+    b_syn = min(cfg.batch_syn or n_syn, n_syn)
+    every = max(cfg.refresh_every, cfg.checkpoint_every // cfg.refresh_every * cfg.refresh_every)
+    ckpts: list[nn.Module] = []
+    teacher = teachers[0]
+    bar = progress(range(state.t, cfg.iterations), desc="APM", total=cfg.iterations, initial=state.t)
+    for t in bar:
+        start = time.perf_counter()
+        if t == cfg.iterations // 2 and t > 0:
+            for group in state.opt.param_groups:
+                group["lr"] = cfg.lr_img * cfg.lr_img_decay
+        idx = torch.randperm(n_syn, generator=generator(cfg.seed, "subset", t))[:b_syn]
+        if t % cfg.refresh_every == 0 or not ckpts:
+            if cfg.teacher_draw == "fixed":
+                teacher = teachers[cfg.label_teacher]
+            else:
+                teacher = teachers[int(torch.randint(len(teachers), (1,), generator=generator(cfg.seed, "pool", t)))]
+            x_sub = state.images.detach()[idx]
+            z = predict(teacher, x_sub)
+            ckpts = train_proxy(x_sub, z, pool.metas[0], cfg, t, device)
+        grad, stats = image_gradient(state.images, state.labels, idx, teacher, ckpts, cfg)
+        state.history.append({"t": t, **stats})
+        state.opt.zero_grad(set_to_none=True)
+        state.images.grad = grad
+        state.opt.step()
+        state.t = t + 1
+        state.seconds += time.perf_counter() - start
+        if on_iteration is not None:
+            on_iteration(t, state)
+        if ckpt_path and (state.t % every == 0 or state.t == cfg.iterations):
+            state.save(ckpt_path, cfg)
+    images = state.images.detach()
+    label_net = teachers[cfg.label_teacher]
+    soft = predict(label_net, images)
+    meta = {"method": "apm", "dataset": data.name, "classes": data.classes, "ipc": cfg.ipc,
+            "mean": data.mean, "std": data.std, "data_options": data.options,
+            "label_teacher": pool.ids[cfg.label_teacher], "teacher_pool": pool.ids, "arch": pool.metas[0]["arch"],
+            "label_mode": cfg.label_mode, "apm_config": cfg.model_dump(), "distill_seconds": state.seconds}
+    return DistilledSet(images, state.labels.clone(), soft, meta, data.zca)

@@ -1,0 +1,59 @@
+"""Network checkpoints as safetensors plus JSON metadata; they always load on the CPU first."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from safetensors import SafetensorError
+from torch import nn
+
+from distillkit.errors import UserError
+from distillkit.nets import build_net
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def save_net(net: nn.Module, path: Path, meta: dict[str, Any]) -> None:
+    """Write `path` (.safetensors, metadata inside too) and `path.json` with the same metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    safetensors.torch.save_file(state, tmp, metadata={"distillkit": json.dumps(meta)})
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and distillkit metadata of a safetensors file; a damaged file becomes a UserError."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist; check the path")
+    try:
+        tensors = safetensors.torch.load_file(path, device="cpu")
+        with safetensors.safe_open(path, framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("distillkit", "{}"))
+    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
+        raise UserError(f"{path} is not a readable distillkit safetensors file ({e}); "
+                        "re-create it or restore it from a backup") from None
+    return tensors, meta
+
+
+def load_net(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a network from a checkpoint written by `save_net`."""
+    state, meta = read_safetensors(path)
+    if "arch" not in meta:
+        raise UserError(f"{path} carries no network metadata; it was not written by distillkit")
+    net = build_net(meta["arch"], meta["channels"], meta["num_classes"], meta["image_size"], **meta["net_options"])
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise UserError(f"{path} does not match its architecture metadata ({str(e)[:120]}); re-create it") from None
+    return net.to(device), meta

@@ -1,0 +1,34 @@
+"""VGG-11 for small images (instance- or batch-norm after every conv)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distillkit.nets.layers import norm2d
+
+VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
+
+
+class VGG11Net(nn.Module):
+    def __init__(self, channels: int, num_classes: int, image_size: int, norm: str = "instance") -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in, size = channels, image_size
+        for v in VGG11:
+            if v == "M":
+                if size >= 2:  # small inputs (8x8) keep their last pixels instead of pooling to nothing
+                    layers.append(nn.MaxPool2d(2, 2))
+                    size //= 2
+                continue
+            layers += [nn.Conv2d(c_in, v, 3, padding=1), norm2d(norm, v), nn.ReLU(inplace=True)]
+            c_in = v
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(512, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))

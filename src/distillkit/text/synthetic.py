@@ -1,0 +1,106 @@
+"""The distilled set: 100 x DPC generated candidates per class, K-means-medoid selection, and saving.
+
+Saved as `texts.jsonl` (one row per text: fields, label, label_name), a Hugging Face `datasets` folder
+(`hf/`, `datasets.load_from_disk`) and `provenance.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distillkit.data.text import TextDataset
+from distillkit.text.coreset import SelectionEncoder, kmeans_medoid
+from distillkit.text.generator import Generator
+from distillkit.text.train_utils import derive_seed
+
+
+def generate_set(
+    gen: Generator,
+    encoder: SelectionEncoder | None,
+    template: TextDataset,
+    dpc: int,
+    oversample: int,
+    seed: int,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> TextDataset:
+    """Per class: sample `oversample * dpc` texts, keep `dpc` K-means medoids."""
+    texts: list[tuple[str, ...]] = []
+    labels: list[int] = []
+    for c in range(template.num_classes):
+        pool = gen.sample(
+            c,
+            max(dpc, oversample * dpc),
+            seed=derive_seed(seed, 30, c),
+            batch_size=batch_size,
+            progress=progress,
+        )
+        if encoder is not None and len(pool) > dpc:
+            keep = kmeans_medoid(encoder.embed(pool), dpc, seed)
+        else:
+            keep = np.arange(dpc)
+        texts += [pool[i] for i in keep]
+        labels += [c] * dpc
+    return TextDataset(
+        texts,
+        np.asarray(labels),
+        list(template.label_names),
+        list(template.text_fields),
+        template.name,
+        template.metric,
+        {"source": "generated"},
+    )
+
+
+def save_text_set(ds: TextDataset, out: Path, provenance: dict[str, Any]) -> Path:
+    """Write JSONL + HF datasets folder + provenance.json into `out` (replaced atomically)."""
+    import datasets
+
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    rows = ds.to_records()
+    with open(tmp / "texts.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    features = datasets.Features(
+        {
+            **{k: datasets.Value("string") for k in ds.text_fields},
+            "label": datasets.ClassLabel(names=list(ds.label_names)),
+            "label_name": datasets.Value("string"),
+        }
+    )
+    hf = datasets.Dataset.from_list(rows, features=features)
+    hf.info.description = json.dumps(provenance, default=str)
+    hf.save_to_disk(str(tmp / "hf"))
+    (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def load_text_set(path: Path) -> TextDataset:
+    """Read a saved set (its texts.jsonl and provenance.json) back into a TextDataset."""
+    path = Path(path)
+    prov = json.loads((path / "provenance.json").read_text())
+    rows = [
+        json.loads(line) for line in (path / "texts.jsonl").read_text(encoding="utf-8").splitlines() if line
+    ]
+    fields = prov["text_fields"]
+    return TextDataset(
+        [tuple(r[k] for k in fields) for r in rows],
+        np.asarray([r["label"] for r in rows]),
+        prov["label_names"],
+        fields,
+        prov.get("dataset", "text"),
+        prov.get("metric", "accuracy"),
+    )

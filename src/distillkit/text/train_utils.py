@@ -1,0 +1,52 @@
+"""Small shared pieces of the training loops: derived seeds, optimisers, atomic checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight", "ln_")
+
+
+def derive_seed(*parts: int) -> int:
+    """One 31-bit seed from the user seed and loop counters (independent streams, same on resume)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def adamw(model: nn.Module | list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with no weight decay on biases and norm weights."""
+    named = (
+        list(model.named_parameters())
+        if isinstance(model, nn.Module)
+        else [(str(i), p) for i, p in enumerate(model)]
+    )
+    decay = [p for n, p in named if p.requires_grad and not any(k in n for k in NO_DECAY)]
+    rest = [p for n, p in named if p.requires_grad and any(k in n for k in NO_DECAY)]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=lr
+    )
+
+
+def cosine(opt: torch.optim.Optimizer, total: int, warmup_ratio: float):
+    from transformers import get_cosine_schedule_with_warmup
+
+    return get_cosine_schedule_with_warmup(opt, int(round(warmup_ratio * total)), max(total, 1))
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save to a temp file, then rename: a kill never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    path = Path(path)
+    return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None

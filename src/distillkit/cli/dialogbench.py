@@ -1,12 +1,156 @@
-"""`dialogbench`: evaluate LLMs on the 12 DialogBench tasks, and generate new instances."""
+"""`dialogbench`: evaluate LLMs on the 12 DialogBench tasks; import/export data; reports."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import typer
 
 from distillkit.cli.common import run_app
 
 app = typer.Typer(help="DialogBench: LLMs as human-like dialogue systems.", no_args_is_help=True)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip("/")).strip("_")[-60:] or "model"
+
+
+@app.command("tasks")
+def tasks_cmd() -> None:
+    """List the 12 tasks (abbreviation, dimension, slot, name)."""
+    from distillkit.dialogbench.tasks import all_tasks
+
+    for t in all_tasks().values():
+        print(f"{t.abbr:4} {t.dimension:12} {t.slot or '-':11} {t.name}")
+
+
+@app.command("validate")
+def validate_cmd(path: Path = typer.Argument(..., help="instance JSONL file")) -> None:
+    """Check an instance JSONL file against the schema (one line per problem found first)."""
+    from collections import Counter
+
+    from distillkit.dialogbench.schema import read_jsonl
+
+    items = read_jsonl(path)
+    print(f"{path}: {len(items)} valid instances; per task: {dict(Counter(i.task for i in items))}")
+
+
+@app.command("import")
+def import_cmd(
+    src: Path = typer.Argument(..., help="a kwai/DialogBench clone, its data/ folder, or data/data_<lang>"),
+    out: Path = typer.Option(..., "--out", help="output JSONL file"),
+    lang: str = typer.Option("en", "--lang", help="en or zh"),
+    tasks: str = typer.Option(None, "--tasks", help="comma-separated task abbreviations (default: all)"),
+) -> None:
+    """Import the official release format into validated instance JSONL (+ an import report)."""
+    from distillkit.dialogbench.official import import_official
+    from distillkit.dialogbench.schema import write_jsonl
+    from distillkit.dialogbench.tasks import parse_tasks
+    from distillkit.runs import write_json
+
+    instances, report = import_official(src, lang, parse_tasks(tasks))
+    write_jsonl(out, instances)
+    rep = out.with_suffix(".import.json")
+    write_json(rep, report)
+    print(f"imported {len(instances)} instances to {out}; skipped {len(report['skipped'])}, "
+          f"{len(report['warnings'])} warnings (see {rep})")
+
+
+@app.command("export")
+def export_cmd(
+    src: Path = typer.Argument(..., help="instance JSONL file (or 'sample')"),
+    out: Path = typer.Option(..., "--out", help="output folder (gets data_<lang>/<task file>.json)"),
+) -> None:
+    """Write instances in the official release format (one JSON Lines file per task)."""
+    from distillkit.dialogbench.official import export_official
+    from distillkit.dialogbench.schema import load_sample, read_jsonl
+
+    items = load_sample() if str(src) == "sample" else read_jsonl(src)
+    paths = export_official(items, out)
+    print(f"wrote {len(items)} instances in {len(paths)} files under {out}")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option(..., "--model", help="HF id, local folder, .gguf file, 'smollm2', or a served model name"),
+    tasks: str = typer.Option(None, "--tasks", help="comma-separated task abbreviations (default: all 12)"),
+    lang: str = typer.Option("en", "--lang", help="en or zh"),
+    mode: str = typer.Option("chat", "--mode", help="base (option likelihood) or chat (generate + extract)"),
+    circular: bool = typer.Option(False, "--circular", help="ask every instance with the gold in every position"),
+    data: str = typer.Option("sample", "--data", help="instance JSONL file, or 'sample' (the shipped set)"),
+    out: Path = typer.Option(None, "--out", help="run folder (default runs/dialogbench/<model>-<mode>-<lang>)"),
+    base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (selects that backend)"),
+    norm: str = typer.Option("token", "--norm", help="base mode: token (paper perplexity), sum, or char"),
+    extractor: str = typer.Option("lenient", "--extractor", help="chat headline: strict, lenient, anchored, original"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    concurrency: int = typer.Option(8, "--concurrency", help="parallel requests to a server"),
+    limit: int = typer.Option(None, "--limit", help="at most this many instances per task"),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="skip bad JSONL lines (listed in metrics)"),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Evaluate one model; resumes from the run folder's items.jsonl if it exists."""
+    from pydantic import ValidationError
+
+    from distillkit.dialogbench.evaluate import EvalSettings, evaluate
+    from distillkit.dialogbench.tasks import parse_tasks
+    from distillkit.errors import UserError
+
+    try:
+        settings = EvalSettings(
+            model=model, backend="openai" if base_url else "local", base_url=base_url, mode=mode, lang=lang,
+            tasks=[t.abbr for t in parse_tasks(tasks)], data=data, circular=circular, norm=norm,
+            extractor=extractor, max_new_tokens=max_new_tokens, batch_size=batch_size, concurrency=concurrency,
+            seed=seed, limit=limit, skip_invalid=skip_invalid, device=device,
+        )
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise UserError(f"bad value for --{err['loc'][0]}: {err['msg']}") from None
+    out = out or Path("runs/dialogbench") / f"{_slug(model)}-{mode}-{lang}{'-circular' if circular else ''}"
+    m = evaluate(settings, out)
+    print(f"{model} [{mode}, {lang}, {settings.headline}]: overall {m['overall']} over {len(m['tasks'])} tasks "
+          f"({m['n_done']}/{m['n_items']} items); results in {out}")
+    for abbr, t in m["tasks"].items():
+        extra = f"  unparsed {t['unparsed']}" if "unparsed" in t else ""
+        circ = f"  circular {t['circular_accuracy']}" if "circular_accuracy" in t else ""
+        print(f"  {abbr:4} {t['accuracy']:6.2f}  (n={t['n']}){circ}{extra}")
+    if m["skipped"]:
+        print(f"skipped {len(m['skipped'])} instances (listed in {out / 'metrics.json'})")
+
+
+@app.command("report")
+def report_cmd(
+    runs: list[Path] = typer.Argument(..., help="run folders written by `dialogbench eval`"),
+    out: Path = typer.Option(Path("runs/dialogbench/report"), "--out", help="report folder"),
+) -> None:
+    """Compare runs side by side: markdown + CSV table, per-task bars, radar and letter plots."""
+    from distillkit.dialogbench.report import write_report
+
+    md = write_report(runs, out)
+    print(f"wrote {md} (+ CSV and plots in {out})")
+
+
+@app.command("export-lm-eval")
+def export_lm_eval_cmd(
+    out: Path = typer.Option(..., "--out", help="folder for the task YAML files and data"),
+    data: str = typer.Option("sample", "--data", help="instance JSONL file, or 'sample'"),
+    lang: str = typer.Option("en", "--lang"),
+) -> None:
+    """Export the 12 tasks as lm-evaluation-harness task YAML (run with `lm_eval --include_path OUT`)."""
+    from distillkit.dialogbench.lmeval_export import export_lm_eval
+
+    files = export_lm_eval(out, data=data, lang=lang)
+    print(f"wrote {len(files)} files to {out}; run: lm_eval --include_path {out} --tasks dialogbench_{lang} ...")
+
+
+@app.command("prepare-model")
+def prepare_model_cmd() -> None:
+    """Convert the bundled SmolLM2-135M-Instruct GGUF once into a cached fp32 HF folder; print its path."""
+    from distillkit.lm.offline import smollm2_folder
+
+    print(smollm2_folder(verbose=True))
 
 
 def main() -> None:

@@ -1,0 +1,78 @@
+"""Scores from per-item records: per task, dimension, domain and overall; letter distributions."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from statistics import mean
+
+from distillkit.dialogbench.tasks import all_tasks
+
+NORMS = ("token", "sum", "char")
+
+
+def _pct(xs: list[bool]) -> float | None:
+    return round(100.0 * sum(xs) / len(xs), 2) if xs else None
+
+
+def _variants(mode: str) -> tuple[str, ...]:
+    return NORMS if mode == "base" else ("strict", "lenient", "anchored", "original")
+
+
+def summarize(records: list[dict], mode: str, headline: str, circular: bool) -> dict:
+    """Aggregate unit records into the metrics dict written as metrics.json.
+
+    `headline` is the normalisation (base) or extractor (chat) behind `accuracy`. The task accuracy uses
+    the unrotated items; with `circular`, an instance counts for `circular_accuracy` only if every rotation
+    is right. Overall = unweighted mean of the task accuracies (the paper's definition).
+    """
+    variants = _variants(mode)
+    by_task: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_task[r["task"]].append(r)
+    tasks: dict[str, dict] = {}
+    for abbr in all_tasks():
+        recs = by_task.get(abbr)
+        if not recs:
+            continue
+        first = [r for r in recs if r["rotation"] == 0]
+        t = {"n": len(first), "accuracy": _pct([r["pred"][headline] == r["gold"] for r in first])}
+        for v in variants:
+            t[f"accuracy_{v}"] = _pct([r["pred"][v] == r["gold"] for r in first])
+        if mode == "chat":
+            t["unparsed"] = sum(r["pred"][headline] is None for r in first)
+        if circular:
+            per_inst: dict[str, list[bool]] = defaultdict(list)
+            for r in recs:
+                per_inst[r["id"]].append(r["pred"][headline] == r["gold"])
+            t["circular_accuracy"] = _pct([all(v) for v in per_inst.values()])
+            t["rotation_accuracy"] = _pct([r["pred"][headline] == r["gold"] for r in recs])
+        tasks[abbr] = t
+    out: dict = {"tasks": tasks, "headline": headline}
+    out["overall"] = round(mean(t["accuracy"] for t in tasks.values()), 2) if tasks else None
+    out["overall_complete"] = len(tasks) == len(all_tasks())
+    for v in variants:
+        vals = [t[f"accuracy_{v}"] for t in tasks.values()]
+        out[f"overall_{v}"] = round(mean(vals), 2) if vals else None
+    if circular and tasks:
+        out["overall_circular"] = round(mean(t["circular_accuracy"] for t in tasks.values()), 2)
+    dims: dict[str, list[float]] = defaultdict(list)
+    for abbr, t in tasks.items():
+        dims[all_tasks()[abbr].dimension].append(t["accuracy"])
+    out["dimensions"] = {d: round(mean(v), 2) for d, v in dims.items()}
+    dom: dict[str, list[bool]] = defaultdict(list)
+    for r in records:
+        if r["rotation"] == 0:
+            dom[r["domain"]].append(r["pred"][headline] == r["gold"])
+    out["domains"] = {d: {"n": len(v), "accuracy": _pct(v)} for d, v in sorted(dom.items())}
+    out["letters"] = letter_distribution(records, headline)
+    if mode == "chat":
+        out["unparsed"] = sum(t["unparsed"] for t in tasks.values())
+    return out
+
+
+def letter_distribution(records: list[dict], headline: str) -> dict:
+    """How often each letter is predicted and is gold (over all rotations), unparsed as 'none'."""
+    pred = Counter(r["pred"][headline] or "none" for r in records)
+    gold = Counter(r["gold"] for r in records)
+    keys = ["A", "B", "C", "D", "none"]
+    return {"predicted": {k: pred.get(k, 0) for k in keys}, "gold": {k: gold.get(k, 0) for k in keys[:4]}}

@@ -1,0 +1,230 @@
+"""Evaluate one model on DialogBench instances: base (likelihood) or chat (generation + extraction).
+
+Every evaluated item goes to `items.jsonl` in the run directory as soon as it is done; running the
+same command again skips finished items, so a killed run resumes without repeats or losses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from tqdm import tqdm
+
+from distillkit.dialogbench.aggregate import summarize
+from distillkit.dialogbench.extract import extract
+from distillkit.dialogbench.itemlog import ItemLog
+from distillkit.dialogbench.render import base_context, chat_messages
+from distillkit.dialogbench.schema import Instance, load_sample, read_jsonl_lenient, sample_path
+from distillkit.dialogbench.tasks import check_lang, parse_tasks
+from distillkit.errors import UserError
+from distillkit.lm.config import GenerationConfig
+from distillkit.runs import prepare_run_dir, write_json
+
+
+class EvalSettings(BaseModel):
+    """The full, resolved configuration of one evaluation run (saved as config.json)."""
+
+    model: str
+    backend: Literal["local", "openai"] = "local"
+    base_url: str | None = None
+    mode: Literal["base", "chat"] = "chat"
+    lang: Literal["en", "zh"] = "en"
+    tasks: list[str] = Field(default_factory=list)
+    data: str = "sample"
+    circular: bool = False
+    norm: Literal["token", "sum", "char"] = "token"
+    extractor: Literal["strict", "lenient", "anchored", "original"] = "lenient"
+    max_new_tokens: int = 256
+    max_length: int = 2048
+    batch_size: int = 8
+    concurrency: int = 8
+    seed: int = 0
+    limit: int | None = None
+    skip_invalid: bool = False
+    device: str | None = None
+
+    @property
+    def headline(self) -> str:
+        return self.norm if self.mode == "base" else self.extractor
+
+    def generation(self) -> GenerationConfig:
+        return GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=False, seed=self.seed)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One question as asked: an instance with its options in one rotation."""
+
+    inst: Instance
+    rotation: int
+    options: dict[str, str]
+    gold: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.inst.id}#r{self.rotation}"
+
+
+def rotate(inst: Instance, k: int) -> tuple[dict[str, str], str]:
+    """Options rotated by k positions (the gold answer moves with its text)."""
+    letters = list(inst.options)
+    texts = list(inst.options.values())
+    texts = texts[k:] + texts[:k]
+    opts = dict(zip(letters, texts, strict=True))
+    gold = letters[(letters.index(inst.label) - k) % len(letters)]
+    return opts, gold
+
+
+def make_units(instances: list[Instance], circular: bool) -> list[Unit]:
+    """One unit per instance, or (circular) one per rotation so the gold letter visits every position."""
+    units = []
+    for inst in instances:
+        for k in range(len(inst.options) if circular else 1):
+            opts, gold = rotate(inst, k)
+            units.append(Unit(inst, k, opts, gold))
+    return units
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_instances(settings: EvalSettings) -> tuple[list[Instance], list[dict], str]:
+    """Instances selected by task/language/limit, the skipped (invalid) lines, and the data hash."""
+    if settings.data == "sample":
+        path = sample_path()
+        instances, skipped = load_sample(), []
+    else:
+        path = Path(settings.data)
+        instances, skipped = read_jsonl_lenient(path, skip_invalid=settings.skip_invalid)
+    wanted = {t.abbr for t in parse_tasks(settings.tasks or None)}
+    check_lang(settings.lang)
+    chosen = [i for i in instances if i.task in wanted and i.language == settings.lang]
+    if settings.limit:
+        per: dict[str, int] = {}
+        kept = []
+        for i in chosen:
+            per[i.task] = per.get(i.task, 0) + 1
+            if per[i.task] <= settings.limit:
+                kept.append(i)
+        chosen = kept
+    if not chosen:
+        raise UserError(f"no {settings.lang} instances of tasks {sorted(wanted)} in {path}; check --tasks/--lang/--data")
+    return chosen, skipped, file_sha256(path)
+
+
+def load_backend(settings: EvalSettings):
+    """The model behind the run: a LocalLM or an OpenAI-compatible client."""
+    if settings.backend == "openai":
+        if settings.mode == "base":
+            raise UserError(
+                "base mode needs per-token log-likelihoods, which chat endpoints do not return; "
+                "use --mode chat, or a local model for base mode"
+            )
+        from distillkit.lm.openai_compat import OpenAICompatLM
+
+        return OpenAICompatLM(model=settings.model, base_url=settings.base_url, concurrency=settings.concurrency)
+    from distillkit.lm.local import load_local_lm
+
+    return load_local_lm(settings.model, device=settings.device, max_length=settings.max_length,
+                         batch_size=settings.batch_size)
+
+
+def _score(option: dict, norm: str) -> float:
+    if norm == "sum":
+        return option["logprob"]
+    if norm == "char":
+        return option["logprob"] / max(option["n_chars"], 1)
+    return option["logprob"] / max(option["n_tokens"], 1)
+
+
+def predict_base(scores: dict[str, dict]) -> dict[str, str]:
+    """Best letter under each normalisation (first letter wins ties, as in the reference)."""
+    return {n: max(scores, key=lambda k, n=n: (_score(scores[k], n), -ord(k))) for n in ("token", "sum", "char")}
+
+
+def _run_base(lm, units: list[Unit], log: ItemLog, skipped: list[dict], progress: bool) -> None:
+    by_inst: dict[str, list[Unit]] = {}
+    for u in units:
+        by_inst.setdefault(u.inst.id, []).append(u)
+    todo = [us for us in by_inst.values() if any(u.key not in log for u in us)]
+    for us in tqdm(todo, desc="base", disable=not progress):
+        inst = us[0].inst
+        ctx = base_context(inst)
+        texts = list(dict.fromkeys(inst.options.values()))
+        try:
+            res = lm.loglikelihood_detailed([(ctx, t) for t in texts])
+        except UserError as e:
+            skipped.append({"id": inst.id, "task": inst.task, "reason": str(e)})
+            continue
+        by_text = {t: {"logprob": r.logprob, "n_tokens": r.n_tokens, "n_chars": r.n_chars,
+                       "truncated": r.truncated} for t, r in zip(texts, res, strict=True)}
+        for u in us:
+            if u.key in log:
+                continue
+            scores = {k: by_text[v] for k, v in u.options.items()}
+            log.write(_record(u, "base", prompt=ctx, scores=scores, pred=predict_base(scores)))
+
+
+def _run_chat(lm, units: list[Unit], log: ItemLog, settings: EvalSettings, progress: bool) -> None:
+    todo = [u for u in units if u.key not in log]
+    chunk = max(settings.batch_size, settings.concurrency) if settings.backend == "openai" else settings.batch_size
+    gen = settings.generation()
+    bar = tqdm(total=len(todo), desc="chat", disable=not progress)
+    for start in range(0, len(todo), chunk):
+        batch = todo[start:start + chunk]
+        convs = [chat_messages(u.inst, u.options) for u in batch]
+
+        def done(i: int, text: str, batch=batch, convs=convs) -> None:
+            u = batch[i]
+            ex = extract(text, u.inst.language, u.options)
+            pred = {n: ex.get(n) for n in ("strict", "lenient", "anchored", "original")}
+            log.write(_record(u, "chat", prompt=convs[i], output=text, pred=pred))
+            bar.update(1)
+
+        lm.chat(convs, gen, on_result=done)
+    bar.close()
+
+
+def _record(u: Unit, mode: str, **fields) -> dict:
+    return {"key": u.key, "id": u.inst.id, "task": u.inst.task, "domain": u.inst.domain, "language": u.inst.language,
+            "rotation": u.rotation, "options": u.options, "gold": u.gold, "mode": mode, **fields}
+
+
+def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm=None) -> dict:
+    """Run (or resume) an evaluation into `out_dir`; returns the metrics (also written to metrics.json)."""
+    out_dir = Path(out_dir)
+    instances, skipped, data_hash = load_instances(settings)
+    config = settings.model_dump() | {"data_sha256": data_hash, "generation": settings.generation().to_dict()}
+    prepare_run_dir(out_dir, config)
+    units = make_units(instances, settings.circular)
+    log = ItemLog(out_dir / "items.jsonl")
+    t0 = time.time()
+    done_before = sum(u.key in log for u in units)
+    try:
+        lm = lm or load_backend(settings)
+        if settings.mode == "base":
+            _run_base(lm, units, log, skipped, progress)
+        else:
+            _run_chat(lm, units, log, settings, progress)
+    finally:
+        log.close()
+        records = [log.records[u.key] for u in units if u.key in log.records]
+        metrics = summarize(records, settings.mode, settings.headline, settings.circular)
+        metrics.update(
+            model=settings.model, mode=settings.mode, lang=settings.lang, circular=settings.circular,
+            n_instances=len(instances), n_items=len(units), n_done=len(records), complete=len(records) == len(units),
+            resumed_items=done_before, skipped=skipped, seconds=round(time.time() - t0, 2),
+            backend=(lm.describe() if lm is not None and hasattr(lm, "describe") else {"backend": settings.backend}),
+            python=platform.python_version(),
+        )
+        if lm is not None and hasattr(lm, "usage"):
+            metrics["usage"] = dict(lm.usage)
+        write_json(out_dir / "metrics.json", metrics)
+    return metrics

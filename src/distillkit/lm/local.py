@@ -1,0 +1,266 @@
+"""Local transformers models: log-likelihood with a shared-context KV cache, generation, chat templates."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from distillkit.errors import UserError
+from distillkit.lm.config import GenerationConfig, apply_stop
+
+
+@dataclass(frozen=True)
+class LoglikelihoodResult:
+    """Log-probability of one continuation given its context."""
+
+    logprob: float  # sum over continuation tokens (natural log)
+    n_tokens: int  # continuation tokens scored
+    n_chars: int  # characters of the continuation (after whitespace moved from the context)
+    is_greedy: bool  # every continuation token was the argmax
+    truncated: bool  # the context was cut on the left to fit the window
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.logprob / max(self.n_tokens, 1)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(-self.mean_logprob)
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class LocalLM:
+    """A causal LM with its tokenizer.
+
+    - `loglikelihood(requests)`: log p(continuation | context) for (context, continuation) pairs.
+      Requests that share a context (e.g. the options of one question) are scored with one forward
+      pass over the context; its KV cache is reused for all continuations in a single batch.
+    - `generate(prompts, config)`: greedy or sampled decoding, batched with left padding.
+    - `chat(conversations, config)`: the same through the tokenizer's chat template.
+    """
+
+    def __init__(self, model, tokenizer, name: str = "local", max_length: int = 2048, batch_size: int = 8):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.max_length = max_length
+        self.batch_size = batch_size
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "forward_tokens": 0}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def describe(self) -> dict:
+        """What to record with results: name, class, parameter count, dtype, device, window."""
+        return {
+            "backend": "local",
+            "name": self.name,
+            "architecture": type(self.model).__name__,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "dtype": str(next(self.model.parameters()).dtype),
+            "device": str(self.device),
+            "max_length": self.max_length,
+        }
+
+    # ---------------------------------------------------------------- tokenisation
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """lm-eval style: trailing whitespace of the context moves to the continuation; the continuation
+        tokens are those of enc(context + continuation) beyond len(enc(context))."""
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        whole = self.tokenizer(context + continuation).input_ids
+        ctx = self.tokenizer(context).input_ids if context else []
+        cont = whole[len(ctx):]
+        if not ctx:
+            prefix = self.tokenizer.bos_token_id
+            ctx = [prefix if prefix is not None else self.tokenizer.eos_token_id]
+        if not cont:
+            raise UserError(f"empty continuation after tokenisation for {continuation[:40]!r}; options must be non-empty")
+        return ctx, cont
+
+    # ---------------------------------------------------------------- likelihood
+    @torch.inference_mode()
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
+        """Summed log-probability of each continuation given its context."""
+        return [r.logprob for r in self.loglikelihood_detailed(requests)]
+
+    @torch.inference_mode()
+    def loglikelihood_detailed(self, requests: Sequence[tuple[str, str]]) -> list[LoglikelihoodResult]:
+        """Like `loglikelihood`, with token/char counts, greedy flags and truncation flags."""
+        encoded = [self.encode_pair(c, x) for c, x in requests]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (ctx, _) in enumerate(encoded):
+            groups.setdefault(tuple(ctx), []).append(i)
+        results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        for ctx, idxs in groups.items():
+            conts = [encoded[i][1] for i in idxs]
+            for start in range(0, len(idxs), self.batch_size):
+                chunk = idxs[start:start + self.batch_size]
+                scored = self._score_shared(list(ctx), conts[start:start + self.batch_size])
+                for i, (lp, greedy, trunc) in zip(chunk, scored, strict=True):
+                    n_chars = len(requests[i][1]) + len(requests[i][0]) - len(requests[i][0].rstrip())
+                    results[i] = LoglikelihoodResult(lp, len(encoded[i][1]), n_chars, greedy, trunc)
+        return results  # type: ignore[return-value]
+
+    def _score_shared(self, ctx: list[int], conts: list[list[int]]) -> list[tuple[float, bool, bool]]:
+        longest = max(len(c) for c in conts)
+        if longest >= self.max_length:
+            raise UserError(
+                f"an option is {longest} tokens long, beyond the {self.max_length}-token window; "
+                "shorten it or raise max_length"
+            )
+        room = self.max_length - longest
+        truncated = len(ctx) > room
+        ctx = ctx[-room:]
+        dev = self.device
+        out = self.model(torch.tensor([ctx], device=dev), use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        cache = out.past_key_values
+        k = len(conts)
+        self.usage["forward_tokens"] += len(ctx) + k * longest
+        if longest > 1:
+            cache.batch_repeat_interleave(k)
+            pad = self.tokenizer.pad_token_id
+            inp = torch.tensor([c[:-1] + [pad] * (longest - len(c)) for c in conts], device=dev)
+            logits = self.model(inp, past_key_values=cache, use_cache=True).logits.float()
+            logp = torch.log_softmax(logits, dim=-1)
+        res = []
+        for j, c in enumerate(conts):
+            tgt = torch.tensor(c, device=dev)
+            lps = [first[c[0]]]
+            greedy = bool(first.argmax() == c[0])
+            if len(c) > 1:
+                rows = logp[j, : len(c) - 1]
+                lps.append(rows.gather(-1, tgt[1:, None]).squeeze(-1).sum())
+                greedy = greedy and bool((rows.argmax(-1) == tgt[1:]).all())
+            res.append((float(sum(lp.item() for lp in lps)), greedy, truncated))
+        return res
+
+    @torch.inference_mode()
+    def loglikelihood_naive(self, requests: Sequence[tuple[str, str]]) -> list[LoglikelihoodResult]:
+        """Reference: one full forward pass per request, no cache, no batching (the official method)."""
+        out = []
+        for context, continuation in requests:
+            ctx, cont = self.encode_pair(context, continuation)
+            ids = (ctx + cont)[-(self.max_length + 1):][:-1]
+            logits = self.model(torch.tensor([ids], device=self.device)).logits[0, -len(cont):].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            tgt = torch.tensor(cont, device=self.device)
+            lp = logp.gather(-1, tgt[:, None]).sum().item()
+            greedy = bool((logp.argmax(-1) == tgt).all())
+            n_chars = len(continuation) + len(context) - len(context.rstrip())
+            out.append(LoglikelihoodResult(lp, len(cont), n_chars, greedy, len(ctx) + len(cont) > self.max_length + 1))
+        return out
+
+    # ---------------------------------------------------------------- generation
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], config: GenerationConfig | None = None,
+                 add_special_tokens: bool = True, on_result: Callable[[int, str], None] | None = None) -> list[str]:
+        """Decode a continuation for each prompt (batched, left padding); stop strings are applied.
+
+        `on_result(i, text)` is called as soon as prompt i is done (e.g. to save it at once).
+        """
+        config = config or GenerationConfig()
+        outs: list[str] = []
+        tok = self.tokenizer
+        old_side = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            for start in range(0, len(prompts), self.batch_size):
+                batch = list(prompts[start:start + self.batch_size])
+                enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
+                enc = {k: v.to(self.device) for k, v in enc.items()}
+                kwargs = dict(max_new_tokens=config.max_new_tokens, do_sample=config.do_sample,
+                              pad_token_id=tok.pad_token_id, num_beams=1, repetition_penalty=1.0)
+                if config.do_sample:
+                    torch.manual_seed(config.seed + start)
+                    kwargs.update(temperature=config.temperature, top_p=config.top_p)
+                else:
+                    kwargs.update(temperature=None, top_p=None, top_k=None)
+                gen = self.model.generate(**enc, **kwargs)
+                new = gen[:, enc["input_ids"].shape[1]:]
+                self.usage["prompt_tokens"] += int(enc["attention_mask"].sum())
+                for row in new:
+                    n = int((row != tok.pad_token_id).sum()) if tok.pad_token_id is not None else len(row)
+                    self.usage["completion_tokens"] += n
+                    outs.append(apply_stop(tok.decode(row, skip_special_tokens=True), config.stop))
+                    if on_result is not None:
+                        on_result(len(outs) - 1, outs[-1])
+        finally:
+            tok.padding_side = old_side
+        return outs
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """The prompt string the chat template makes of `messages` (with the generation prompt)."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise UserError(f"model {self.name} has no chat template; evaluate it with --mode base")
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def chat(self, conversations: Sequence[list[dict[str, str]]], config: GenerationConfig | None = None,
+             on_result: Callable[[int, str], None] | None = None) -> list[str]:
+        """Reply to each conversation (a list of {'role', 'content'} messages)."""
+        prompts = [self.render_chat(m) for m in conversations]
+        return self.generate(prompts, config, add_special_tokens=False, on_result=on_result)
+
+
+def _resolve(name_or_path: str) -> tuple[str, dict]:
+    """Map aliases and GGUF files to something `from_pretrained` loads fast."""
+    from distillkit.lm.offline import SMOLLM2_NAME, cache_dir, gguf_to_hf_folder, smollm2_folder
+
+    if name_or_path.lower() in {"smollm2", SMOLLM2_NAME, "smollm2-135m"}:
+        return str(smollm2_folder()), {}
+    p = Path(name_or_path).expanduser()
+    if p.suffix == ".gguf":
+        if not p.exists():
+            raise UserError(f"GGUF file {p} does not exist; check the path")
+        st = p.stat()
+        key = hashlib.sha256(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+        out = cache_dir() / "models" / f"{p.stem}-{key}"
+        if not (out / "config.json").exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            gguf_to_hf_folder(p, out)
+        return str(out), {}
+    if name_or_path.startswith((".", "/", "~")) and not p.exists():
+        raise UserError(f"model folder {p} does not exist; check the path")
+    return str(p) if p.exists() else name_or_path, {}
+
+
+def load_local_lm(name_or_path: str, device: str | None = None, dtype: str | None = None,
+                  max_length: int = 2048, batch_size: int = 8) -> LocalLM:
+    """Load a Hugging Face model id, a local folder, a `.gguf` file, or the alias `smollm2`.
+
+    GGUF files are dequantised once into an fp32 folder under the distillkit cache, so later loads are fast.
+    `dtype` defaults to float32 on CPU and bfloat16 on CUDA.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = device or _default_device()
+    torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    path, kwargs = _resolve(name_or_path)
+    t0 = time.time()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs).to(device)
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"could not load model {name_or_path!r} ({first[:200]}); give a local folder, a .gguf file, "
+            "'smollm2', or a Hugging Face id that is in the local cache"
+        ) from None
+    lm = LocalLM(model, tokenizer, name=name_or_path, max_length=max_length, batch_size=batch_size)
+    lm.load_seconds = time.time() - t0
+    return lm

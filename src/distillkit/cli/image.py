@@ -1,7 +1,203 @@
-"""`distill image ...`: APM image dataset distillation."""
+"""`distill image ...`: APM image dataset distillation (a thin layer over distillkit.image)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
 
+from distillkit.errors import UserError
+
 app = typer.Typer(no_args_is_help=True)
+
+DATASET = typer.Option(
+    "mnist", help="mnist, fashion_mnist, digits, cifar10, cifar100, tiny_imagenet, image_folder, npz")
+DATA_ROOT = typer.Option(None, help="Folder (or .npz file) holding the data; offline defaults need none.")
+PRESET = typer.Option("quick", help="quick (minutes on a CPU), standard (about an hour on a CPU), paper (GPU).")
+
+
+def parse_sets(sets: list[str]) -> dict[str, Any]:
+    """Turn ["apm.iterations=300", "eval.runs=5"] into nested overrides; values are parsed as JSON when possible."""
+    out: dict[str, Any] = {}
+    for item in sets:
+        if "=" not in item:
+            raise UserError(f"--set expects KEY=VALUE (e.g. apm.iterations=300), got '{item}'")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _data_overrides(dataset: str, data_root: Path | None, size: int | None, channels: int | None, zca: bool,
+                    download: bool) -> dict[str, Any]:
+    d: dict[str, Any] = {"dataset": dataset, "zca": zca, "download": download}
+    if data_root:
+        d["root"] = str(data_root)
+    if size:
+        d["size"] = size
+    if channels:
+        d["channels"] = channels
+    return d
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+@app.command()
+def run(
+    dataset: str = DATASET,
+    ipc: int = typer.Option(10, help="Images per class."),
+    preset: str = PRESET,
+    out: Path = typer.Option(Path("runs/image"), help="Run directory (resumed when it exists)."),
+    data_root: Path | None = DATA_ROOT,
+    size: int | None = typer.Option(None, help="Pad/resize images to SIZE x SIZE (e.g. 32)."),
+    channels: int | None = typer.Option(None, help="Repeat grey images to this many channels (e.g. 3)."),
+    zca: bool = typer.Option(False, help="ZCA-whiten (eps 0.1) with training-split statistics."),
+    download: bool = typer.Option(False, help="Download the dataset when it is not found locally."),
+    arch: str | None = typer.Option(None, help="Teacher/student architecture (default ConvNet)."),
+    teachers: Path | None = typer.Option(None, help="Use this trained teacher pool instead of training one."),
+    segment_size: int | None = typer.Option(None, help="APM segment size (the memory knob)."),
+    iterations: int | None = typer.Option(None, help="APM image updates T."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    set_: list[str] = typer.Option([], "--set", help="Any config value, e.g. --set apm.alpha_ce=0.2"),
+) -> None:
+    """Teacher -> APM -> evaluation beside a random real subset and the full data, in one run directory."""
+    from distillkit.image.pipeline import make_config, results_table, run_image
+
+    overrides = parse_sets(set_)
+    overrides.setdefault("data", {}).update(_data_overrides(dataset, data_root, size, channels, zca, download))
+    overrides.setdefault("apm", {}).update(_drop_none({"ipc": ipc, "segment_size": segment_size,
+                                                        "iterations": iterations}))
+    if arch:
+        overrides.setdefault("teacher", {})["arch"] = arch
+    overrides.update(seed=seed, device=device)
+    metrics = run_image(make_config(preset, overrides), out, teachers)
+    typer.echo(results_table(metrics))
+    typer.echo(f"run directory: {out}")
+
+
+@app.command()
+def teacher(
+    dataset: str = DATASET,
+    out: Path = typer.Option(Path("runs/teachers"), help="Folder for teacher_i.safetensors and pool.json."),
+    num_teachers: int = typer.Option(1, help="Pool size N."),
+    epochs: int = typer.Option(100, help="Epochs per teacher (spec: 100)."),
+    arch: str = typer.Option("convnet"),
+    width: int | None = typer.Option(None, help="Network width (ConvNet default 128)."),
+    data_root: Path | None = DATA_ROOT,
+    size: int | None = typer.Option(None),
+    channels: int | None = typer.Option(None),
+    zca: bool = typer.Option(False),
+    download: bool = typer.Option(False),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Train a pool of N teachers, each kept at its best validation epoch."""
+    from distillkit.image.pipeline import DataConfig
+    from distillkit.image.teacher import TeacherConfig, train_pool
+
+    data = DataConfig(**_data_overrides(dataset, data_root, size, channels, zca, download)).load(seed)
+    cfg = TeacherConfig(arch=arch, num_teachers=num_teachers, epochs=epochs, seed=seed,
+                        net_options={"width": width} if width else {})
+    manifest = train_pool(data, cfg, out, device)
+    for t in json.loads(manifest.read_text())["teachers"]:
+        typer.echo(f"{t['file']}: validation {t['val_acc']:.2f} %, test {t['test_acc']:.2f} %")
+
+
+@app.command("distill")
+def distill_cmd(
+    teachers: Path = typer.Option(..., help="Teacher pool folder (from `distill image teacher`)."),
+    dataset: str = DATASET,
+    ipc: int = typer.Option(10),
+    preset: str = PRESET,
+    out: Path = typer.Option(Path("runs/apm"), help="Run directory (resumed when it exists)."),
+    data_root: Path | None = DATA_ROOT,
+    size: int | None = typer.Option(None),
+    channels: int | None = typer.Option(None),
+    zca: bool = typer.Option(False),
+    download: bool = typer.Option(False),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu"),
+    set_: list[str] = typer.Option([], "--set", help="APM knobs, e.g. --set segment_size=50 --set discrepancy=kl"),
+) -> None:
+    """APM distillation only: write distilled.safetensors and grid.png into OUT."""
+    from distillkit.image.apm import APMConfig, distill
+    from distillkit.image.pipeline import DataConfig, _preset
+    from distillkit.image.plots import image_grid
+    from distillkit.image.teacher import TeacherPool
+    from distillkit.runs import prepare_run_dir
+
+    data_cfg = DataConfig(**_data_overrides(dataset, data_root, size, channels, zca, download))
+    try:
+        cfg = APMConfig(**{**_preset(preset)["apm"], "ipc": ipc, "seed": seed, **parse_sets(set_)})
+    except ValueError as e:
+        raise UserError(f"bad APM setting: {str(e).splitlines()[-1].strip()}") from None
+    prepare_run_dir(out, {"data": data_cfg.model_dump(), "apm": cfg.model_dump(), "teachers": str(teachers)})
+    data = data_cfg.load(seed)
+    ds = distill(data, TeacherPool(teachers, device), cfg, out, device)
+    ds.save(out / "distilled.safetensors")
+    image_grid(data.denormalise(ds.images), ds.labels, data.classes, out / "grid.png")
+    typer.echo(f"distilled set: {out / 'distilled.safetensors'} ({len(ds.labels)} images); grid: {out / 'grid.png'}")
+
+
+@app.command("eval")
+def eval_cmd(
+    distilled: Path = typer.Argument(..., help="A distilled-set file (distilled.safetensors)."),
+    arch: str = typer.Option("convnet", help="Architecture of the fresh networks."),
+    width: int | None = typer.Option(None),
+    runs: int = typer.Option(5, help="R fresh networks."),
+    epochs: int = typer.Option(1000, help="Training epochs per network (spec: 1000)."),
+    lr: float = typer.Option(0.02),
+    label_mode: str = typer.Option("soft", help="soft (teacher logits) or hard."),
+    loss: str = typer.Option("l1", help="l1 or kl for soft labels, ce for hard labels."),
+    baselines: bool = typer.Option(True, help="Also evaluate a random real subset of the same IPC."),
+    teachers: Path | None = typer.Option(None, help="Teacher pool, to soft-label the random subset."),
+    data_root: Path | None = DATA_ROOT,
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu"),
+    out: Path | None = typer.Option(None, help="Write the results as JSON here."),
+) -> None:
+    """Train R fresh networks on a distilled set (and a random real subset); report test accuracy."""
+    from distillkit.image.distilled import DistilledSet
+    from distillkit.image.evaluate import EvalConfig, evaluate_set, random_subset
+    from distillkit.image.pipeline import DataConfig
+    from distillkit.image.teacher import TeacherPool
+    from distillkit.image.train import predict
+    from distillkit.runs import write_json
+
+    ds = DistilledSet.load(distilled)
+    if "dataset" not in ds.meta:
+        raise UserError(f"{distilled} names no dataset in its metadata; it was not written by distillkit")
+    opts = {k: v for k, v in ds.meta.get("data_options", {}).items()
+            if k in {"size", "channels", "zca", "val_size", "train_limit"}}
+    data = DataConfig(dataset=ds.meta["dataset"], root=str(data_root) if data_root else None, **opts).load(
+        ds.meta.get("data_options", {}).get("seed", seed))
+    try:
+        cfg = EvalConfig(arch=arch, runs=runs, epochs=epochs, lr=lr, label_mode=label_mode, loss=loss, seed=seed,
+                         net_options={"width": width} if width else {})
+    except ValueError as e:
+        raise UserError(f"bad evaluation setting: {str(e).splitlines()[-1].strip()}") from None
+    results = {"distilled": evaluate_set(ds.images, ds.labels, ds.soft_labels, data, cfg, device)}
+    if baselines:
+        ipc = len(ds.labels) // data.num_classes
+        x, y = random_subset(data, ipc, seed)
+        soft = predict(TeacherPool(teachers, device).nets[0], x) if teachers else None
+        if soft is None and cfg.label_mode == "soft":
+            typer.echo("random subset skipped: soft labels need --teachers")
+        else:
+            results["random"] = evaluate_set(x, y, soft, data, cfg, device)
+    for name, r in results.items():
+        typer.echo(f"{name}: {r['mean']:.2f} ± {r['std']:.2f} % ({r['protocol']})")
+    if out:
+        write_json(out, results)

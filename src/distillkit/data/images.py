@@ -383,9 +383,9 @@ def load_images(
     """
     key = canonical_name(name)
     raw = DATASETS[key](Path(root) if root else None, download=download)
-    x = torch.from_numpy(np.ascontiguousarray(raw.x_train)).float() / raw.scale
-    xt = torch.from_numpy(np.ascontiguousarray(raw.x_test)).float() / raw.scale
-    y, yt = torch.from_numpy(raw.y_train), torch.from_numpy(raw.y_test)
+    x = torch.from_numpy(np.array(raw.x_train)).float() / raw.scale
+    xt = torch.from_numpy(np.array(raw.x_test)).float() / raw.scale
+    y, yt = torch.from_numpy(np.array(raw.y_train)), torch.from_numpy(np.array(raw.y_test))
     if size:
         x, xt = _resize(x, size, resize_mode), _resize(xt, size, resize_mode)
     if channels and channels != x.shape[1]:
@@ -397,8 +397,7 @@ def load_images(
     tr, va = stratified_split(y, val_size, seed)
     x_val, y_val, x, y = x[va], y[va], x[tr], y[tr]
     if train_limit and train_limit < len(y):
-        keep, _ = stratified_split(y, len(y) - train_limit, seed + 1)
-        keep = torch.tensor(sorted(set(range(len(y))) - set(keep.tolist())))
+        _, keep = stratified_split(y, train_limit, seed + 1)
         x, y = x[keep], y[keep]
     mean = x.mean(dim=(0, 2, 3)).tolist()
     std = x.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist()

@@ -145,10 +145,10 @@ def image_gradient(images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor
         weight = len(part) / total
         t_out = teacher(xs)
         ce = weight * F.cross_entropy(t_out, labels[part].to(device))
-        stats["ce"] += float(ce)
+        stats["ce"] += ce.item()
         for k, ckpt in enumerate(ckpts):
             d = weight * discrepancy(cfg.discrepancy, ckpt(xs), t_out)
-            stats["discrepancy"] += float(d)
+            stats["discrepancy"] += d.item()
             last = k == len(ckpts) - 1
             (-d + cfg.alpha_ce * ce if last else -d).backward(retain_graph=not last)
         if not ckpts:

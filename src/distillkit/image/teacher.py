@@ -96,6 +96,7 @@ class TeacherPool:
             entries = info["teachers"]
         except (json.JSONDecodeError, KeyError):
             raise UserError(f"{manifest} is not a teacher-pool manifest; re-create the pool") from None
+        self.manifest = manifest
         self.signature = info.get("signature", {})
         self.nets, self.metas, self.ids = [], [], []
         for e in entries:

@@ -68,9 +68,7 @@ class DiLMConfig(BaseModel):
         if bad:
             raise UserError(f"unknown method(s) {bad}; choose from {list(METHODS)}")
         if not self.dpcs or any(d < 1 for d in self.dpcs):
-            raise UserError(
-                f"dpc values must be positive integers, got {self.dpcs}; pass e.g. --dpc 5 --dpc 10"
-            )
+            raise UserError(f"dpc values must be positive integers, got {self.dpcs}; pass e.g. --dpc 5 --dpc 10")
         if self.oversample < 1 or self.num_sets < 1 or self.runs_per_set < 1:
             raise UserError("oversample, num_sets and runs_per_set must be at least 1; fix the config")
         return self

@@ -26,6 +26,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     select_every: int = 0  # > 0: evaluate on validation every N steps and keep the best weights
+    train_body: bool = True  # False: the pretrained body stays frozen and only the head is trained
 
 
 def scores(pred: np.ndarray, gold: np.ndarray, metric: str = "accuracy") -> dict[str, float]:
@@ -42,6 +43,17 @@ def scores(pred: np.ndarray, gold: np.ndarray, metric: str = "accuracy") -> dict
     return out
 
 
+def _batches(n: int, batch_size: int, steps: int, seed: int):
+    """Shuffled epochs of indices, cut into `steps` batches."""
+    rng = np.random.default_rng(derive_seed(seed, 21))
+    order: list[int] = []
+    for _ in range(steps):
+        if len(order) < min(batch_size, n):
+            order += rng.permutation(n).tolist()
+        idx, order = order[:batch_size], order[batch_size:]
+        yield idx
+
+
 def finetune(
     learner: Learner,
     train: TextDataset,
@@ -52,36 +64,41 @@ def finetune(
     """Reset `learner` (pretrained body, fresh head) and fine-tune it in place on `train`."""
     learner.reset(derive_seed(seed, 20))
     model = learner.model
-    opt = adamw(model, cfg.lr, cfg.weight_decay)
+    params = model if cfg.train_body else learner.head_params()
+    opt = adamw(params, cfg.lr, cfg.weight_decay)
     sched = cosine(opt, cfg.steps, cfg.warmup_ratio)
     best: tuple[float, int, dict | None] = (-1.0, 0, None)
-    rng = np.random.default_rng(derive_seed(seed, 21))
-    order: list[int] = []
-    for step in range(cfg.steps):
-        if len(order) < min(cfg.batch_size, len(train)):
-            order += rng.permutation(len(train)).tolist()
-        idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+    feats = None if cfg.train_body else learner.cached_features(train.texts)
+    labels = torch.as_tensor(train.labels, device=learner.device)
+    for step, idx in enumerate(_batches(len(train), cfg.batch_size, cfg.steps, seed)):
         torch.manual_seed(derive_seed(seed, 22, step))
-        logits, _ = learner.forward([train.texts[i] for i in idx])
-        loss = F.cross_entropy(logits, torch.as_tensor(train.labels[idx], device=learner.device))
+        if feats is None:
+            logits, _ = learner.forward([train.texts[i] for i in idx])
+        else:
+            logits = learner.head(feats[idx])
+        loss = F.cross_entropy(logits, labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         done = step + 1
-        if (
-            validation is not None
-            and cfg.select_every
-            and (done % cfg.select_every == 0 or done == cfg.steps)
-        ):
-            acc = float((learner.predict(validation.texts) == validation.labels).mean())
+        if validation is not None and cfg.select_every and (done % cfg.select_every == 0 or done == cfg.steps):
+            acc = float((predict(learner, validation, cfg) == validation.labels).mean())
             if acc > best[0]:
                 best = (acc, done, copy.deepcopy(model.state_dict()))
     if best[2] is not None:
         model.load_state_dict(best[2])
         return {"selected_step": best[1], "validation_accuracy": 100.0 * best[0]}
     return {"selected_step": cfg.steps}
+
+
+def predict(learner: Learner, ds: TextDataset, cfg: FinetuneConfig) -> np.ndarray:
+    """Predicted classes; with a frozen body the (cached) pretrained features go through the trained head."""
+    if cfg.train_body:
+        return learner.predict(ds.texts)
+    with torch.no_grad():
+        return learner.head(learner.cached_features(ds.texts)).argmax(-1).cpu().numpy()
 
 
 def evaluate_set(
@@ -96,7 +113,7 @@ def evaluate_set(
     runs = []
     for s in seeds:
         info = finetune(learner, small, cfg, s, validation)
-        res = scores(learner.predict(test.texts), test.labels, test.metric)
+        res = scores(predict(learner, test, cfg), test.labels, test.metric)
         runs.append({**res, **info, "seed": s})
     return runs
 

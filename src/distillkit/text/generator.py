@@ -48,15 +48,11 @@ class Generator:
         self.normalize = normalize
         self.device = torch.device(device)
         if tokenizer.eos_token_id is None:
-            raise UserError(
-                "generator tokenizer has no end-of-text token; use a causal LM tokenizer with eos_token"
-            )
+            raise UserError("generator tokenizer has no end-of-text token; use a causal LM tokenizer with eos_token")
         self.class_ids = [tokenizer.convert_tokens_to_ids(class_token(c)) for c in range(num_classes)]
         self.sep_id = tokenizer.convert_tokens_to_ids(SEP)
         if any(i is None or i == tokenizer.unk_token_id for i in [*self.class_ids, self.sep_id]):
-            raise UserError(
-                "generator tokenizer lacks the class/separator tokens; build it with Generator.create"
-            )
+            raise UserError("generator tokenizer lacks the class/separator tokens; build it with Generator.create")
 
     @classmethod
     def create(
@@ -68,9 +64,10 @@ class Generator:
         seed: int = 0,
         normalize: str = "padded",
         device: str = "cpu",
+        texts: list[str] | None = None,
     ) -> Generator:
         """Load a causal LM and add `<bos_c>` per class (copied from end-of-text), `<sep>`, pad."""
-        model, tok = load_causal_lm(name, seed)
+        model, tok = load_causal_lm(name, seed, texts)
         specials = [class_token(c) for c in range(num_classes)]
         tok.add_special_tokens({"additional_special_tokens": specials}, replace_extra_special_tokens=False)
         tok.add_tokens([SEP])
@@ -91,14 +88,12 @@ class Generator:
         return cls(model, tok, num_classes, num_fields, max_length, normalize, device)
 
     # ---- encoding and loss -------------------------------------------------------------------------
-    def encode(
-        self, texts: Sequence[tuple[str, ...]], labels: Sequence[int] | None
-    ) -> dict[str, torch.Tensor]:
+    def encode(self, texts: Sequence[tuple[str, ...]], labels: Sequence[int] | None) -> dict[str, torch.Tensor]:
         """Token ids `<bos_c> text <eos>` padded to a multiple of 8 (labels None: unlabelled)."""
         tok = self.tokenizer
-        bodies = tok(
-            [" " + f" {SEP} ".join(s.strip() for s in t) + " " for t in texts], add_special_tokens=False
-        )["input_ids"]
+        bodies = tok([" " + f" {SEP} ".join(s.strip() for s in t) + " " for t in texts], add_special_tokens=False)[
+            "input_ids"
+        ]
         rows = []
         for i, body in enumerate(bodies):
             bos = tok.eos_token_id if labels is None else self.class_ids[int(labels[i])]
@@ -214,9 +209,7 @@ class Generator:
         path = Path(path)
         meta_path = path / "distillkit_generator.json"
         if not meta_path.exists():
-            raise UserError(
-                f"{path} is not a saved generator (no distillkit_generator.json); pass a run's generator"
-            )
+            raise UserError(f"{path} is not a saved generator (no distillkit_generator.json); pass a run's generator")
         meta = json.loads(meta_path.read_text())
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
         return cls(model, load_tokenizer(str(path)), device=device, **meta)

@@ -52,17 +52,12 @@ class GMConfig:
     checkpoint_every: int = 20
 
 
-def build_representative_teacher(
-    emb: np.ndarray, labels: np.ndarray, k: int, sets: int
-) -> list[dict[int, np.ndarray]]:
+def build_representative_teacher(emb: np.ndarray, labels: np.ndarray, k: int, sets: int) -> list[dict[int, np.ndarray]]:
     """R_t[c] = K-means medoids (K = k) of class c's real embeddings with seed t, for t < sets."""
     out = []
     for t in range(sets):
         out.append(
-            {
-                int(c): np.flatnonzero(labels == c)[kmeans_medoid(emb[labels == c], k, t)]
-                for c in np.unique(labels)
-            }
+            {int(c): np.flatnonzero(labels == c)[kmeans_medoid(emb[labels == c], k, t)] for c in np.unique(labels)}
         )
     return out
 
@@ -145,13 +140,9 @@ class GradientMatcher:
         """Sample a pool per class and cut it into diverse batches (embedded by the freshly reset learner)."""
         n_batches = self.cfg.dms_interval * self.cfg.inner_loops
         for c in range(self.C):
-            pool = self.gen.sample(
-                c, self.cfg.syn_batch * n_batches, seed=derive_seed(self.seed, 11, self.ol, c)
-            )
+            pool = self.gen.sample(c, self.cfg.syn_batch * n_batches, seed=derive_seed(self.seed, 11, self.ol, c))
             emb = self.learner.features(pool).numpy()
-            batches = diverse_batches(
-                emb, self.cfg.syn_batch, n_batches, derive_seed(self.seed, 12, self.ol, c)
-            )
+            batches = diverse_batches(emb, self.cfg.syn_batch, n_batches, derive_seed(self.seed, 12, self.ol, c))
             self.dms[c] = [[pool[i] for i in b] for b in batches]
 
     def syn_batch(self, c: int) -> list[tuple[str, ...]]:
@@ -165,13 +156,9 @@ class GradientMatcher:
         model = self.learner.model
         for k in range(self.cfg.learner_steps):
             rng = np.random.default_rng(derive_seed(self.seed, 14, self.step, inner, k))
-            idx = rng.choice(
-                len(self.train), size=min(self.cfg.learner_batch, len(self.train)), replace=False
-            )
+            idx = rng.choice(len(self.train), size=min(self.cfg.learner_batch, len(self.train)), replace=False)
             logits, _ = self.learner.forward([self.train.texts[i] for i in idx])
-            loss = F.cross_entropy(
-                logits, torch.as_tensor(self.train.labels[idx], device=self.learner.device)
-            )
+            loss = F.cross_entropy(logits, torch.as_tensor(self.train.labels[idx], device=self.learner.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

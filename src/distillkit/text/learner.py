@@ -48,6 +48,7 @@ class Learner:
         self.head_name, self.head = find_head(model)
         self._pretrained = copy.deepcopy(model.state_dict())
         self._init_std = float(getattr(model.config, "initializer_range", 0.02))
+        self._cache: dict[int, torch.Tensor] = {}
         self.set_mode()
 
     @classmethod
@@ -111,6 +112,16 @@ class Learner:
         out = [self.forward(texts[i : i + batch_size])[1] for i in range(0, len(texts), batch_size)]
         return torch.cat(out) if out else torch.zeros(0)
 
+    def cached_features(self, texts: Sequence[tuple[str, ...]]) -> torch.Tensor:
+        """Features of the *pretrained* body (frozen-body evaluation), cached per text list."""
+        key = hash(tuple(texts))
+        if key not in self._cache:
+            head = copy.deepcopy(self.head.state_dict())
+            self.model.load_state_dict(self._pretrained)
+            self.head.load_state_dict(head)
+            self._cache[key] = self.features(texts)
+        return self._cache[key]
+
     def head_logits(self, feats: torch.Tensor) -> torch.Tensor:
         return self.head(feats)
 
@@ -162,9 +173,6 @@ class Learner:
     def predict(self, texts: Sequence[tuple[str, ...]], batch_size: int = 64) -> np.ndarray:
         was = self.model.training
         self.model.eval()
-        preds = [
-            self.forward(texts[i : i + batch_size])[0].argmax(-1).cpu()
-            for i in range(0, len(texts), batch_size)
-        ]
+        preds = [self.forward(texts[i : i + batch_size])[0].argmax(-1).cpu() for i in range(0, len(texts), batch_size)]
         self.model.train(was)
         return torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)

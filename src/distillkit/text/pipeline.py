@@ -116,6 +116,7 @@ class DiLMRun:
             seed=self.cfg.seed,
             normalize=self.cfg.normalize,
             device=self.cfg.device,
+            texts=[" ".join(t) for t in self.data.train.texts],
         )
         losses = train_stage1(
             gen,
@@ -175,9 +176,7 @@ class DiLMRun:
 
         if cfg.checkpoint == "best":
             validate("step0", 0)
-        matcher = GradientMatcher(
-            gen, self.learner(), self.data.train, self.real_embeddings(), cfg.gm, cfg.seed
-        )
+        matcher = GradientMatcher(gen, self.learner(), self.data.train, self.real_embeddings(), cfg.gm, cfg.seed)
 
         def on_outer(m: GradientMatcher) -> None:
             if cfg.checkpoint == "best" and cfg.validate_every and m.ol % cfg.validate_every == 0:
@@ -226,9 +225,7 @@ class DiLMRun:
             )
             prov.update(
                 generator=cfg.generator,
-                generator_checkpoint=str(
-                    self.out / ("generator_dilm" if method == "dilm" else "generator_vanilla")
-                ),
+                generator_checkpoint=str(self.out / ("generator_dilm" if method == "dilm" else "generator_vanilla")),
                 oversample=cfg.oversample,
                 selection="kmeans_medoid",
                 selection_encoder=cfg.encoder or cfg.learner,
@@ -246,18 +243,14 @@ class DiLMRun:
     def result_path(self, learner: str, key: str) -> Path:
         return self.out / "results" / learner.replace("/", "_") / f"{key}.json"
 
-    def evaluate(
-        self, method: str, dpc: int, r: int, small: TextDataset, learner: str
-    ) -> list[dict[str, Any]]:
+    def evaluate(self, method: str, dpc: int, r: int, small: TextDataset, learner: str) -> list[dict[str, Any]]:
         path = self.result_path(learner, f"{method}_dpc{dpc}_set{r}")
         if path.exists():
             return read_json(path)
         cfg = self.cfg
         runs_per_set = cfg.runs_per_set * (cfg.num_sets if method in DETERMINISTIC else 1)
         seeds = [derive_seed(cfg.seed, 60, r, k) for k in range(runs_per_set)]
-        runs = evaluate_set(
-            self.learner(learner), small, self.data.test, cfg.finetune, seeds, self.data.validation
-        )
+        runs = evaluate_set(self.learner(learner), small, self.data.test, cfg.finetune, seeds, self.data.validation)
         write_json(path, runs)
         return runs
 

@@ -28,9 +28,7 @@ def plot_accuracy_vs_dpc(metrics: dict[str, Any], path: Path, learner: str | Non
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, per in res.items():
         if method == "full":
-            ax.axhline(
-                per["all"]["mean"], ls="--", color="k", label=f"{LABELS['full']} ({per['all']['mean']:.1f})"
-            )
+            ax.axhline(per["all"]["mean"], ls="--", color="k", label=f"{LABELS['full']} ({per['all']['mean']:.1f})")
             continue
         dpcs = sorted(int(d) for d in per)
         mean = [per[str(d)]["mean"] for d in dpcs]

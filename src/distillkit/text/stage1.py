@@ -47,9 +47,7 @@ def train_stage1(
         sched.load_state_dict(state["sched"])
         start, losses = state["step"], state["losses"]
     gen.model.train()
-    bar = tqdm(
-        range(start, cfg.steps), desc="stage 1 (LM)", disable=not progress, initial=start, total=cfg.steps
-    )
+    bar = tqdm(range(start, cfg.steps), desc="stage 1 (LM)", disable=not progress, initial=start, total=cfg.steps)
     for step in bar:
         rng = np.random.default_rng(derive_seed(seed, 1, step))
         idx = rng.choice(len(train), size=min(cfg.batch_size, len(train)), replace=False)
@@ -60,7 +58,7 @@ def train_stage1(
         torch.nn.utils.clip_grad_norm_(gen.model.parameters(), cfg.clip)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}")
         done = step + 1
         if ckpt and (done % cfg.checkpoint_every == 0 or done == cfg.steps):

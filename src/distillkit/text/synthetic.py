@@ -92,9 +92,7 @@ def load_text_set(path: Path) -> TextDataset:
     """Read a saved set (its texts.jsonl and provenance.json) back into a TextDataset."""
     path = Path(path)
     prov = json.loads((path / "provenance.json").read_text())
-    rows = [
-        json.loads(line) for line in (path / "texts.jsonl").read_text(encoding="utf-8").splitlines() if line
-    ]
+    rows = [json.loads(line) for line in (path / "texts.jsonl").read_text(encoding="utf-8").splitlines() if line]
     fields = prov["text_fields"]
     return TextDataset(
         [tuple(r[k] for k in fields) for r in rows],

@@ -21,9 +21,7 @@ def derive_seed(*parts: int) -> int:
 def adamw(model: nn.Module | list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with no weight decay on biases and norm weights."""
     named = (
-        list(model.named_parameters())
-        if isinstance(model, nn.Module)
-        else [(str(i), p) for i, p in enumerate(model)]
+        list(model.named_parameters()) if isinstance(model, nn.Module) else [(str(i), p) for i, p in enumerate(model)]
     )
     decay = [p for n, p in named if p.requires_grad and not any(k in n for k in NO_DECAY)]
     rest = [p for n, p in named if p.requires_grad and any(k in n for k in NO_DECAY)]

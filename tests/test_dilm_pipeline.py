@@ -1,0 +1,252 @@
+"""End to end with tiny models: run directory, resume to the same result, CLI, one-line errors."""
+
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+
+from distillkit.cli.common import run_app
+from distillkit.cli.text import app
+from distillkit.data.text import load_text_dataset, subsample
+from distillkit.errors import UserError
+from distillkit.text.api import build_config
+from distillkit.text.coreset import SelectionEncoder
+from distillkit.text.generator import Generator
+from distillkit.text.gm import GMConfig, GradientMatcher
+from distillkit.text.learner import Learner
+from distillkit.text.pipeline import run_dilm
+from distillkit.text.stage1 import Stage1Config, train_stage1
+
+TINY = [
+    'generator="tiny-gpt2"',
+    'learner="tiny-bert"',
+    "max_length=20",
+    "max_train=48",
+    "max_validation=16",
+    "max_test=24",
+    "oversample=2",
+    "num_sets=2",
+    "runs_per_set=1",
+    "gen_batch_size=16",
+    "stage1.steps=3",
+    "stage1.batch_size=8",
+    "stage1.lr=0.001",
+    "stage1.checkpoint_every=1",
+    "gm.outer_loops=2",
+    "gm.inner_loops=2",
+    "gm.learner_steps=1",
+    "gm.syn_batch=4",
+    "gm.real_batch=4",
+    "gm.rt_sets=2",
+    "gm.dms_interval=1",
+    "gm.lr=0.0001",
+    "gm.learner_batch=8",
+    "gm.checkpoint_every=1",
+    "finetune.steps=3",
+    "finetune.batch_size=8",
+    "full_finetune.steps=3",
+    "full_runs=2",
+    "validate_every=1",
+    "val_dpc=2",
+    "val_sets=1",
+    "val_runs=1",
+    'methods=["dilm","vanilla_lm","kmeans_medoid","greedy_k_center","herding","random","full"]',
+]
+
+
+def tiny_config(**kw):
+    return build_config("fine_foods", "quick", dpcs=[2, 3], seed=0, overrides=TINY, **kw)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dilm") / "run"
+    return out, run_dilm(tiny_config(), out, progress=False)
+
+
+def test_run_directory_has_everything(run):
+    out, metrics = run
+    assert json.loads((out / "config.json").read_text())["generator"] == "tiny-gpt2"
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert (out / "accuracy_vs_dpc.png").stat().st_size > 1000
+    res = metrics["learners"]["tiny-bert"]
+    assert set(res) == {"dilm", "vanilla_lm", "kmeans_medoid", "greedy_k_center", "herding", "random", "full"}
+    for method in ("dilm", "random", "kmeans_medoid"):
+        assert res[method]["2"]["n"] == 2 and res[method]["3"]["sets"] == 2
+    assert res["herding"]["2"]["sets"] == 1 and res["herding"]["2"]["n"] == 2  # one set, more runs
+    assert res["full"]["all"]["n"] == 2
+    for r in res["dilm"]["3"]["runs"]:
+        assert 0 <= r["accuracy"] <= 100
+    # the distilled set: JSONL, HF datasets folder, provenance
+    d = out / "sets" / "dilm" / "dpc3" / "set0"
+    rows = [json.loads(x) for x in (d / "texts.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and [r["label"] for r in rows] == [0, 0, 0, 1, 1, 1] and all(r["review"] for r in rows)
+    import datasets
+
+    hf = datasets.load_from_disk(str(d / "hf"))
+    assert hf.num_rows == 6 and hf.features["label"].names == ["great", "other"]
+    prov = json.loads((d / "provenance.json").read_text())
+    assert prov["method"] == "dilm" and prov["oversample"] == 2 and prov["selection"] == "kmeans_medoid"
+    assert set(metrics["generator_validation"]["scores"]) == {"step0", "step2", "step4"}
+    assert (out / "generator_dilm" / "distillkit_generator.json").exists()
+
+
+def test_rerun_resumes_without_recomputing(run):
+    out, metrics = run
+    before = (out / "results" / "tiny-bert" / "dilm_dpc2_set0.json").stat().st_mtime_ns
+    again = run_dilm(tiny_config(), out, progress=False)
+    assert (out / "results" / "tiny-bert" / "dilm_dpc2_set0.json").stat().st_mtime_ns == before
+    strip = lambda m: {k: v for k, v in m.items() if k != "seconds"}  # noqa: E731
+    assert strip(again) == strip(json.loads(json.dumps(metrics)))
+
+
+def test_other_config_is_refused(run):
+    out, _ = run
+    with pytest.raises(UserError, match="different config .differs in: seed"):
+        run_dilm(build_config("fine_foods", "quick", dpcs=[2, 3], seed=1, overrides=TINY), out, progress=False)
+
+
+def _setup_gm(tmp_path):
+    sp = load_text_dataset("fine_foods", seed=0)
+    train = subsample(sp.train, 40, 0)
+    gen = Generator.create("tiny-gpt2", 2, 1, max_length=16, seed=0)
+    learner = Learner.load("tiny-bert", 2, max_length=16, seed=0)
+    emb = SelectionEncoder("tiny-bert", 16).embed(train.texts)
+    cfg = GMConfig(
+        outer_loops=3,
+        inner_loops=2,
+        learner_steps=1,
+        syn_batch=4,
+        real_batch=4,
+        rt_sets=2,
+        dms_interval=2,
+        lr=1e-3,
+        learner_batch=8,
+        checkpoint_every=1,
+    )
+    return gen, learner, train, emb, cfg
+
+
+def test_stage2_resume_gives_the_same_generator(tmp_path):
+    gen, learner, train, emb, cfg = _setup_gm(tmp_path)
+    start = {k: v.clone() for k, v in gen.model.state_dict().items()}
+    GradientMatcher(gen, learner, train, emb, cfg, seed=5).run(tmp_path / "a.pt", progress=False)
+    full = {k: v.clone() for k, v in gen.model.state_dict().items()}
+    assert any(not torch.equal(full[k], start[k]) for k in full)
+
+    gen.model.load_state_dict(start)
+    GradientMatcher(gen, learner, train, emb, cfg, seed=5).run(tmp_path / "b.pt", progress=False, stop_after=1)
+    gen.model.load_state_dict(start)  # a fresh process: weights come from the checkpoint
+    m = GradientMatcher(gen, learner, train, emb, cfg, seed=5)
+    m.run(tmp_path / "b.pt", progress=False)
+    assert m.step == 6
+    for k in full:
+        torch.testing.assert_close(gen.model.state_dict()[k], full[k], rtol=0, atol=0)
+
+
+def test_stage1_resume_gives_the_same_generator(tmp_path):
+    sp = load_text_dataset("fine_foods", seed=0)
+    train = subsample(sp.train, 40, 0)
+    cfg = Stage1Config(steps=4, batch_size=4, lr=1e-3, checkpoint_every=2)
+    g1 = Generator.create("tiny-gpt2", 2, 1, max_length=16, seed=0)
+    l1 = train_stage1(g1, train, cfg, 3, tmp_path / "a.pt", progress=False)
+    g2 = Generator.create("tiny-gpt2", 2, 1, max_length=16, seed=0)
+    train_stage1(g2, train, Stage1Config(steps=4, batch_size=4, lr=1e-3, checkpoint_every=2), 3, None, progress=False)
+    # interrupted after 2 steps: keep the checkpoint written at step 2, then resume in a fresh generator
+    g3 = Generator.create("tiny-gpt2", 2, 1, max_length=16, seed=0)
+    state = torch.load(tmp_path / "a.pt", weights_only=False)
+    assert state["step"] == 4
+    half = Stage1Config(steps=4, batch_size=4, lr=1e-3, checkpoint_every=2)
+    g4 = Generator.create("tiny-gpt2", 2, 1, max_length=16, seed=0)
+    import distillkit.text.stage1 as s1
+
+    calls = {"n": 0}
+    orig = s1.save_checkpoint
+
+    def stop_at_two(path, st):
+        orig(path, st)
+        calls["n"] += 1
+        if st["step"] == 2:
+            raise KeyboardInterrupt
+
+    s1.save_checkpoint = stop_at_two
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_stage1(g4, train, half, 3, tmp_path / "c.pt", progress=False)
+    finally:
+        s1.save_checkpoint = orig
+    l3 = train_stage1(g3, train, half, 3, tmp_path / "c.pt", progress=False)
+    assert l3 == pytest.approx(l1)
+    for k, v in g1.model.state_dict().items():
+        torch.testing.assert_close(g3.model.state_dict()[k], v, rtol=0, atol=0)
+        torch.testing.assert_close(g2.model.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    csv = tmp_path / "d.csv"
+    csv.write_text("sentence,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(20)))
+    with pytest.raises(SystemExit) as e:
+        run_app(app, ["run", "--dataset", str(csv), "--out", str(tmp_path / "r"), "--text-column", "text"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.count("\n") == 0 and "no column(s) ['text']" in err
+    with pytest.raises(SystemExit) as e:
+        run_app(
+            app,
+            ["run", "--dataset", str(csv), "--out", str(tmp_path / "r"), "--text-column", "sentence", "--dpc", "20"],
+        )
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "fewer than dpc=20" in err
+    with pytest.raises(SystemExit) as e:
+        run_app(app, ["run", "--out", str(tmp_path / "r2"), "--set", "gm.nonsense=3"])
+    assert e.value.code == 2 and "unknown setting 'gm.nonsense'" in capsys.readouterr().err
+
+
+def test_cli_run_and_eval(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["run", "--out", str(out), "--dpc", "2", "--quiet"]
+    for o in TINY:
+        args += ["--set", o]
+    args += ["--set", 'methods=["dilm","random"]', "--set", "num_sets=1", "--set", 'checkpoint="last"']
+    run_app(app, args)
+    text = capsys.readouterr().out
+    assert "dilm" in text and "random" in text and (out / "metrics.json").exists()
+    run_app(
+        app,
+        [
+            "eval",
+            "--set-path",
+            str(out / "sets" / "dilm" / "dpc2" / "set0"),
+            "--learner",
+            "tiny-bert",
+            "--runs",
+            "2",
+            "--steps",
+            "2",
+            "--max-test",
+            "10",
+        ],
+    )
+    assert "over 2 runs" in capsys.readouterr().out
+    run_app(
+        app,
+        [
+            "generate",
+            "--generator",
+            str(out / "generator_dilm"),
+            "--dpc",
+            "2",
+            "--oversample",
+            "2",
+            "--encoder",
+            "tiny-bert",
+            "--out",
+            str(tmp_path / "g"),
+        ],
+    )
+    rows = (tmp_path / "g" / "texts.jsonl").read_text().splitlines()
+    assert len(rows) == 4 and np.all([json.loads(r)["text"] for r in rows])

@@ -101,15 +101,21 @@ _ARTICLE_OK = {"is", "was", "seems", "would", "fits", "matches", "because", "sin
 
 _EN_STRONG = [
     r"\b(?:answer|choice|option|reply|response|pick)\b[^.\n]{0,25}?(?:\bis\b|\bwould be\b|\bshould be\b|\bmust be\b"
-    r"|\bwill be\b|=|:)\s*:?\s*(?:option\s+|choice\s+|letter\s+)?" + _L,
-    r"\b(?:i(?:'d| would| will)?\s+)?(?:choose|select|pick|go with)\s*:?\s*(?:option\s+|choice\s+|answer\s+)?" + _L,
+    r"|\bwill be\b|=|:|\s[-–]\s)\s*:?\s*(?:option\s+|choice\s+|letter\s+)?" + _L,
+    r"\b(?:i(?:'d| would| will)?\s+)?(?:choose|select|pick|go with|suggests?|indicates?|points to)\s*:?\s*"
+    r"(?:option\s+|choice\s+|answer\s+)?" + _L,
+    r"(?:^|[\s(])([A-D])\s+(?:fits|matches|works|answers)\s+(?:the\s+)?(?:best|most)",
     r"\b(?:option|choice|answer)\s+" + _L + r"\s+(?:is|seems|would be|appears)\s+(?:to be\s+)?(?:the\s+)?"
     r"(?:correct|right|best|most)",
     r"(?:^|[\s(])([A-D])\s+is\s+(?:the\s+)?(?:correct|right|best|most appropriate)",
     r"【Candidate options】\s*" + _L,
 ]
-_EN_MEDIUM = [r"\bis\s*:?\s*\n*\s*(?:option\s+)?" + _L, r"\b(?:would|should|must|will|could) be\s+(?:option\s+)?" + _L]
-_EN_WEAK = [r"\b[Oo]ption\s+" + _L, r"[\[\(\{]([A-D])[\]\)\}]", r"(?:^|\n)\s*\**([A-D])\**[.):]"]
+_EN_MEDIUM = [
+    r"\bis\s*:?\s*\n*\s*(?:option\s+)?" + _L, r"\b(?:would|should|must|will) be\s+(?:option\s+)?" + _L,
+    r"\b(?:it's|it is|that's|that is|it’s)\s+(?:option\s+)?" + _L,
+    r"\b(?:so|thus|therefore|hence|definitely|probably|clearly|correct:)\s*,?\s+(?:option\s+)?" + _L,
+]
+_EN_WEAK = [r"\b(?:[Oo]ption|[Cc]hoice)\s+" + _L, r"[\[\(\{]([A-D])[\]\)\}]", r"(?:^|\n)\s*\**([A-D])\**[.):]"]
 
 
 def is_option_listing(text: str) -> bool:
@@ -171,7 +177,11 @@ def lenient_en(text: str, options: dict[str, str] | None = None) -> str | None:
         stated = _matches(_EN_STRONG, text, allowed)
         return s if not stated or stated == {s} else None  # "A. ... The correct answer is D": no guess
     # Keywords are case-insensitive, the letter itself must be a capital.
-    tiers = [_matches(_EN_STRONG, text, allowed), _matches(_EN_MEDIUM, text, allowed),
+    strong, medium = _matches(_EN_STRONG, text, allowed), _matches(_EN_MEDIUM, text, allowed)
+    hedge = r"(?<![A-Za-z])[A-D]\s*(?:,|or|and|/)\s*(?:maybe\s+|option\s+)?[A-D](?![A-Za-z])"
+    if not strong and not medium and re.search(hedge, text):
+        return None  # hedging between letters ("A or B") without an explicit answer
+    tiers = [strong, medium,
              set() if is_option_listing(text) else _matches(_EN_WEAK, text, allowed)]
     tiers = [{x for x in t if x.isupper()} for t in tiers]
     got = _tiered(tiers)
@@ -212,7 +222,9 @@ def _strict_zh(text: str) -> str | None:
     if is_option_listing(text):
         return None
     m = re.match(r"^\s*[\(（]?([A-D])(?![A-Za-z])", text)
-    return m.group(1) if m else None
+    if not m or text[m.end():].lstrip().startswith(("不", "错", "和", "与", "、", "或", "/")):
+        return None  # "D不正确" / "A和B" do not answer with their first letter
+    return m.group(1)
 
 
 def _zh_matches(patterns: list[str], text: str, allowed: str) -> set[str]:
@@ -242,7 +254,7 @@ def lenient_zh(text: str, options: dict[str, str] | None = None) -> str | None:
 
 
 def anchored_zh(text: str, options: dict[str, str] | None = None) -> str | None:
-    """Strict, or '答案是X' / '答案：X' / '选X' at the start or on the last line."""
+    """Strict, or '答案是X' / '答案：X' / '选X' on the first or last line, or a lone letter as the last line."""
     allowed = "".join(options) if options else LETTERS
     s = _strict_zh(str(text).strip())
     if s is not None and s in allowed:
@@ -250,12 +262,13 @@ def anchored_zh(text: str, options: dict[str, str] | None = None) -> str | None:
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
     if not lines:
         return None
-    pat = r"^(?:正确)?(?:答案|选项)?(?:是|为|[:：])?\s*(?:选项|选)?\s*" + _Z
+    pat = r"^(?:正确的?)?(?:答案|选项|选择|选)(?:应该)?(?:是|为)?\s*[:：]?\s*(?:选项)?\s*" + _Z
     for line in (lines[0], lines[-1]):
         m = re.match(pat, line)
-        if m and m.group(1) in allowed and line != lines[0] or (m and m.group(1) in allowed and len(line) < 20):
+        if m and m.group(1) in allowed:
             return m.group(1)
-    return None
+    m = re.match(r"^[\(（]?([A-D])[\)）]?[。.]?$", lines[-1])
+    return m.group(1) if m and m.group(1) in allowed else None
 
 
 # ------------------------------------------------------------------------------------------ entry point

@@ -22,7 +22,8 @@ def test_every_net_any_channels_and_size(name, shape):
 def test_convnet_d4_for_64px_and_options():
     net = build_net("ConvNetD4", 3, 200, 64)
     assert net.classifier.in_features == 128 * 4 * 4
-    assert build_net("convnet", 1, 10, 28, width=32, norm="batch", pooling="max")(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    net = build_net("convnet", 1, 10, 28, width=32, norm="batch", pooling="max")
+    assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_unknown_arch():

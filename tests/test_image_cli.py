@@ -1,0 +1,130 @@
+"""`distill image` end to end on real data, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+FAST = ["--set", "teacher.epochs=20", "--set", "teacher.net_options={\"width\": 16, \"depth\": 2}",
+        "--set", "eval.net_options={\"width\": 16, \"depth\": 2}", "--set", "eval.runs=2", "--set", "eval.epochs=30",
+        "--set", "apm.iterations=6", "--set", "apm.student_epochs=4", "--set", "apm.num_checkpoints=2",
+        "--set", "full.runs=1", "--set", "full.epochs=2"]
+
+
+def distill(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DISTILLKIT_PROGRESS": "0"}
+    cmd = [sys.executable, "-c", "from distillkit.cli.distill import main; main()", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "digits"
+    distill("image", "run", "--dataset", "digits", "--ipc", "2", "--out", str(out), *FAST)
+    return out
+
+
+def test_run_writes_everything(run_dir):
+    for name in ["config.json", "metrics.json", "distilled.safetensors", "grid.png", "accuracy.png",
+                 "teachers/pool.json", "teachers/teacher_0.safetensors", "teachers/teacher_0.json"]:
+        assert (run_dir / name).exists(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"apm", "random", "full"}
+    for r in metrics["results"].values():
+        assert len(r["runs"]) >= 1 and 0 <= r["mean"] <= 100 and "labels" in r["protocol"]
+    assert metrics["results"]["full"]["n_images"] > 1000 and metrics["results"]["apm"]["n_images"] == 20
+    tensors = safetensors.torch.load_file(run_dir / "distilled.safetensors")
+    assert tensors["images"].shape == (20, 1, 8, 8) and tensors["soft_labels"].shape == (20, 10)
+
+
+def test_rerun_resumes_without_recomputing(run_dir):
+    before = (run_dir / "evals" / "apm.json").stat().st_mtime
+    proc = distill("image", "run", "--dataset", "digits", "--ipc", "2", "--out", str(run_dir), *FAST)
+    assert (run_dir / "evals" / "apm.json").stat().st_mtime == before
+    assert "apm" in proc.stdout
+
+
+def test_eval_command(run_dir, tmp_path):
+    out = tmp_path / "eval.json"
+    distill("image", "eval", str(run_dir / "distilled.safetensors"), "--runs", "1", "--epochs", "10", "--width", "16",
+            "--teachers", str(run_dir / "teachers"), "--out", str(out))
+    results = json.loads(out.read_text())
+    assert set(results) == {"distilled", "random"}
+
+
+def test_resume_with_other_config_is_refused_and_keeps_files(run_dir):
+    before = (run_dir / "distilled.safetensors").read_bytes()
+    proc = distill("image", "run", "--dataset", "digits", "--ipc", "3", "--out", str(run_dir), *FAST, check=False)
+    one_line_error(proc, "different config")
+    assert (run_dir / "distilled.safetensors").read_bytes() == before
+
+
+def test_unknown_dataset_and_arch(tmp_path):
+    one_line_error(distill("image", "run", "--dataset", "imagenot", "--out", str(tmp_path / "a"), check=False),
+                   "unknown dataset 'imagenot'")
+    one_line_error(distill("image", "run", "--dataset", "digits", "--arch", "resnet99", "--out", str(tmp_path / "b"),
+                           *FAST, check=False), "unknown architecture 'resnet99'")
+
+
+def test_missing_data_folder(tmp_path):
+    one_line_error(distill("image", "teacher", "--dataset", "cifar10", "--data-root", str(tmp_path / "none"),
+                           "--out", str(tmp_path / "t"), check=False), "cifar10 not found")
+
+
+def test_ipc_larger_than_a_class(run_dir, tmp_path):
+    proc = distill("image", "distill", "--teachers", str(run_dir / "teachers"), "--dataset", "digits", "--ipc",
+                   "500", "--out", str(tmp_path / "big"), check=False)
+    one_line_error(proc, "IPC 500 is larger than class")
+
+
+def test_wrong_image_shape(run_dir, tmp_path):
+    from distillkit.image.distilled import DistilledSet
+
+    ds = DistilledSet.load(run_dir / "distilled.safetensors")
+    ds.images = torch.zeros(20, 1, 6, 6)
+    bad = tmp_path / "bad.safetensors"
+    ds.save(bad)
+    one_line_error(distill("image", "eval", str(bad), "--runs", "1", "--epochs", "1", check=False),
+                   "images have shape (1, 6, 6)")
+
+
+def test_corrupt_files(run_dir, tmp_path):
+    bad = tmp_path / "corrupt.safetensors"
+    bad.write_bytes(b"\x00\x01not a safetensors file")
+    one_line_error(distill("image", "eval", str(bad), check=False), "not a readable distillkit safetensors file")
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "pool.json").write_text((run_dir / "teachers" / "pool.json").read_text())
+    (pool / "teacher_0.safetensors").write_bytes((run_dir / "teachers" / "teacher_0.safetensors").read_bytes()[:200])
+    one_line_error(distill("image", "distill", "--teachers", str(pool), "--dataset", "digits", "--out",
+                           str(tmp_path / "x"), check=False), "not a readable distillkit safetensors file")
+    state_dir = tmp_path / "damaged_state"
+    state_dir.mkdir()
+    (state_dir / "apm_state.pt").write_bytes(b"garbage")
+    proc = distill("image", "distill", "--teachers", str(run_dir / "teachers"), "--dataset", "digits", "--ipc", "2",
+                   "--out", str(state_dir), check=False)
+    one_line_error(proc, "is damaged")
+    assert (state_dir / "apm_state.pt").read_bytes() == b"garbage"  # nothing already saved is overwritten
+
+
+def test_pool_for_other_data_is_refused(run_dir, tmp_path):
+    proc = distill("image", "distill", "--teachers", str(run_dir / "teachers"), "--dataset", "digits", "--size", "16",
+                   "--out", str(tmp_path / "y"), check=False)
+    one_line_error(proc, "teacher pool was built for other data")

@@ -21,6 +21,7 @@ class ICLConfig(BaseModel):
     max_test: int = 200
     prompt_max_tokens: int = 1024
     methods: list[str] = ["dilm", "kmeans_medoid", "random"]
+    label_words: list[str] | None = None  # default: the dataset's label names
 
 
 class DiLMConfig(BaseModel):
@@ -48,6 +49,7 @@ class DiLMConfig(BaseModel):
     dpcs: list[int] = [5, 10, 20]
     methods: list[str] = list(METHODS)
     oversample: int = 100
+    share_pool: bool = False  # True: one generated pool per set (oversample x max DPC) serves every DPC
     num_sets: int = 20
     runs_per_set: int = 5
     gen_batch_size: int = 64
@@ -69,6 +71,8 @@ class DiLMConfig(BaseModel):
             raise UserError(f"unknown method(s) {bad}; choose from {list(METHODS)}")
         if not self.dpcs or any(d < 1 for d in self.dpcs):
             raise UserError(f"dpc values must be positive integers, got {self.dpcs}; pass e.g. --dpc 5 --dpc 10")
+        if self.icl is not None and set(self.icl.methods) - set(self.methods):
+            raise UserError(f"ICL methods {self.icl.methods} must also be among the run's methods {self.methods}")
         if self.oversample < 1 or self.num_sets < 1 or self.runs_per_set < 1:
             raise UserError("oversample, num_sets and runs_per_set must be at least 1; fix the config")
         return self

@@ -48,6 +48,7 @@ class GMConfig:
     learner_batch: int = 64
     learner_warmup_ratio: float = 0.5
     head_grad: str = "closed_form"
+    learner_train_body: bool = True  # False: learner steps train the head only (frozen pretrained body)
     generator_dropout: bool = True  # faithful: the generator stays in train mode when computing ℓ
     checkpoint_every: int = 20
 
@@ -82,14 +83,19 @@ def matching_loss(
     num_classes: int,
     tau: float = 1.0,
     head_grad: str = "closed_form",
+    real_feats: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(1 - cos(g_real, g_syn)) / |C| for class c, differentiable in the generator's parameters."""
+    """(1 - cos(g_real, g_syn)) / |C| for class c, differentiable in the generator's parameters.
+
+    `real_feats`: precomputed head-input features of `real` (closed form only; frozen-body learners).
+    """
     ell = gen.per_sample_loss(syn, [c] * len(syn))
     w = F.softmax(-ell / tau, dim=0)
     y_real = torch.full((len(real),), c, dtype=torch.long, device=learner.device)
     y_syn = torch.full((len(syn),), c, dtype=torch.long, device=learner.device)
     if head_grad == "closed_form":
-        g_real = learner.per_sample_head_grads(learner.features(real), y_real).mean(0)
+        feats = learner.features(real) if real_feats is None else real_feats
+        g_real = learner.per_sample_head_grads(feats, y_real).mean(0)
         g_syn = w @ learner.per_sample_head_grads(learner.features(syn), y_syn)
     elif head_grad == "autograd":
         g_real = learner.autograd_head_grad(real, y_real).detach()
@@ -127,14 +133,21 @@ class GradientMatcher:
         self.history: list[dict[str, Any]] = []
 
     # ---- batches ----------------------------------------------------------------------------------
-    def real_batch(self, c: int) -> list[tuple[str, ...]]:
+    def real_indices(self, c: int) -> np.ndarray:
         if self.rt is not None:
-            idx = self.rt[self.step % len(self.rt)][c]
-        else:
-            rng = np.random.default_rng(derive_seed(self.seed, 10, self.step, c))
-            pool = np.flatnonzero(self.train.labels == c)
-            idx = rng.choice(pool, size=min(self.cfg.real_batch, len(pool)), replace=False)
-        return [self.train.texts[i] for i in idx]
+            return self.rt[self.step % len(self.rt)][c]
+        rng = np.random.default_rng(derive_seed(self.seed, 10, self.step, c))
+        pool = np.flatnonzero(self.train.labels == c)
+        return rng.choice(pool, size=min(self.cfg.real_batch, len(pool)), replace=False)
+
+    def real_batch(self, c: int) -> list[tuple[str, ...]]:
+        return [self.train.texts[i] for i in self.real_indices(c)]
+
+    def frozen_features(self) -> torch.Tensor | None:
+        """Pretrained-body features of all real texts when the learner body is frozen (else None)."""
+        if self.cfg.learner_train_body:
+            return None
+        return self.learner.cached_features(self.train.texts)
 
     def rebuild_dms(self) -> None:
         """Sample a pool per class and cut it into diverse batches (embedded by the freshly reset learner)."""
@@ -157,7 +170,11 @@ class GradientMatcher:
         for k in range(self.cfg.learner_steps):
             rng = np.random.default_rng(derive_seed(self.seed, 14, self.step, inner, k))
             idx = rng.choice(len(self.train), size=min(self.cfg.learner_batch, len(self.train)), replace=False)
-            logits, _ = self.learner.forward([self.train.texts[i] for i in idx])
+            feats = self.frozen_features()
+            if feats is None:
+                logits, _ = self.learner.forward([self.train.texts[i] for i in idx])
+            else:
+                logits = self.learner.head(feats[idx])
             loss = F.cross_entropy(logits, torch.as_tensor(self.train.labels[idx], device=self.learner.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -210,7 +227,8 @@ class GradientMatcher:
             self.learner.reset(derive_seed(self.seed, 15, self.ol))
             if cfg.diverse_minibatch and self.ol % cfg.dms_interval == 0:
                 self.rebuild_dms()
-            opt_l = adamw(self.learner.model, cfg.learner_lr, 0.01)
+            trainable = self.learner.model if cfg.learner_train_body else self.learner.head_params()
+            opt_l = adamw(trainable, cfg.learner_lr, 0.01)
             sched_l = cosine(opt_l, cfg.inner_loops * cfg.learner_steps, cfg.learner_warmup_ratio)
             for inner in range(cfg.inner_loops):
                 t0 = time.perf_counter()
@@ -219,18 +237,21 @@ class GradientMatcher:
                 total = 0.0
                 for c in range(self.C):
                     torch.manual_seed(derive_seed(self.seed, 16, self.step, c))
+                    idx = self.real_indices(c)
+                    frozen = self.frozen_features()
                     loss, _ = matching_loss(
                         self.gen,
                         self.learner,
                         c,
-                        self.real_batch(c),
+                        [self.train.texts[i] for i in idx],
                         self.syn_batch(c),
                         self.C,
                         cfg.tau,
                         cfg.head_grad,
+                        real_feats=None if frozen is None or cfg.head_grad != "closed_form" else frozen[idx],
                     )
                     loss.backward()
-                    total += float(loss)
+                    total += loss.item()
                 torch.nn.utils.clip_grad_norm_(self.gen.model.parameters(), cfg.clip)
                 self.opt.step()
                 self.sched.step()

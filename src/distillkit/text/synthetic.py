@@ -20,6 +20,43 @@ from distillkit.text.generator import Generator
 from distillkit.text.train_utils import derive_seed
 
 
+def generate_pool(
+    gen: Generator,
+    template: TextDataset,
+    per_class: int,
+    seed: int,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> TextDataset:
+    """`per_class` freshly sampled texts for every class."""
+    texts: list[tuple[str, ...]] = []
+    labels: list[int] = []
+    for c in range(template.num_classes):
+        texts += gen.sample(c, per_class, seed=derive_seed(seed, 30, c), batch_size=batch_size, progress=progress)
+        labels += [c] * per_class
+    return TextDataset(
+        texts,
+        np.asarray(labels),
+        list(template.label_names),
+        list(template.text_fields),
+        template.name,
+        template.metric,
+        {"source": "generated"},
+    )
+
+
+def select_from_pool(pool: TextDataset, emb: np.ndarray | None, dpc: int, seed: int) -> TextDataset:
+    """`dpc` K-means medoids per class of a generated pool (the first `dpc` without embeddings)."""
+    keep = []
+    for c in range(pool.num_classes):
+        idx = np.flatnonzero(pool.labels == c)
+        if emb is not None and len(idx) > dpc:
+            keep.append(idx[kmeans_medoid(emb[idx], dpc, seed)])
+        else:
+            keep.append(idx[:dpc])
+    return pool.subset(np.concatenate(keep))
+
+
 def generate_set(
     gen: Generator,
     encoder: SelectionEncoder | None,
@@ -31,31 +68,9 @@ def generate_set(
     progress: bool = False,
 ) -> TextDataset:
     """Per class: sample `oversample * dpc` texts, keep `dpc` K-means medoids."""
-    texts: list[tuple[str, ...]] = []
-    labels: list[int] = []
-    for c in range(template.num_classes):
-        pool = gen.sample(
-            c,
-            max(dpc, oversample * dpc),
-            seed=derive_seed(seed, 30, c),
-            batch_size=batch_size,
-            progress=progress,
-        )
-        if encoder is not None and len(pool) > dpc:
-            keep = kmeans_medoid(encoder.embed(pool), dpc, seed)
-        else:
-            keep = np.arange(dpc)
-        texts += [pool[i] for i in keep]
-        labels += [c] * dpc
-    return TextDataset(
-        texts,
-        np.asarray(labels),
-        list(template.label_names),
-        list(template.text_fields),
-        template.name,
-        template.metric,
-        {"source": "generated"},
-    )
+    pool = generate_pool(gen, template, max(dpc, oversample * dpc), seed, batch_size, progress)
+    emb = encoder.embed(pool.texts) if encoder is not None else None
+    return select_from_pool(pool, emb, dpc, seed)
 
 
 def save_text_set(ds: TextDataset, out: Path, provenance: dict[str, Any]) -> Path:

@@ -1,0 +1,162 @@
+"""DiLM on the fine-food reviews with a MiniLM learner, CPU-scaled: DiLM, vanilla LM, coresets, random, full.
+
+Also times one gradient-matching step with the closed-form head gradient and with autograd through
+the learner, in the same process, on the same batches, and checks that both give the same gradient.
+
+    .venv/bin/python bench/bench_dilm.py --out runs/bench_dilm
+
+The schedule is scaled to a shared 2-core CPU (see docs/benchmarks.md, section DiLM); results land in
+OUT/metrics.json, OUT/accuracy_vs_dpc.png and OUT/bench.json, and a markdown table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from distillkit.runs import write_json
+from distillkit.text.api import build_config
+from distillkit.text.pipeline import DiLMRun
+
+SCALED = [
+    'generator="scratch-gpt2"',
+    'learner="minilm"',
+    "max_length=48",
+    "max_train=1000",
+    "max_validation=200",
+    "max_test=500",
+    "dpcs=[5,10,20]",
+    "oversample=10",
+    "share_pool=true",
+    "num_sets=5",
+    "runs_per_set=2",
+    "gen_batch_size=64",
+    'methods=["dilm","vanilla_lm","kmeans_medoid","greedy_k_center","herding","random","full"]',
+    "stage1.steps=150",
+    "stage1.batch_size=16",
+    "stage1.lr=0.001",
+    "stage1.checkpoint_every=25",
+    "gm.outer_loops=4",
+    "gm.inner_loops=5",
+    "gm.learner_steps=5",
+    "gm.syn_batch=16",
+    "gm.real_batch=20",
+    "gm.rt_sets=5",
+    "gm.dms_interval=2",
+    "gm.lr=0.0001",
+    "gm.warmup_ratio=0.05",
+    "gm.learner_lr=0.001",
+    "gm.learner_batch=32",
+    "gm.learner_train_body=false",
+    "gm.checkpoint_every=1",
+    "finetune.train_body=false",
+    "finetune.steps=100",
+    "finetune.batch_size=64",
+    "finetune.lr=0.01",
+    "full_finetune.train_body=false",
+    "full_finetune.steps=300",
+    "full_finetune.batch_size=64",
+    "full_finetune.lr=0.01",
+    "full_runs=10",
+    'checkpoint="last"',
+]
+
+
+def time_head_grads(run: DiLMRun, steps: int) -> dict:
+    """Seconds per generator step (all classes), closed form vs autograd through MiniLM, same batches."""
+    from distillkit.text.generator import Generator
+    from distillkit.text.gm import build_representative_teacher, matching_loss
+    from distillkit.text.train_utils import derive_seed
+
+    cfg = run.cfg
+    gen = Generator.load(run.out / "generator_dilm")
+    gen.model.eval()
+    learner = run.learner()
+    learner.reset(1)
+    train = run.data.train
+    rt = build_representative_teacher(run.real_embeddings(), train.labels, cfg.gm.real_batch, 1)[0]
+    syn = {c: gen.sample(c, cfg.gm.syn_batch * steps, seed=derive_seed(cfg.seed, 90, c)) for c in rt}
+    out: dict = {}
+    grads = {}
+    for mode in ("closed_form", "autograd"):
+        secs = []
+        for s in range(steps):
+            t0 = time.perf_counter()
+            gen.model.zero_grad(set_to_none=True)
+            for c, idx in rt.items():
+                batch = syn[c][s * cfg.gm.syn_batch : (s + 1) * cfg.gm.syn_batch]
+                loss, _ = matching_loss(
+                    gen, learner, c, [train.texts[i] for i in idx], batch, train.num_classes, head_grad=mode
+                )
+                loss.backward()
+            secs.append(time.perf_counter() - t0)
+            if s == 0:
+                grads[mode] = torch.cat([p.grad.flatten() for p in gen.model.parameters() if p.grad is not None])
+        out[mode] = {
+            "seconds_per_step_mean": float(np.mean(secs)),
+            "seconds_per_step_std": float(np.std(secs)),
+            "steps": steps,
+        }
+    diff = (grads["closed_form"] - grads["autograd"]).abs().max().item()
+    out["max_abs_grad_difference"] = diff
+    out["relative_grad_difference"] = diff / grads["autograd"].abs().max().item()
+    out["speedup"] = out["autograd"]["seconds_per_step_mean"] / out["closed_form"]["seconds_per_step_mean"]
+    out["setup"] = (
+        f"real batch {cfg.gm.real_batch}/class (RT), synthetic batch {cfg.gm.syn_batch}/class, "
+        f"{train.num_classes} classes, max_length {cfg.max_length}, MiniLM-L6 learner, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    return out
+
+
+def table(metrics: dict) -> str:
+    res = next(iter(metrics["learners"].values()))
+    dpcs = sorted({d for per in res.values() for d in per if d != "all"}, key=int)
+    lines = [
+        "| method | sets × runs | " + " | ".join(f"DPC {d}" for d in dpcs) + " |",
+        "|---|---|" + "---|" * len(dpcs),
+    ]
+    for method, per in res.items():
+        if method == "full":
+            a = per["all"]
+            lines.append(
+                f"| full data | 1 × {a['n']} | " + " | ".join([f"{a['mean']:.1f} ± {a['std']:.1f}"] * len(dpcs)) + " |"
+            )
+            continue
+        first = per[dpcs[0]]
+        lines.append(
+            f"| {method} | {first['sets']} × {first['n'] // first['sets']} | "
+            + " | ".join(f"{per[d]['mean']:.1f} ± {per[d]['std']:.1f}" for d in dpcs)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=Path("runs/bench_dilm"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timing-steps", type=int, default=3)
+    ap.add_argument("--set", action="append", default=[], help="extra key=value overrides")
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    t0 = time.perf_counter()
+    cfg = build_config("fine_foods", "quick", seed=args.seed, overrides=SCALED + args.set)
+    run = DiLMRun(cfg, args.out)
+    metrics = run.run()
+    wall = time.perf_counter() - t0
+    timing = time_head_grads(run, args.timing_steps)
+    bench = {"wall_seconds_pipeline": wall, "gm_timing": timing, "table": table(metrics)}
+    write_json(args.out / "bench.json", bench)
+    print(table(metrics))
+    print(json.dumps(timing, indent=2))
+    print(f"pipeline wall time {wall / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,7 @@ def find_task_dir(root: Path, lang: str) -> Path:
         if cand.is_dir() and any((cand / t.official[lang]).exists() for t in all_tasks().values()):
             return cand
     raise UserError(f"no official {lang} task files (e.g. {all_tasks()['SF'].official[lang]}) under {root}; "
-                    "point to a kwai/DialogBench clone or its data/data_{lang} folder")
+                    f"point to a kwai/DialogBench clone or its data/data_{lang} folder")
 
 
 def normalise_choices(raw: Any, label: Any) -> tuple[dict[str, str], str]:

@@ -101,6 +101,7 @@ def eval_(
     lr: float = typer.Option(1e-4, help="Learning rate."),
     max_length: int = typer.Option(64, help="Learner max tokens."),
     max_test: int = typer.Option(None, help="Score on a seeded subsample of the test split."),
+    train_body: bool = typer.Option(True, "--train-body/--frozen-body", help="Fine-tune all, or the head only."),
     seed: int = typer.Option(0, help="Seed."),
 ) -> None:
     """Fine-tune fresh learners on a saved set and report test accuracy mean ± std."""
@@ -122,7 +123,7 @@ def eval_(
         lrn,
         small,
         test,
-        FinetuneConfig(steps=steps, batch_size=64, lr=lr),
+        FinetuneConfig(steps=steps, batch_size=64, lr=lr, train_body=train_body),
         [derive_seed(seed, 70, k) for k in range(runs)],
         data.validation,
     )

@@ -96,42 +96,49 @@ def paper_preset(dataset: str = "sst2") -> DiLMConfig:
 
 
 def quick_preset(dataset: str = "fine_foods") -> DiLMConfig:
-    """Minutes on a 2-core CPU: SmolLM2-135M generator, MiniLM learner, a few steps of each stage."""
+    """Minutes on a 2-core CPU: a 4-layer GPT-2 trained from scratch, MiniLM with a frozen body, few steps.
+
+    SmolLM2-135M (`generator="smollm2-135m"`) or GPT-2 are better generators but too slow for this budget.
+    """
     return DiLMConfig(
         preset="quick",
         dataset=dataset,
-        generator="smollm2-135m",
+        generator="scratch-gpt2",
         learner="minilm",
         max_length=48,
         max_train=600,
         max_validation=100,
-        max_test=200,
-        dpcs=[5],
-        methods=["dilm", "vanilla_lm", "kmeans_medoid", "random"],
-        oversample=4,
-        num_sets=1,
+        max_test=300,
+        dpcs=[5, 10],
+        methods=["dilm", "vanilla_lm", "kmeans_medoid", "herding", "random", "full"],
+        oversample=5,
+        share_pool=True,
+        num_sets=2,
         runs_per_set=2,
-        gen_batch_size=32,
-        stage1=Stage1Config(steps=16, batch_size=8, lr=5e-5, checkpoint_every=8),
+        gen_batch_size=64,
+        stage1=Stage1Config(steps=60, batch_size=16, lr=1e-3, checkpoint_every=20),
         gm=GMConfig(
             outer_loops=2,
-            inner_loops=2,
-            learner_steps=1,
-            syn_batch=8,
-            real_batch=16,
-            rt_sets=2,
-            dms_interval=2,
-            lr=1e-5,
-            learner_batch=8,
+            inner_loops=4,
+            learner_steps=3,
+            syn_batch=12,
+            real_batch=12,
+            rt_sets=3,
+            dms_interval=1,
+            lr=1e-4,
+            learner_lr=1e-3,
+            learner_batch=32,
+            learner_train_body=False,
             checkpoint_every=1,
         ),
-        finetune=FinetuneConfig(steps=10, batch_size=10, lr=1e-4),
-        full_finetune=FinetuneConfig(steps=30, batch_size=16, lr=5e-5),
-        full_runs=1,
+        finetune=FinetuneConfig(steps=100, batch_size=64, lr=1e-2, train_body=False),
+        full_finetune=FinetuneConfig(steps=300, batch_size=64, lr=1e-2, train_body=False),
+        full_runs=3,
+        checkpoint="last",
         validate_every=0,
         val_dpc=5,
         val_sets=1,
-        val_runs=1,
+        val_runs=2,
     )
 
 

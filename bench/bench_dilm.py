@@ -63,6 +63,10 @@ SCALED = [
     "full_finetune.batch_size=64",
     "full_finetune.lr=0.01",
     "full_runs=10",
+    "validate_every=0",
+    "val_dpc=5",
+    "val_sets=1",
+    "val_runs=1",
     'checkpoint="last"',
 ]
 

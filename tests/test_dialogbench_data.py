@@ -107,7 +107,8 @@ def test_official_round_trip(tmp_path):
     files = export_official(items, tmp_path)
     assert len(files) == 12 and (tmp_path / "data_en" / "Multi-trun_Response_Generation.json").exists()
     rec = json.loads((tmp_path / "data_en" / "Slot_Filling.json").read_text().splitlines()[0])
-    assert {"id", "domain", "choices", "label", "prompt_pretrain", "prompt_SFT", "query", "history", "messages"} <= set(rec)
+    fields = {"id", "domain", "choices", "label", "prompt_pretrain", "prompt_SFT", "query", "history", "messages"}
+    assert fields <= set(rec)
     back, report = import_official(tmp_path, "en")
     assert not report["skipped"] and report["files"]["SF"]["paper_num"] == 879
     assert any("the paper reports 879" in w for w in report["warnings"])

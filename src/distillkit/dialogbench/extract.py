@@ -211,8 +211,10 @@ def anchored_en(text: str, options: dict[str, str] | None = None) -> str | None:
 # ------------------------------------------------------------------------------------------ fixed Chinese
 _Z = r"([A-D])(?![A-Za-z])"
 _ZH_STRONG = [
-    r"答案(?:选项)?(?:应该|应当)?(?:是|为)[:：]?\s*(?:选项)?\s*" + _Z, r"(?:^|[^不])(?:故|所以|因此)?选(?:择)?[:：]?\s*" + _Z,
-    r"正确的?(?:选项|答案)(?:是|为|应该是)\s*" + _Z, r"(?:选项)?\s*" + _Z + r"\s*(?:选项)?\s*(?:是|为)?(?:正确|当选|符合题意)",
+    r"答案(?:选项)?(?:应该|应当)?(?:是|为)[:：]?\s*(?:选项)?\s*" + _Z,
+    r"(?:^|[^不])(?:故|所以|因此)?选(?:择)?[:：]?\s*" + _Z,
+    r"正确的?(?:选项|答案)(?:是|为|应该是)\s*" + _Z,
+    r"(?:选项)?\s*" + _Z + r"\s*(?:选项)?\s*(?:是|为)?(?:正确|当选|符合题意)",
     r"答案\s*[:：]\s*" + _Z, r"【候选选项】\s*" + _Z,
 ]
 _ZH_MEDIUM = [r"(?:^|[^不])是\s*[:：]?\s*" + _Z]
@@ -235,8 +237,8 @@ def _zh_matches(patterns: list[str], text: str, allowed: str) -> set[str]:
             after = text[m.end():m.end() + 2]
             if letter in allowed and not after.startswith(("不正确", "错误", "不对", "不符合")):
                 found.add(letter)
-    return {x for x in found if not re.search(r"(?:不|不是|并非|排除|错误的?是?)\s*(?:选项)?\s*" + x + r"(?![A-Za-z])", text)
-            or re.search(r"答案(?:是|为)\s*" + x, text)}
+    negated = r"(?:不|不是|并非|排除|错误的?是?)\s*(?:选项)?\s*{}(?![A-Za-z])"
+    return {x for x in found if not re.search(negated.format(x), text) or re.search(r"答案(?:是|为)\s*" + x, text)}
 
 
 def lenient_zh(text: str, options: dict[str, str] | None = None) -> str | None:
@@ -279,8 +281,9 @@ def extract(text: str, lang: str = "en", options: dict[str, str] | None = None) 
         orig = original_zh(text)[1]
         sz = _strict_zh(text.strip())
         allowed = "".join(options) if options else LETTERS
-        return Extraction(sz if sz is not None and sz in allowed else None, lenient_zh(text, options), anchored_zh(text, options), orig)
+        return Extraction(sz if sz is not None and sz in allowed else None, lenient_zh(text, options),
+                          anchored_zh(text, options), orig)
     s = _strict_en(text)
     allowed = "".join(options) if options else LETTERS
-    return Extraction(s if s is not None and s in allowed else None, lenient_en(text, options), anchored_en(text, options),
-                      original_en(text)[1])
+    return Extraction(s if s is not None and s in allowed else None, lenient_en(text, options),
+                      anchored_en(text, options), original_en(text)[1])

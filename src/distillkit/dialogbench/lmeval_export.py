@@ -76,10 +76,12 @@ def export_lm_eval(out: Path, data: str | Path = "sample", lang: str = "en") -> 
         data_file.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
         name = f"dialogbench_{lang}_{abbr.lower()}"
         yml = out / f"{name}.yaml"
-        yml.write_text(_TASK_YAML.format(abbr=abbr, name=task.name, task_name=name, data_file=json.dumps(str(data_file))))
+        yml.write_text(_TASK_YAML.format(abbr=abbr, name=task.name, task_name=name,
+                                         data_file=json.dumps(str(data_file))))
         written += [data_file, yml]
         names.append(name)
     group = out / f"dialogbench_{lang}.yaml"
-    group.write_text(_GROUP_YAML.format(lang=lang, group=f"dialogbench_{lang}", tasks="\n".join(f"  - {n}" for n in names)))
+    listing = "\n".join(f"  - {n}" for n in names)
+    group.write_text(_GROUP_YAML.format(lang=lang, group=f"dialogbench_{lang}", tasks=listing))
     written.append(group)
     return written

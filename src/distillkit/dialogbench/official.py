@@ -14,8 +14,11 @@ from distillkit.dialogbench.tasks import Task, all_tasks, check_lang
 from distillkit.errors import UserError
 
 _CONTENT_KEYS = ("answer", "text", "content", "person", "person1", "person2")
-_SLOT_RE = re.compile(r"【(Question|Hypothesis|Answer|Knowledge|Persona|提问|假设|答案|知识|人物性格)】(.*?)【(?:Candidate options|候选选项)】",
-                      re.S)
+_SLOT_RE = re.compile(
+    r"【(Question|Hypothesis|Answer|Knowledge|Persona|提问|假设|答案|知识|人物性格)】(.*?)"
+    r"【(?:Candidate options|候选选项)】",
+    re.S,
+)
 
 
 def find_task_dir(root: Path, lang: str) -> Path:

@@ -89,7 +89,7 @@ class LocalLM:
             prefix = self.tokenizer.bos_token_id
             ctx = [prefix if prefix is not None else self.tokenizer.eos_token_id]
         if not cont:
-            raise UserError(f"empty continuation after tokenisation for {continuation[:40]!r}; options must be non-empty")
+            raise UserError(f"empty continuation after tokenisation for {continuation[:40]!r}; give non-empty options")
         return ctx, cont
 
     # ---------------------------------------------------------------- likelihood

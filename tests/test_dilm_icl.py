@@ -75,3 +75,33 @@ def test_icl_with_a_real_tiny_causal_lm():
     prompt, _ = build_prompt(SMALL, demos, TEST.texts[0], ["great", "other"], lm.tokenizer, 256)
     ll = lm.loglikelihood([(prompt, " great"), (prompt, " other")])
     assert all(np.isfinite(ll)) and ll[0] != ll[1]
+
+
+def test_icl_cli_on_a_saved_set(tmp_path, capsys):
+    from distillkit.cli.common import run_app
+    from distillkit.cli.text import app
+    from distillkit.lm import tiny_llama_folder
+    from distillkit.text.synthetic import save_text_set
+
+    prov = {"label_names": SMALL.label_names, "text_fields": SMALL.text_fields, "dataset": "fine_foods"}
+    save_text_set(SMALL, tmp_path / "s", prov)
+    run_app(
+        app,
+        [
+            "icl",
+            "--set-path",
+            str(tmp_path / "s"),
+            "--model",
+            str(tiny_llama_folder()),
+            "--max-test",
+            "4",
+            "--max-tokens",
+            "512",
+            "--shots-per-class",
+            "1",
+        ],
+    )
+    assert "ICL accuracy" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        run_app(app, ["icl", "--set-path", str(tmp_path / "s"), "--model", str(tmp_path / "missing")])
+    assert e.value.code == 2 and "does not exist" in capsys.readouterr().err

@@ -131,6 +131,40 @@ def eval_(
     typer.echo(f"{set_path}: accuracy {s['mean']:.2f} ± {s['std']:.2f} over {s['n']} runs ({learner})")
 
 
+@app.command()
+def icl(
+    set_path: Path = typer.Option(..., help="A saved text set folder whose texts become the demonstrations."),
+    model: str = typer.Option("smollm2", help="Causal LM: smollm2, a local folder, a .gguf file or a hub id."),
+    dataset: str = typer.Option("fine_foods", help="The dataset whose test split is scored."),
+    shots_per_class: int = typer.Option(2, help="Demonstrations per class in every prompt."),
+    label_words: str = typer.Option(None, help="Comma-separated label words (default: the label names)."),
+    max_test: int = typer.Option(200, help="Score a seeded subsample of the test split."),
+    max_tokens: int = typer.Option(1024, help="Prompt budget; demonstrations are dropped to fit, never the query."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    seed: int = typer.Option(0, help="Seed."),
+) -> None:
+    """In-context learning: k-shot prompts from a small set, label-word likelihood on a causal LM."""
+    from distillkit.data.text import load_text_dataset, subsample
+    from distillkit.errors import UserError
+    from distillkit.lm import load_local_lm
+    from distillkit.text.icl import icl_evaluate
+    from distillkit.text.synthetic import load_text_set
+
+    if not (set_path / "provenance.json").exists():
+        raise UserError(f"{set_path} is not a saved text set (no provenance.json); pass a folder under RUN/sets/")
+    small = load_text_set(set_path)
+    test = subsample(load_text_dataset(dataset, seed=seed).test, max_test, seed)
+    words = label_words.split(",") if label_words else list(test.label_names)
+    if len(words) != test.num_classes:
+        raise UserError(f"{len(words)} label words for {test.num_classes} classes; pass one word per class")
+    lm = load_local_lm(model, device=device, max_length=max_tokens)
+    res = icl_evaluate(lm, small, test, words, shots_per_class, seed, max_tokens)
+    typer.echo(
+        f"{set_path}: ICL accuracy {res['accuracy']:.2f} on {len(test)} test texts with {model} "
+        f"({res['demonstrations']} demonstrations, {res['demonstrations_dropped']} dropped to fit)"
+    )
+
+
 def _print_table(metrics: dict) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import pytest
+
 import distillkit.text.demo as demo
 from distillkit.text.api import build_config
 
@@ -30,6 +32,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_demo_section_markdown(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "quick_preset", lambda dataset: build_config(dataset, "quick", overrides=TINY))
     md = demo.demo_section(tmp_path)

@@ -23,19 +23,21 @@ def main() -> None:
     p.add_argument("--preset", default="quick")
     p.add_argument("--set", nargs="*", default=[], help="extra overrides, e.g. apm.iterations=300")
     p.add_argument("--out", type=Path, default=Path("bench/results/apm_accuracy"))
+    p.add_argument("--teachers", nargs="*", default=[], help="DATASET=DIR: reuse a trained teacher pool")
     args = p.parse_args()
     torch.set_num_threads(2)
     from distillkit.cli.image import parse_sets
     from distillkit.image.pipeline import make_config, run_image
 
     rows = []
+    pools = dict(item.split("=", 1) for item in args.teachers)
     for dataset in args.datasets:
-        pool = None
+        pool = Path(pools[dataset]) if dataset in pools else None
         for ipc in args.ipcs:
             overrides = {**parse_sets(args.set)}
             overrides.setdefault("data", {})["dataset"] = dataset
             overrides.setdefault("apm", {})["ipc"] = ipc
-            if pool is not None:  # the full-data reference does not depend on IPC: measure it once per dataset
+            if rows and rows[-1]["dataset"] == dataset:  # the full-data reference does not depend on IPC: measure it once per dataset
                 overrides.setdefault("full", {})["runs"] = 0
             run_dir = args.out / args.preset / f"{dataset}_ipc{ipc}"
             start = time.perf_counter()

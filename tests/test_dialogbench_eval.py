@@ -73,21 +73,21 @@ class Killer:
 def test_killed_run_resumes_without_repeats_or_losses(tiny, tmp_path):
     out = tmp_path / "r"
     with pytest.raises(KeyboardInterrupt):
-        evaluate(settings(), out, progress=False, lm=Killer(tiny, 5))
+        evaluate(settings(batch_size=1), out, progress=False, lm=Killer(tiny, 5))
     log = out / "items.jsonl"
     assert len(log.read_text().splitlines()) == 5
     assert json.loads((out / "metrics.json").read_text())["n_done"] == 5
     with log.open("a") as f:
         f.write('{"key": "half a line')  # what a kill during a write leaves behind
     again = Killer(tiny, 100)
-    m = evaluate(settings(), out, progress=False, lm=again)
+    m = evaluate(settings(batch_size=1), out, progress=False, lm=again)
     assert again.calls == 7 and m["complete"] and m["resumed_items"] == 5
     keys = [json.loads(x)["key"] for x in log.read_text().splitlines()]
     assert len(keys) == len(set(keys)) == 12
-    ref = evaluate(settings(), tmp_path / "ref", progress=False, lm=tiny)
+    ref = evaluate(settings(), tmp_path / "ref", progress=False, lm=tiny)  # batched 8 instances at a time
     assert ref["tasks"] == m["tasks"]
     with pytest.raises(UserError, match="different config"):
-        evaluate(settings(norm="sum"), out, progress=False, lm=tiny)
+        evaluate(settings(batch_size=1, norm="sum"), out, progress=False, lm=tiny)
 
 
 def test_chat_mode_with_a_local_model(tiny, tmp_path):

@@ -152,27 +152,41 @@ def predict_base(scores: dict[str, dict]) -> dict[str, str]:
     return {n: max(scores, key=lambda k, n=n: (_score(scores[k], n), -ord(k))) for n in ("token", "sum", "char")}
 
 
-def _run_base(lm, units: list[Unit], log: ItemLog, skipped: list[dict], progress: bool) -> None:
+def _run_base(lm, units: list[Unit], log: ItemLog, skipped: list[dict], progress: bool, batch: int) -> None:
     by_inst: dict[str, list[Unit]] = {}
     for u in units:
         by_inst.setdefault(u.inst.id, []).append(u)
     todo = [us for us in by_inst.values() if any(u.key not in log for u in us)]
-    for us in tqdm(todo, desc="base", disable=not progress):
-        inst = us[0].inst
-        ctx = base_context(inst)
-        texts = list(dict.fromkeys(inst.options.values()))
+    bar = tqdm(total=len(todo), desc="base", disable=not progress)
+    for start in range(0, len(todo), batch):
+        chunk = todo[start:start + batch]
+        reqs, spans = [], []
+        for us in chunk:
+            texts = list(dict.fromkeys(us[0].inst.options.values()))
+            spans.append((len(reqs), texts))
+            reqs += [(base_context(us[0].inst), t) for t in texts]
         try:
-            res = lm.loglikelihood_detailed([(ctx, t) for t in texts])
-        except UserError as e:
-            skipped.append({"id": inst.id, "task": inst.task, "reason": str(e)})
-            continue
-        by_text = {t: {"logprob": r.logprob, "n_tokens": r.n_tokens, "n_chars": r.n_chars,
-                       "truncated": r.truncated} for t, r in zip(texts, res, strict=True)}
-        for u in us:
-            if u.key in log:
-                continue
-            scores = {k: by_text[v] for k, v in u.options.items()}
-            log.write(_record(u, "base", prompt=ctx, scores=scores, pred=predict_base(scores)))
+            res = lm.loglikelihood_detailed(reqs)
+        except UserError:
+            res = None  # an instance does not fit: score them one by one to find and skip it
+        for us, (off, texts) in zip(chunk, spans, strict=True):
+            inst = us[0].inst
+            if res is not None:
+                mine = res[off:off + len(texts)]
+            else:
+                try:
+                    mine = lm.loglikelihood_detailed([(base_context(inst), t) for t in texts])
+                except UserError as e:
+                    skipped.append({"id": inst.id, "task": inst.task, "reason": str(e)})
+                    continue
+            by_text = {t: {"logprob": r.logprob, "n_tokens": r.n_tokens, "n_chars": r.n_chars,
+                           "truncated": r.truncated} for t, r in zip(texts, mine, strict=True)}
+            for u in us:
+                if u.key not in log:
+                    scores = {k: by_text[v] for k, v in u.options.items()}
+                    log.write(_record(u, "base", prompt=base_context(inst), scores=scores, pred=predict_base(scores)))
+        bar.update(len(chunk))
+    bar.close()
 
 
 def _run_chat(lm, units: list[Unit], log: ItemLog, settings: EvalSettings, progress: bool) -> None:
@@ -213,7 +227,7 @@ def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm=No
     try:
         lm = lm or load_backend(settings)
         if settings.mode == "base":
-            _run_base(lm, units, log, skipped, progress)
+            _run_base(lm, units, log, skipped, progress, settings.batch_size)
         else:
             _run_chat(lm, units, log, settings, progress)
     finally:

@@ -100,54 +100,79 @@ class LocalLM:
 
     @torch.inference_mode()
     def loglikelihood_detailed(self, requests: Sequence[tuple[str, str]]) -> list[LoglikelihoodResult]:
-        """Like `loglikelihood`, with token/char counts, greedy flags and truncation flags."""
+        """Like `loglikelihood`, with token/char counts, greedy flags and truncation flags.
+
+        Requests are grouped by context. `batch_size` contexts go through one forward pass (left padded);
+        then all their continuations go through a second pass that attends to the cached contexts.
+        """
         encoded = [self.encode_pair(c, x) for c, x in requests]
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, (ctx, _) in enumerate(encoded):
             groups.setdefault(tuple(ctx), []).append(i)
+        items = list(groups.items())
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
-        for ctx, idxs in groups.items():
-            conts = [encoded[i][1] for i in idxs]
-            for start in range(0, len(idxs), self.batch_size):
-                chunk = idxs[start:start + self.batch_size]
-                scored = self._score_shared(list(ctx), conts[start:start + self.batch_size])
-                for i, (lp, greedy, trunc) in zip(chunk, scored, strict=True):
-                    n_chars = len(requests[i][1]) + len(requests[i][0]) - len(requests[i][0].rstrip())
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start:start + self.batch_size]
+            scored = self._score_groups([(list(ctx), [encoded[i][1] for i in idxs]) for ctx, idxs in chunk])
+            for (_, idxs), group_scores in zip(chunk, scored, strict=True):
+                for i, (lp, greedy, trunc) in zip(idxs, group_scores, strict=True):
+                    ctx_text = requests[i][0]
+                    n_chars = len(requests[i][1]) + len(ctx_text) - len(ctx_text.rstrip())
                     results[i] = LoglikelihoodResult(lp, len(encoded[i][1]), n_chars, greedy, trunc)
         return results  # type: ignore[return-value]
 
-    def _score_shared(self, ctx: list[int], conts: list[list[int]]) -> list[tuple[float, bool, bool]]:
-        longest = max(len(c) for c in conts)
-        if longest >= self.max_length:
-            raise UserError(
-                f"an option is {longest} tokens long, beyond the {self.max_length}-token window; "
-                "shorten it or raise max_length"
-            )
-        room = self.max_length - longest
-        truncated = len(ctx) > room
-        ctx = ctx[-room:]
+    def _score_groups(self, groups: list[tuple[list[int], list[list[int]]]]) -> list[list[tuple[float, bool, bool]]]:
+        """Score the continuations of several contexts: one pass over the contexts, one over all continuations."""
         dev = self.device
-        out = self.model(torch.tensor([ctx], device=dev), use_cache=True, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-        cache = out.past_key_values
-        k = len(conts)
-        self.usage["forward_tokens"] += len(ctx) + k * longest
-        if longest > 1:
-            cache.batch_repeat_interleave(k)
-            pad = self.tokenizer.pad_token_id
-            inp = torch.tensor([c[:-1] + [pad] * (longest - len(c)) for c in conts], device=dev)
-            logits = self.model(inp, past_key_values=cache, use_cache=True).logits.float()
+        pad = self.tokenizer.pad_token_id
+        ctxs, truncs = [], []
+        for ctx, conts in groups:
+            longest = max(len(c) for c in conts)
+            if longest >= self.max_length:
+                raise UserError(
+                    f"an option is {longest} tokens long, beyond the {self.max_length}-token window; "
+                    "shorten it or raise max_length"
+                )
+            room = self.max_length - longest
+            truncs.append(len(ctx) > room)
+            ctxs.append(ctx[-room:])
+        n = len(ctxs)
+        lc = max(len(c) for c in ctxs)
+        ids = torch.full((n, lc), pad, dtype=torch.long)
+        mask = torch.zeros((n, lc), dtype=torch.long)
+        for r, c in enumerate(ctxs):  # left padding: every context ends at the last column
+            ids[r, lc - len(c):] = torch.tensor(c)
+            mask[r, lc - len(c):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
+                         logits_to_keep=1)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [n, vocab]
+        rows = [(g, c) for g, (_, conts) in enumerate(groups) for c in conts]
+        lo = max(len(c) for _, c in rows)
+        self.usage["forward_tokens"] += n * lc + len(rows) * max(lo - 1, 0)
+        logp = None
+        if lo > 1:
+            cache = out.past_key_values
+            cache.batch_select_indices(torch.tensor([g for g, _ in rows], device=dev))
+            inp = torch.full((len(rows), lo - 1), pad, dtype=torch.long)
+            for r, (_, c) in enumerate(rows):
+                inp[r, : len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)
+            gidx = torch.tensor([g for g, _ in rows])
+            full_mask = torch.cat([mask[gidx], torch.ones((len(rows), lo - 1), dtype=torch.long)], dim=-1)
+            opt_pos = torch.tensor([len(ctxs[g]) for g, _ in rows])[:, None] + torch.arange(lo - 1)[None]
+            logits = self.model(inp.to(dev), attention_mask=full_mask.to(dev), position_ids=opt_pos.to(dev),
+                                past_key_values=cache, use_cache=True).logits.float()
             logp = torch.log_softmax(logits, dim=-1)
-        res = []
-        for j, c in enumerate(conts):
+        res: list[list[tuple[float, bool, bool]]] = [[] for _ in groups]
+        for r, (g, c) in enumerate(rows):
             tgt = torch.tensor(c, device=dev)
-            lps = [first[c[0]]]
-            greedy = bool(first.argmax() == c[0])
+            total = first[g, c[0]].item()
+            greedy = bool(first[g].argmax() == c[0])
             if len(c) > 1:
-                rows = logp[j, : len(c) - 1]
-                lps.append(rows.gather(-1, tgt[1:, None]).squeeze(-1).sum())
-                greedy = greedy and bool((rows.argmax(-1) == tgt[1:]).all())
-            res.append((float(sum(lp.item() for lp in lps)), greedy, truncated))
+                lp = logp[r, : len(c) - 1]
+                total += lp.gather(-1, tgt[1:, None]).sum().item()
+                greedy = greedy and bool((lp.argmax(-1) == tgt[1:]).all())
+            res[g].append((total, greedy, truncs[g]))
         return res
 
     @torch.inference_mode()

@@ -98,7 +98,13 @@ def _merge(base: dict, extra: dict) -> dict:
 
 def make_config(preset: str = "quick", overrides: dict[str, Any] | None = None) -> ImageRunConfig:
     """A run config from a preset plus nested overrides, e.g. {"apm": {"ipc": 50}, "data": {"dataset": "fmnist"}}."""
-    raw = _merge({"preset": preset, **_preset(preset)}, overrides or {})
+    overrides = overrides or {}
+    base = _preset(preset)
+    if "arch" in overrides.get("teacher", {}):  # the preset's ConvNet width does not carry over to other networks
+        for section in ("teacher", "eval"):
+            if "net_options" not in overrides.get(section, {}):
+                base.get(section, {}).pop("net_options", None)
+    raw = _merge({"preset": preset, **base}, overrides)
     try:
         cfg = ImageRunConfig.model_validate(raw)
     except ValidationError as e:
@@ -106,7 +112,8 @@ def make_config(preset: str = "quick", overrides: dict[str, Any] | None = None) 
         raise UserError(f"bad setting {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
     seed = cfg.seed
     cfg.teacher.seed = cfg.apm.seed = cfg.eval.seed = seed
-    cfg.eval.arch = cfg.eval.arch if "eval" in (overrides or {}) and "arch" in overrides["eval"] else cfg.teacher.arch
+    if "arch" not in overrides.get("eval", {}):
+        cfg.eval.arch = cfg.teacher.arch
     return cfg
 
 

@@ -34,6 +34,9 @@ def plot_accuracy_vs_dpc(metrics: dict[str, Any], path: Path, learner: str | Non
         mean = [per[str(d)]["mean"] for d in dpcs]
         std = [per[str(d)]["std"] for d in dpcs]
         ax.errorbar(dpcs, mean, yerr=std, marker="o", capsize=3, label=LABELS.get(method, method))
+    all_dpcs = sorted({int(d) for per in res.values() for d in per if d != "all"})
+    if all_dpcs:
+        ax.set_xticks(all_dpcs)
     ax.set_xlabel("data per class (DPC)")
     ax.set_ylabel(f"test {metrics.get('metric', 'accuracy')} (%)")
     ax.set_title(f"{metrics.get('dataset', '')}, learner {learner}")

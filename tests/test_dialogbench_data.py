@@ -144,3 +144,17 @@ def test_official_option_formats_are_normalised(tmp_path):
     assert [t.text for t in items[1].dialogue] == ["a\nb", "c"]
     with pytest.raises(UserError, match="no official zh task files .* data/data_zh folder"):
         import_official(tmp_path / "data" / "data_en" / "..", "zh")
+
+
+def test_chinese_templates_render():
+    from distillkit.dialogbench.schema import Instance
+
+    inst = Instance(id="zh-1", task="NLI", language="zh", domain="日常", slot="用户要去罗马。",
+                    dialogue=[{"speaker": "用户", "text": "我想订去罗马的机票。"},
+                              {"speaker": "助手", "text": "好的。"}],
+                    options={"A": "蕴含", "B": "中立", "C": "矛盾"}, label="A")
+    base = base_context(inst)
+    assert base.startswith("阅读以下对话内容") and "【对话内容】用户: 我想订去罗马的机票。" in base
+    assert "【假设】用户要去罗马。" in base and base.endswith("【答案】")
+    last = chat_messages(inst)[-1]["content"]
+    assert "【假设】用户要去罗马。【候选选项】A. 蕴含 B. 中立 C. 矛盾" in last

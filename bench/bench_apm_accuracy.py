@@ -37,7 +37,7 @@ def main() -> None:
             overrides = {**parse_sets(args.set)}
             overrides.setdefault("data", {})["dataset"] = dataset
             overrides.setdefault("apm", {})["ipc"] = ipc
-            if rows and rows[-1]["dataset"] == dataset:  # the full-data reference does not depend on IPC: measure it once per dataset
+            if rows and rows[-1]["dataset"] == dataset:  # the full-data reference does not depend on IPC
                 overrides.setdefault("full", {})["runs"] = 0
             run_dir = args.out / args.preset / f"{dataset}_ipc{ipc}"
             start = time.perf_counter()

@@ -77,3 +77,20 @@ def test_smollm2_loads_from_cached_folder_and_answers():
     out = lm.chat([[{"role": "user", "content": "What is the capital of France? Answer in one word."}]],
                   GenerationConfig(max_new_tokens=8))
     assert "Paris" in out[0]
+
+
+@pytest.mark.slow
+def test_gguf_file_is_converted_once_and_matches_the_cached_folder(tmp_path, monkeypatch):
+    import torch
+
+    from distillkit.lm.offline import smollm2_gguf_path
+
+    reference = load_local_lm("smollm2", device="cpu")
+    monkeypatch.setenv("DISTILLKIT_CACHE", str(tmp_path))
+    lm = load_local_lm(str(smollm2_gguf_path()), device="cpu")
+    assert list((tmp_path / "models").iterdir())  # converted into the (temporary) cache
+    ref = reference.model.state_dict()
+    for k, v in lm.model.state_dict().items():
+        assert torch.equal(v, ref[k]), k
+    again = load_local_lm(str(smollm2_gguf_path()), device="cpu")  # second load reuses the folder
+    assert again.load_seconds < lm.load_seconds

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from distillkit.errors import UserError
@@ -55,6 +56,19 @@ def smollm2_dir() -> Path:
     from distillkit.lm.offline import smollm2_folder
 
     return Path(smollm2_folder())
+
+
+@contextmanager
+def quiet_transformers():
+    """Silence transformers' load reports (a freshly initialised head is expected here)."""
+    from transformers.utils import logging
+
+    prev = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(prev)
 
 
 def load_tokenizer(path: str):
@@ -169,7 +183,8 @@ def load_encoder_classifier(name: str, num_labels: int, seed: int = 0):
         )
     torch.manual_seed(seed)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, dtype=torch.float32)
+        with quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, dtype=torch.float32)
     except Exception as e:
         raise UserError(
             f"could not load encoder '{name}' ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "

@@ -35,7 +35,8 @@ def demo_section(out_dir: Path) -> str:
         f"generator steps, closed-form head gradients). Learner `{cfg.learner}` "
         f"({'full fine-tuning' if cfg.finetune.train_body else 'frozen body, head trained'}), "
         f"{cfg.num_sets} sets x {cfg.runs_per_set} runs per cell. Quick CPU schedule: the numbers show the "
-        "pipeline working, not the method's quality.",
+        "pipeline working, not the method's quality, and a generator trained from scratch for a few minutes "
+        "writes review-flavoured word salad rather than sentences.",
         "",
         "| method | " + " | ".join(f"DPC {d}" for d in dpcs) + " |",
         "|---|" + "---|" * len(dpcs),

@@ -154,5 +154,62 @@ def prepare_model_cmd() -> None:
     print(smollm2_folder(verbose=True))
 
 
+@app.command("generate")
+def generate_cmd(
+    llm: str = typer.Option(..., "--llm", help="generator model name as the server knows it"),
+    base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (default $OPENAI_BASE_URL)"),
+    tasks: str = typer.Option(None, "--tasks", help="comma-separated task abbreviations (default: all 12)"),
+    per_task: int = typer.Option(20, "--per-task", help="instances planned per task (a multiple of the 20 domains)"),
+    lang: str = typer.Option("en", "--lang", help="en or zh"),
+    out: Path = typer.Option(..., "--out", help="output folder (resumed if it exists)"),
+    judge_llm: str = typer.Option(None, "--judge-llm", help="model of the blind-answer filter (default: --llm)"),
+    judge_base_url: str = typer.Option(None, "--judge-base-url", help="server of the judge (default: --base-url)"),
+    no_judge: bool = typer.Option(False, "--no-judge", help="skip the LLM filter (no-LLM checks still run)"),
+    rounding: str = typer.Option(None, "--round", help="up or down: round --per-task to a multiple of 20"),
+    no_domain_balance: bool = typer.Option(False, "--no-domain-balance", help="let the model pick the topic"),
+    no_style_mitigation: bool = typer.Option(False, "--no-style-mitigation", help="no speaker style instruction"),
+    no_position_balance: bool = typer.Option(False, "--no-position-balance",
+                                             help="let the model place the correct option"),
+    no_json_schema: bool = typer.Option(False, "--no-json-schema", help="for servers without response_format"),
+    n_options: int = typer.Option(4, "--options", help="options per question (2-4)"),
+    seed: int = typer.Option(0, "--seed"),
+    temperature: float = typer.Option(1.0, "--temperature"),
+    presence_penalty: float = typer.Option(0.6, "--presence-penalty"),
+    max_new_tokens: int = typer.Option(2048, "--max-new-tokens"),
+    max_attempts: int = typer.Option(3, "--max-attempts", help="tries per instance (first + repairs)"),
+    concurrency: int = typer.Option(8, "--concurrency", help="parallel requests"),
+    max_requests: int = typer.Option(None, "--max-requests", help="stop after this many requests (this run)"),
+    max_tokens: int = typer.Option(None, "--max-tokens", help="stop once this many tokens were used (this run)"),
+) -> None:
+    """Generate a new, bias-mitigated, filtered DialogBench with any OpenAI-compatible LLM (resumable)."""
+    from pydantic import ValidationError
+
+    from distillkit.dialogbench.generate.run import generate, resolve
+    from distillkit.errors import UserError
+
+    try:
+        s = resolve(llm, tasks, per_task, lang, rounding, domain_balance=not no_domain_balance, base_url=base_url,
+                    judge_llm=judge_llm, judge_base_url=judge_base_url, judge=not no_judge,
+                    style_mix=not no_style_mitigation, position_balance=not no_position_balance,
+                    json_schema=not no_json_schema, n_options=n_options, seed=seed, temperature=temperature,
+                    presence_penalty=presence_penalty, max_new_tokens=max_new_tokens, max_attempts=max_attempts,
+                    concurrency=concurrency, max_requests=max_requests, max_tokens=max_tokens)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise UserError(f"bad value for --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+    if s.rounding_note:
+        print(s.rounding_note)
+    summ = generate(s, out)
+    u = summ["usage"]
+    print(f"accepted {summ['accepted']} of {summ['planned']} planned ({summ['generated']} generated); "
+          f"rejected {summ['rejected']}: {summ['rejected_by_reason'] or 'none'}")
+    print(f"tokens: {u['prompt_tokens']} prompt + {u['completion_tokens']} completion in {u['requests']} requests "
+          f"({u['cache_hits']} from cache, {u['retries']} retries); {summ['seconds']} s")
+    if summ["budget_reached"]:
+        print("budget reached; run the same command again (with a higher --max-requests/--max-tokens) to continue")
+    print(f"instances: {out / 'instances.jsonl'} (evaluate with: dialogbench eval --data {out / 'instances.jsonl'} "
+          f"--lang {lang} ...); rejects: {out / 'rejects.jsonl'}; datasheet: {out / 'datasheet.md'}")
+
+
 def main() -> None:
     run_app(app)

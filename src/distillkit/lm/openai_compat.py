@@ -161,10 +161,17 @@ class OpenAICompatLM:
         return args
 
     def chat(self, conversations: Sequence[list[dict[str, str]]], config: GenerationConfig | None = None,
-             on_result: Callable[[int, str], None] | None = None) -> list[str]:
-        """One reply per conversation; finished replies reach `on_result` even if a later one fails."""
+             on_result: Callable[[int, str], None] | None = None,
+             extra: dict[str, Any] | Sequence[dict[str, Any]] | None = None) -> list[str]:
+        """One reply per conversation; finished replies reach `on_result` even if a later one fails.
+
+        `extra`: more request fields (e.g. `response_format`, `presence_penalty`, a per-item `seed`), one dict
+        for all conversations or one per conversation; they are part of the cache key.
+        """
         config = config or GenerationConfig()
-        payloads = [{**self._gen_args(config), "messages": list(m)} for m in conversations]
+        extras = [extra or {}] * len(conversations) if extra is None or isinstance(extra, dict) else list(extra)
+        payloads = [{**self._gen_args(config), **x, "messages": list(m)}
+                    for m, x in zip(conversations, extras, strict=True)]
         out = self._sync(self._run_all("chat", payloads, on_result))
         return [apply_stop(t, config.stop) for t in out]
 

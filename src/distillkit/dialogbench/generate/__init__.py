@@ -1,0 +1,1 @@
+"""Generating new DialogBench instances with any OpenAI-compatible LLM: plan, prompt, validate, filter, write."""

@@ -1,0 +1,55 @@
+"""The resolved configuration of one generation run (saved as config.json; budgets may change on resume)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from distillkit.dialogbench.generate.checks import CheckSettings
+
+RESUMABLE = ("max_requests", "max_tokens", "concurrency")  # may differ between a run and its resumption
+
+
+class GenSettings(BaseModel):
+    """Generator, judge, tasks, counts, mitigations, sampling, checks and budget."""
+
+    llm: str
+    base_url: str | None = None
+    judge_llm: str | None = None  # None: the generator judges; "" or judge=False: no LLM filter
+    judge_base_url: str | None = None
+    judge: bool = True
+    tasks: list[str] = Field(default_factory=list)
+    lang: Literal["en", "zh"] = "en"
+    per_task: int = 20
+    requested_per_task: int = 20
+    rounding_note: str | None = None
+    domains: list[str] = Field(default_factory=list)
+    n_options: int = Field(4, ge=2, le=4)
+    seed: int = 0
+    domain_balance: bool = True
+    style_mix: bool = True
+    position_balance: bool = True
+    json_schema: bool = True
+    temperature: float = 1.0
+    presence_penalty: float = 0.6
+    max_new_tokens: int = 2048
+    prompt_min_turns: int = 10
+    check_min_turns: float = 5.0
+    check_max_turns: float = 40.0
+    max_attempts: int = Field(3, ge=1)
+    max_invalid_streak: int = Field(10, ge=1)
+    concurrency: int = 8
+    max_requests: int | None = None
+    max_tokens: int | None = None
+
+    def checks(self) -> CheckSettings:
+        return CheckSettings(n_options=self.n_options, min_turns=self.check_min_turns, max_turns=self.check_max_turns)
+
+    def mitigation(self) -> dict[str, bool]:
+        return {"domain_balance": self.domain_balance, "style_mix": self.style_mix,
+                "position_balance": self.position_balance}
+
+    def fixed(self) -> dict:
+        """The part of the settings a resumed run must share."""
+        return self.model_dump(exclude=set(RESUMABLE))

@@ -128,3 +128,15 @@ def test_pool_for_other_data_is_refused(run_dir, tmp_path):
     proc = distill("image", "distill", "--teachers", str(run_dir / "teachers"), "--dataset", "digits", "--size", "16",
                    "--out", str(tmp_path / "y"), check=False)
     one_line_error(proc, "teacher pool was built for other data")
+
+
+def test_unknown_or_bad_setting_is_refused():
+    from distillkit.cli.image import parse_sets
+    from distillkit.errors import UserError
+    from distillkit.image.pipeline import make_config
+
+    with pytest.raises(UserError, match="bad setting apm.typo"):
+        make_config("quick", parse_sets(["apm.typo=1"]))
+    with pytest.raises(UserError, match="is not key=value"):
+        parse_sets(["apm.iterations"])
+    assert make_config("quick", parse_sets(["apm.iterations=7"])).apm.iterations == 7

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from distillkit.errors import UserError
+from distillkit.overrides import apply_overrides
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -19,22 +20,8 @@ PRESET = typer.Option("quick", help="quick (minutes on a CPU), standard (about a
 
 
 def parse_sets(sets: list[str]) -> dict[str, Any]:
-    """Turn ["apm.iterations=300", "eval.runs=5"] into nested overrides; values are parsed as JSON when possible."""
-    out: dict[str, Any] = {}
-    for item in sets:
-        if "=" not in item:
-            raise UserError(f"--set expects KEY=VALUE (e.g. apm.iterations=300), got '{item}'")
-        key, raw = item.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
-    return out
+    """Turn ["apm.iterations=300", "eval.runs=5"] into nested overrides (the typed config validates them)."""
+    return apply_overrides({}, sets)
 
 
 def _data_overrides(dataset: str, data_root: Path | None, size: int | None, channels: int | None, zca: bool,

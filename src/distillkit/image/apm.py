@@ -19,7 +19,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from distillkit.data.images import ImageData
@@ -36,6 +36,8 @@ from distillkit.progress import progress
 
 class APMConfig(BaseModel):
     """Every knob of APM; defaults are the published settings (spec section 2.4)."""
+    model_config = ConfigDict(extra="forbid")
+
 
     ipc: int = Field(10, ge=1)
     iterations: int = Field(2500, ge=1, description="T, image updates")

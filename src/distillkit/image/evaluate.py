@@ -11,7 +11,7 @@ import statistics
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from distillkit.data.images import ImageData
 from distillkit.errors import UserError
@@ -24,6 +24,8 @@ from distillkit.progress import progress
 
 class EvalConfig(BaseModel):
     """The evaluation schedule (spec: SGD 0.9 / 5e-4, batch 256, lr x0.1 after half, DSA, 5 runs)."""
+    model_config = ConfigDict(extra="forbid")
+
 
     arch: str = "convnet"
     net_options: dict = Field(default_factory=dict)

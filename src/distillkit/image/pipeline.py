@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from distillkit.data.images import ImageData, load_images
 from distillkit.errors import UserError
@@ -28,6 +28,8 @@ from distillkit.runs import prepare_run_dir, write_json
 
 
 class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     dataset: str = "mnist"
     root: str | None = None
     download: bool = False
@@ -45,6 +47,8 @@ class DataConfig(BaseModel):
 
 class FullDataConfig(BaseModel):
     """The full-data reference: the same networks trained on every training image, hard labels, CE."""
+    model_config = ConfigDict(extra="forbid")
+
 
     runs: int = Field(3, ge=0)
     epochs: int = Field(2, ge=1)
@@ -52,6 +56,8 @@ class FullDataConfig(BaseModel):
 
 
 class ImageRunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     preset: str = "quick"
     seed: int = 0
     device: str = "cpu"

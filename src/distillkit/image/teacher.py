@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from distillkit.data.images import ImageData
@@ -22,6 +22,8 @@ from distillkit.progress import progress
 
 class TeacherConfig(BaseModel):
     """How teachers are trained (spec defaults: 100 epochs, SGD 0.05, batch 256, DSA)."""
+    model_config = ConfigDict(extra="forbid")
+
 
     arch: str = "convnet"
     net_options: dict[str, Any] = Field(default_factory=dict)

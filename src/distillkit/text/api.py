@@ -9,29 +9,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from distillkit.errors import UserError
+from distillkit.overrides import apply_overrides as apply_dotted
 from distillkit.text.config import DiLMConfig, preset_config
 
 
 def apply_overrides(cfg: DiLMConfig, overrides: list[str]) -> DiLMConfig:
     """Apply `key=value` overrides (dotted keys for nested settings, JSON values, e.g. gm.outer_loops=50)."""
-    data: dict[str, Any] = cfg.model_dump()
-    for item in overrides:
-        if "=" not in item:
-            raise UserError(f"override '{item}' is not key=value; write e.g. --set gm.outer_loops=50")
-        key, raw = item.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node = data
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            if not isinstance(node.get(p), dict):
-                raise UserError(f"unknown setting '{key}'; see config.json of a run for the names")
-            node = node[p]
-        if parts[-1] not in node:
-            raise UserError(f"unknown setting '{key}'; see config.json of a run for the names")
-        node[parts[-1]] = value
+    data = apply_dotted(cfg.model_dump(), overrides, known_only=True)
     try:
         return DiLMConfig.model_validate(data)
     except ValidationError as e:

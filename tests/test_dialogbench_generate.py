@@ -49,7 +49,7 @@ def test_generate_validates_repairs_filters_and_writes_everything(server, tmp_pa
     assert server.counts["response_format"] == server.counts["generate"] == 40 + 2 + 1  # + 1 HTTP 503 retry
     gen = {r["key"]: r for r in _lines(out / "generated.jsonl")}
     assert len(gen) == 40 and all(r["status"] == "valid" for r in gen.values())
-    assert sorted(len(r["errors"]) for r in gen.values())[-2:] == [1, 1]
+    assert sorted(len(r["errors"]) for r in gen.values())[-3:] == [0, 1, 1] and summ["repaired"] == 2
     reasons = summ["rejected_by_reason"]
     assert reasons.get("dialogue_length") == 1 and reasons.get("answer_leak") == 1
     assert reasons.get("duplicate_options") == 1 and reasons.get("duplicate_dialogue") == 1
@@ -140,7 +140,7 @@ def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
         assert len(keys) == len(set(keys)) == 40 and after[:len(before)] == before
         # only jobs not finished before the kill were asked again (the ones in flight at most once more)
         assert srv.counts["generate"] - sent <= 40 - len(before) + 2
-        assert "accepted 40 of 40 planned" in done.stdout
+        assert "accepted 40 of 40 planned (40 generated, 0 after a repair)" in done.stdout
         assert len(read_jsonl(tmp_path / "out" / "instances.jsonl")) == 40
     finally:
         srv.stop()

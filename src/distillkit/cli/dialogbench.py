@@ -201,7 +201,8 @@ def generate_cmd(
         print(s.rounding_note)
     summ = generate(s, out)
     u = summ["usage"]
-    print(f"accepted {summ['accepted']} of {summ['planned']} planned ({summ['generated']} generated); "
+    print(f"accepted {summ['accepted']} of {summ['planned']} planned ({summ['generated']} generated, "
+          f"{summ['repaired']} after a repair); "
           f"rejected {summ['rejected']}: {summ['rejected_by_reason'] or 'none'}")
     print(f"tokens: {u['prompt_tokens']} prompt + {u['completion_tokens']} completion in {u['requests']} requests "
           f"({u['cache_hits']} from cache, {u['retries']} retries); {summ['seconds']} s")

@@ -64,6 +64,7 @@ def finalize(s: GenSettings, out: Path, jobs: list[Job], gen_log: ItemLog, judge
     usage = budget.used()
     summary = {
         "planned": len(jobs), "generated": done, "valid": done - sum(r["stage"] == "generate" for r in rejects),
+        "repaired": sum(r["status"] == "valid" and bool(r["errors"]) for r in gen_log.records.values()),
         "accepted": len(accepted), "rejected": len(rejects),
         "rejected_by_reason": dict(Counter(_reason_name(r["reason"]) for r in rejects)),
         "unjudged": unjudged, "complete": done == len(jobs) and unjudged == 0,

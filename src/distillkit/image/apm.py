@@ -11,6 +11,7 @@ checkpoint (saved at refresh boundaries) ends with exactly the images of an unin
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Callable
@@ -110,7 +111,7 @@ def train_proxy(x: torch.Tensor, z: torch.Tensor, arch_meta: dict, cfg: APMConfi
 
     def snapshot(epoch: int, model: nn.Module) -> None:
         if epoch in keep:
-            ckpts.append(frozen(_clone(model)))
+            ckpts.append(frozen(copy.deepcopy(model)))
 
     epochs = cfg.student_epochs + (1 if cfg.reference_compat else 0)
     train_net(net, x, z, epochs=epochs, lr=cfg.lr_net, loss="l1", batch_size=cfg.proxy_batch,
@@ -118,12 +119,6 @@ def train_proxy(x: torch.Tensor, z: torch.Tensor, arch_meta: dict, cfg: APMConfi
               dsa=DSA(cfg.dsa_strategy, generator(cfg.seed, "proxy_dsa", step)),
               generator=generator(cfg.seed, "proxy_order", step), on_epoch=snapshot)
     return ckpts
-
-
-def _clone(net: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(net)
 
 
 def image_gradient(images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, teacher: nn.Module,

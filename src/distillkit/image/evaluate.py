@@ -17,7 +17,7 @@ from distillkit.data.images import ImageData
 from distillkit.errors import UserError
 from distillkit.image.augment import DSA
 from distillkit.image.seeding import generator, seeded
-from distillkit.image.train import accuracy, predict, train_net
+from distillkit.image.train import accuracy, train_net
 from distillkit.nets import build_net, canonical_arch
 from distillkit.progress import progress
 
@@ -90,7 +90,3 @@ def random_subset(data: ImageData, ipc: int, seed: int) -> tuple[torch.Tensor, t
         xs.append(data.x_train[pick])
         ys.append(data.y_train[pick])
     return torch.cat(xs), torch.cat(ys)
-
-
-def soft_labels(label_net: torch.nn.Module | None, x: torch.Tensor) -> torch.Tensor | None:
-    return None if label_net is None else predict(label_net, x)

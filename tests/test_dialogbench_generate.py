@@ -194,3 +194,52 @@ def test_chinese_generation(server, tmp_path):
     insts = read_jsonl(tmp_path / "out" / "instances.jsonl")
     assert summ["accepted"] == 20 and {i.language for i in insts} == {"zh"} and "医学" in {i.domain for i in insts}
     assert (tmp_path / "out" / "official/data_zh/emotion_1012.json").exists()
+
+
+def test_separate_judge_model_and_server(server, tmp_path):
+    judge_srv = ReplayServer(judge_wrong_every=3)
+    try:
+        summ = _run(server, tmp_path, tasks="NLI", judge_llm="judge-model", judge_base_url=judge_srv.url)
+    finally:
+        judge_srv.stop()
+    assert server.models == {"generate:gen-model": 20} and judge_srv.models == {"judge:judge-model": 20}
+    insts = read_jsonl(tmp_path / "out" / "instances.jsonl")
+    assert summ["accepted"] == len(insts) == 20 - summ["rejected_by_reason"]["judge_wrong"] < 20
+    assert {i.provenance["filter"]["judge"] for i in insts} == {"judge-model"}
+
+
+@pytest.mark.slow
+def test_real_transformers_server_with_a_tiny_model(tmp_path):
+    """`transformers serve` accepts the JSON-schema requests; a random tiny model never writes valid JSON."""
+    import socket
+    import urllib.request
+
+    from distillkit.lm.offline import tiny_llama_folder
+
+    folder = str(tiny_llama_folder())
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    exe = Path(sys.executable).with_name("transformers")
+    proc = subprocess.Popen([str(exe), "serve", folder, "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, "transformers serve exited early"
+                time.sleep(0.5)
+        s = resolve(folder, "SF", 20, "en", base_url=f"http://127.0.0.1:{port}/v1", concurrency=2,
+                    max_new_tokens=8, max_invalid_streak=4)
+        with pytest.raises(UserError, match="returned no usable instance for 8 jobs in a row, each tried 3 times"):
+            generate(s, tmp_path / "out", show=False, cache_dir=tmp_path / "cache", **FAST)
+        summ = json.loads((tmp_path / "out" / "summary.json").read_text())
+        assert summ["generated"] == 8 and summ["rejected_by_reason"] == {"invalid_output": 8}
+        assert summ["usage"]["requests"] == 24 and summ["usage"]["completion_tokens"] > 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

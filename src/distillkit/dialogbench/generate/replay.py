@@ -42,6 +42,7 @@ class ReplayServer:
         self.utterances = utterances
         self.lock = threading.Lock()
         self.counts = {"requests": 0, "generate": 0, "judge": 0, "response_format": 0}
+        self.models: dict[str, int] = {}  # "generate:<model>" / "judge:<model>" -> requests
         self.last_dialogue: list[dict] | None = None
         outer = self
 
@@ -86,6 +87,8 @@ class ReplayServer:
             self.counts["requests"] += 1
             self.counts["generate" if is_gen else "judge"] += 1
             self.counts["response_format"] += "response_format" in body
+            kind = f"{'generate' if is_gen else 'judge'}:{body['model']}"
+            self.models[kind] = self.models.get(kind, 0) + 1
             step = self.script.pop(0) if self.script else (self.always if is_gen and self.always else "ok")
         if isinstance(step, int):
             return step, ""

@@ -208,6 +208,15 @@ def test_separate_judge_model_and_server(server, tmp_path):
     assert {i.provenance["filter"]["judge"] for i in insts} == {"judge-model"}
 
 
+def test_server_without_json_schema_support_names_the_switch(server, tmp_path):
+    server.script = [400]
+    with pytest.raises(UserError, match=r"rejected the request \(HTTP 400.*add --no-json-schema$"):
+        _run(server, tmp_path, tasks="SF", concurrency=1)
+    with_schema = server.counts["response_format"]
+    summ = _run(server, tmp_path, tasks="SF", out="plain", json_schema=False, judge=False)
+    assert summ["accepted"] == 20 and server.counts["response_format"] == with_schema > 0
+
+
 @pytest.mark.slow
 def test_real_transformers_server_with_a_tiny_model(tmp_path):
     """`transformers serve` accepts the JSON-schema requests; a random tiny model never writes valid JSON."""

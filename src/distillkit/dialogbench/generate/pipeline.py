@@ -119,12 +119,18 @@ def _generate(lm, s: GenSettings, jobs: list[Job], log: ItemLog, budget: Budget,
                     bar.update(1)
 
                 extras = [_extra(s, st) for st in batch]
-                lm.chat([st.messages for st in batch], gen, on_result=done, extra=extras)
+                try:
+                    lm.chat([st.messages for st in batch], gen, on_result=done, extra=extras)
+                except UserError as e:
+                    if s.json_schema and "rejected the request (HTTP 400" in str(e):
+                        raise UserError(f"{e}; if the server does not support response_format (JSON schema), "
+                                        "add --no-json-schema") from None
+                    raise
                 if streak["n"] >= min(s.max_invalid_streak, len(jobs)):
                     raise UserError(
                         f"model {s.llm!r} returned no usable instance for {streak['n']} jobs in a row, each tried "
                         f"{s.max_attempts} times (last problem: {streak['last']}); use a stronger model"
-                        + ("" if s.json_schema else " or try --json-schema"))
+                        + ("" if s.json_schema else " or drop --no-json-schema"))
                 active = retry + active
     finally:
         bar.close()

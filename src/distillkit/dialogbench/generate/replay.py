@@ -108,6 +108,8 @@ class ReplayServer:
         rng = random.Random(digest)
         schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
         props = schema["properties"] if schema else {"dialogue": {}, "correct": {}, "distractors": {"minItems": 3}}
+        if not schema and "`slot`" in body["messages"][-1]["content"]:  # no schema: the keys named in the prompt
+            props = {**props, "slot": {}}
 
         def phrase(n: int) -> str:
             return " ".join(rng.choice(WORDS) for _ in range(n))

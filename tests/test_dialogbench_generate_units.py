@@ -109,6 +109,9 @@ def test_schema_and_prompt_follow_the_task():
     for part in ("## Goal", "## Input data", "## Contextual information", "## Prompt style", "Travel", "sarcastic",
                  "at least 10 turns", "must not end the conversation", "`slot`", "`correct`", "`distractors`"):
         assert part in user
+    mrg = build_messages(Job("MRG", "en", 0, "Music", None, "A", 0), 4)[1]["content"]
+    assert "ends with an utterance of User; the options are candidate next replies of Assistant" in mrg
+    assert "reveal" not in mrg and "Speaker styles" not in mrg  # nothing to leak into without a slot
     zh = build_messages(Job("ED", "zh", 0, "医学", ("粗鲁、不屑一顾", "害羞、话少"), "A", 0), 4)[1]["content"]
     assert "医学" in zh and "粗鲁" in zh and "至少 10 轮" in zh
     # no gold position in the prompt: the model never chooses it

@@ -76,7 +76,7 @@ def build_messages(job: Job, n_options: int, min_turns: int = MIN_TURNS) -> list
         goal=spec["goal"], speaker_a=a, speaker_b=b, domain=domain, min_turns=min_turns,
         min_utterances=2 * min_turns, style=style, slot_instruction=slot_instruction, n_options=n_options,
         n_distractors=n_options - 1, options_desc=spec["options"],
-        slot_name_or_question="`slot`" if spec["slot"] else tpl["slot_fallback"],
+        leak=tpl["leak"] if spec["slot"] else "", ending=spec.get("ending", "").format(speaker_a=a, speaker_b=b),
         keys=", ".join(f"`{k}`" for k in keys))
     return [{"role": "system", "content": tpl["system"]}, {"role": "user", "content": user}]
 

@@ -214,3 +214,7 @@ def generate_cmd(
 
 def main() -> None:
     run_app(app)
+
+
+if __name__ == "__main__":
+    main()

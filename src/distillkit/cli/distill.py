@@ -30,3 +30,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Directory for the dem
 def main() -> None:
     _register()
     run_app(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,9 +1,12 @@
 """Differentiable siamese augmentation (DSA), seeded by a dedicated torch.Generator.
 
 Strategy `color_crop_cutout_flip_scale_rotate` in mode "S": one family is drawn per call (per
-mini-batch) and its parameters are drawn per image. Written in plain torch because the library
-alternatives clamp colours to [0, 1] (wrong for normalised or ZCA-whitened inputs) and draw from the
-global RNG, which would break the one-seed-per-stream reproducibility the toolkit promises.
+mini-batch) and its parameters are drawn per image; with `siamese=True` one parameter set is drawn per
+batch, so two DSA objects whose generators share a seed transform two batches (e.g. real and synthetic
+images of a class, as distribution matching needs) identically whatever their sizes.
+Written in plain torch because the library alternatives clamp colours to [0, 1] (wrong for
+normalised or ZCA-whitened inputs) and draw from the global RNG, which would break the
+one-seed-per-stream reproducibility the toolkit promises.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ class DSA:
 
     def __init__(self, strategy: str = "color_crop_cutout_flip_scale_rotate", generator: torch.Generator | None = None,
                  brightness: float = 1.0, saturation: float = 2.0, contrast: float = 0.5, crop_ratio: float = 0.125,
-                 cutout_ratio: float = 0.5, scale_ratio: float = 1.2, rotate_degrees: float = 15.0) -> None:
+                 cutout_ratio: float = 0.5, scale_ratio: float = 1.2, rotate_degrees: float = 15.0,
+                 siamese: bool = False) -> None:
         self.families = [f for f in strategy.split("_") if f]
         unknown = set(self.families) - set(FAMILIES)
         if unknown:
@@ -30,9 +34,17 @@ class DSA:
         self.brightness, self.saturation, self.contrast = brightness, saturation, contrast
         self.crop_ratio, self.cutout_ratio = crop_ratio, cutout_ratio
         self.scale_ratio, self.rotate_degrees = scale_ratio, rotate_degrees
+        self.siamese = siamese
 
     def _rand(self, n: int, device: torch.device) -> torch.Tensor:
+        if self.siamese:
+            return torch.rand(1, generator=self.g).expand(n).to(device)
         return torch.rand(n, generator=self.g).to(device)
+
+    def _randint(self, low: int, high: int, n: int, device: torch.device) -> torch.Tensor:
+        if self.siamese:
+            return torch.randint(low, high, (1,), generator=self.g).expand(n).to(device)
+        return torch.randint(low, high, (n,), generator=self.g).to(device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.families:
@@ -56,8 +68,8 @@ class DSA:
         """Integer translation by up to round(ratio * size) pixels, zero border."""
         n, _, h, w = x.shape
         sh, sw = round(h * self.crop_ratio), round(w * self.crop_ratio)
-        dy = torch.randint(-sh, sh + 1, (n,), generator=self.g).to(x.device)
-        dx = torch.randint(-sw, sw + 1, (n,), generator=self.g).to(x.device)
+        dy = self._randint(-sh, sh + 1, n, x.device)
+        dx = self._randint(-sw, sw + 1, n, x.device)
         rows = torch.arange(h, device=x.device).view(1, h, 1) - dy.view(n, 1, 1)
         cols = torch.arange(w, device=x.device).view(1, 1, w) - dx.view(n, 1, 1)
         valid = ((rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)).unsqueeze(1)
@@ -70,8 +82,8 @@ class DSA:
         """Zero a square of side round(ratio * size) at a random centre."""
         n, _, h, w = x.shape
         ch, cw = round(h * self.cutout_ratio), round(w * self.cutout_ratio)
-        cy = torch.randint(0, h + (1 - ch % 2), (n,), generator=self.g).to(x.device)
-        cx = torch.randint(0, w + (1 - cw % 2), (n,), generator=self.g).to(x.device)
+        cy = self._randint(0, h + (1 - ch % 2), n, x.device)
+        cx = self._randint(0, w + (1 - cw % 2), n, x.device)
         rows = torch.arange(h, device=x.device).view(1, h, 1)
         cols = torch.arange(w, device=x.device).view(1, 1, w)
         inside = ((rows >= (cy - ch // 2).view(n, 1, 1)) & (rows < (cy - ch // 2 + ch).view(n, 1, 1))

@@ -117,6 +117,9 @@ def distill_cmd(
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu"),
     set_: list[str] = typer.Option([], "--set", help="APM knobs, e.g. --set segment_size=50 --set discrepancy=kl"),
+    groups: int | None = typer.Option(None, help="Distil G disjoint groups (each with its own seed) and merge them; "
+                                      "under torchrun the groups are shared among the processes."),
+    group_split: str = typer.Option("ipc", help="ipc (every class, a chunk of its IPC per group) or classes."),
 ) -> None:
     """APM distillation only: write distilled.safetensors and grid.png into OUT."""
     from distillkit.image.apm import APMConfig, distill
@@ -130,12 +133,52 @@ def distill_cmd(
         cfg = APMConfig(**{**_preset(preset)["apm"], "ipc": ipc, "seed": seed, **parse_sets(set_)})
     except ValueError as e:
         raise UserError(f"bad APM setting: {str(e).splitlines()[-1].strip()}") from None
+    if groups is not None:
+        _distill_groups_cmd(data_cfg, cfg, teachers, out, groups, group_split, device, seed)
+        return
     prepare_run_dir(out, {"data": data_cfg.model_dump(), "apm": cfg.model_dump(), "teachers": str(teachers)})
     data = data_cfg.load(seed)
     ds = distill(data, TeacherPool(teachers, device), cfg, out, device)
     ds.save(out / "distilled.safetensors")
     image_grid(data.denormalise(ds.images), ds.labels, data.classes, out / "grid.png")
     typer.echo(f"distilled set: {out / 'distilled.safetensors'} ({len(ds.labels)} images); grid: {out / 'grid.png'}")
+
+
+def _distill_groups_cmd(data_cfg: Any, cfg: Any, teachers: Path, out: Path, groups: int, split: str, device: str,
+                        seed: int) -> None:
+    """`distill --groups G`: the groups of this process (all of them outside torchrun), then the merge on rank 0."""
+    import os
+
+    from distillkit.image.apm import check_groups
+    from distillkit.image.parallel import distill_groups
+    from distillkit.image.teacher import TeacherPool
+    from distillkit.runs import prepare_run_dir
+
+    check_groups(groups, split, cfg.ipc)  # G < 1, G > IPC and a bad split, before any data is read
+    data = data_cfg.load(seed)
+    check_groups(groups, split, cfg.ipc, data.num_classes)
+    config = {"data": data_cfg.model_dump(), "apm": cfg.model_dump(), "teachers": str(teachers), "groups": groups,
+              "group_split": split}
+    if os.environ.get("RANK", "0") == "0" or (out / "config.json").exists():  # only rank 0 writes config.json
+        prepare_run_dir(out, config)
+    merged = distill_groups(data, TeacherPool(teachers, device), cfg, out, groups, split, device)
+    if merged is not None:
+        counts = ", ".join(map(str, merged.meta["class_counts"]))
+        typer.echo(f"merged {groups} groups ({split} split): {out / 'distilled.safetensors'} "
+                   f"({len(merged.labels)} images; per class {counts}); grid: {out / 'grid.png'}; "
+                   f"groups: {out / 'groups.json'}")
+
+
+@app.command()
+def merge(
+    files: list[Path] = typer.Argument(..., help="Group files (OUT/group_*/distilled.safetensors) of one run."),
+    out: Path = typer.Option(Path("merged.safetensors"), help="The merged set; its grid goes beside it."),
+) -> None:
+    """Concatenate distilled groups into one set (sorted by class, soft labels kept) and draw its grid."""
+    from distillkit.image.parallel import merge_files
+
+    merged, grid = merge_files(files, out)
+    typer.echo(f"merged {len(files)} groups: {out} ({len(merged.labels)} images); grid: {grid}")
 
 
 @app.command("eval")

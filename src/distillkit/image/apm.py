@@ -7,6 +7,9 @@ gradients, weighted by |segment| / |B|, add up to the one-shot gradient: the seg
 
 Every random draw comes from a stream derived from (seed, stream, iteration), so a run resumed from a
 checkpoint (saved at refresh boundaries) ends with exactly the images of an uninterrupted run.
+
+Parallel variant: a `Group` distils one disjoint part of the synthetic set (a chunk of every class's
+IPC budget, or every G-th class) with its own seed; image/parallel.py runs the groups and merges them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import copy
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -28,7 +32,7 @@ from distillkit.errors import UserError
 from distillkit.image.augment import DSA
 from distillkit.image.distilled import DistilledSet
 from distillkit.image.losses import label_loss
-from distillkit.image.seeding import generator, seeded
+from distillkit.image.seeding import derive_seed, generator, seeded
 from distillkit.image.teacher import TeacherPool
 from distillkit.image.train import frozen, predict, train_net
 from distillkit.nets import build_net
@@ -76,6 +80,65 @@ class APMConfig(BaseModel):
         return [round(j * e / k) + shift for j in range(1, k + 1)]
 
 
+GROUP_SPLITS = ("ipc", "classes")
+
+
+@dataclass(frozen=True)
+class Group:
+    """Group `index` of `count` in the parallel variant (spec 2.3): which part of the synthetic set it distils.
+
+    split "ipc": every class, with chunk `index` of the class's IPC budget (chunk sizes differ by at most one);
+    split "classes": classes index, index + count, ... with the full IPC.
+    """
+
+    index: int
+    count: int
+    split: str = "ipc"
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise UserError(f"the number of groups must be at least 1, not {self.count}")
+        if not 0 <= self.index < self.count:
+            raise UserError(f"group index {self.index} is outside 0..{self.count - 1}")
+        if self.split not in GROUP_SPLITS:
+            raise UserError(f"unknown group split '{self.split}'; choose ipc or classes")
+
+    def check(self, ipc: int, num_classes: int) -> None:
+        check_groups(self.count, self.split, ipc, num_classes)
+
+    def seed(self, seed: int) -> int:
+        """The group's own seed for every random stream except the shared initial-image permutation."""
+        return derive_seed(seed, "group", self.index)
+
+    def classes(self, num_classes: int) -> list[int]:
+        return list(range(self.index, num_classes, self.count)) if self.split == "classes" else list(range(num_classes))
+
+    def ipc_range(self, ipc: int) -> tuple[int, int]:
+        """[start, stop) of this group's chunk of a class's IPC budget (the whole budget for a classes split)."""
+        if self.split == "classes":
+            return 0, ipc
+        base, extra = divmod(ipc, self.count)
+        start = self.index * base + min(self.index, extra)
+        return start, start + base + (1 if self.index < extra else 0)
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "count": self.count, "split": self.split}
+
+
+def check_groups(count: int, split: str, ipc: int, num_classes: int | None = None) -> None:
+    """Refuse a group layout that leaves a group empty (one line, naming the fix); None skips the class check."""
+    if count < 1:
+        raise UserError(f"the number of groups must be at least 1, not {count}")
+    if split not in GROUP_SPLITS:
+        raise UserError(f"unknown group split '{split}'; choose ipc or classes")
+    if split == "ipc" and count > ipc:
+        raise UserError(f"{count} groups is more than the IPC ({ipc}): an ipc split needs one image per class "
+                        f"in every group; use at most {ipc} groups or --group-split classes")
+    if split == "classes" and num_classes is not None and count > num_classes:
+        raise UserError(f"{count} groups is more than the {num_classes} classes: a classes split needs one class "
+                        f"in every group; use at most {num_classes} groups or --group-split ipc")
+
+
 def discrepancy(name: str, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """D(f_k, f_T): mean absolute (l1), mean squared (mse) logit difference, or KL(teacher || student)."""
     if name == "kl":
@@ -84,19 +147,30 @@ def discrepancy(name: str, student: torch.Tensor, teacher: torch.Tensor) -> torc
     return label_loss(name, student, teacher)
 
 
-def init_images(data: ImageData, cfg: APMConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """IPC distinct real images per class (seeded), or N(0, 1) noise; labels are class ids."""
+def init_images(data: ImageData, cfg: APMConfig, group: Group | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """IPC distinct real images per class (seeded), or N(0, 1) noise; labels are class ids.
+
+    With a group, only its classes and its chunk of the IPC budget: every group draws the same per-class
+    permutation (from `cfg.seed`) and takes its own slice, so real initial images never repeat across
+    groups and together they are the ungrouped run's initial images. Noise comes from the group's seed.
+    """
     g = generator(cfg.seed, "init")
+    noise = g if group is None else generator(group.seed(cfg.seed), "init")
+    wanted = set(group.classes(data.num_classes)) if group else None
+    start, stop = group.ipc_range(cfg.ipc) if group else (0, cfg.ipc)
     xs, ys = [], []
     for c in range(data.num_classes):
         idx = data.class_indices(c)
         if len(idx) < cfg.ipc:
             raise UserError(f"IPC {cfg.ipc} is larger than class {data.classes[c]!r} ({len(idx)} training images); "
                             "choose a smaller --ipc")
-        pick = idx[torch.randperm(len(idx), generator=g)[:cfg.ipc]]
+        perm = torch.randperm(len(idx), generator=g)
+        if wanted is not None and c not in wanted:
+            continue
+        pick = idx[perm[start:stop]]
         xs.append(data.x_train[pick] if cfg.init == "real"
-                  else torch.randn((cfg.ipc, *data.shape), generator=g))
-        ys.append(torch.full((cfg.ipc,), c, dtype=torch.long))
+                  else torch.randn((stop - start, *data.shape), generator=noise))
+        ys.append(torch.full((stop - start,), c, dtype=torch.long))
     return torch.cat(xs).clone(), torch.cat(ys)
 
 
@@ -164,15 +238,17 @@ class APMState:
         self.history: list[dict] = []
         self.seconds = 0.0
 
-    def save(self, path: Path, cfg: APMConfig) -> None:
+    def save(self, path: Path, cfg: APMConfig, group: Group | None = None) -> None:
         blob = {"images": self.images.detach(), "labels": self.labels, "opt": self.opt.state_dict(), "t": self.t,
                 "history": self.history, "seconds": self.seconds, "config": cfg.model_dump()}
+        if group is not None:
+            blob["group"] = group.as_dict()
         tmp = Path(str(path) + ".tmp")
         torch.save(blob, tmp)
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path, cfg: APMConfig) -> APMState:
+    def load(cls, path: Path, cfg: APMConfig, group: Group | None = None) -> APMState:
         try:
             blob = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
@@ -181,6 +257,10 @@ class APMState:
         if blob.get("config") != cfg.model_dump():
             raise UserError(f"checkpoint {path} was written with another APM config; use the same settings "
                             "or a new --out directory")
+        wanted = group.as_dict() if group else None
+        if blob.get("group") != wanted:
+            raise UserError(f"checkpoint {path} was written for group {blob.get('group')}, not {wanted}; "
+                            "use the same --groups/--group-split or a new --out directory")
         state = cls(blob["images"].clone(), blob["labels"], cfg)
         state.opt.load_state_dict(blob["opt"])
         state.t, state.history, state.seconds = blob["t"], blob["history"], blob.get("seconds", 0.0)
@@ -194,19 +274,27 @@ def distill(
     run_dir: Path | None = None,
     device: str | torch.device = "cpu",
     on_iteration: Callable[[int, APMState], None] | None = None,
+    group: Group | None = None,
 ) -> DistilledSet:
-    """Run APM; with `run_dir`, checkpoint there (apm_state.pt) and resume from it when present."""
+    """Run APM; with `run_dir`, checkpoint there (apm_state.pt) and resume from it when present.
+
+    With `group`, distil only that group's part of the set, drawing every random stream except the initial
+    permutation from the group's own seed (`Group.seed(cfg.seed)`); the meta records the group.
+    """
     device = torch.device(device)
     pool.check_matches(data)
     if cfg.label_teacher >= len(pool):
         raise UserError(f"label_teacher {cfg.label_teacher} is not in the pool of {len(pool)} teachers")
+    if group is not None:
+        group.check(cfg.ipc, data.num_classes)
+    run_cfg = cfg if group is None else cfg.model_copy(update={"seed": group.seed(cfg.seed)})
     ckpt_path = Path(run_dir) / "apm_state.pt" if run_dir else None
     if ckpt_path:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     if ckpt_path and ckpt_path.exists():
-        state = APMState.load(ckpt_path, cfg)
+        state = APMState.load(ckpt_path, cfg, group)
     else:
-        state = APMState(*init_images(data, cfg), cfg)
+        state = APMState(*init_images(data, cfg, group), cfg)
     teachers = [frozen(t.to(device)) for t in pool.nets]
     n_syn = len(state.labels)
     b_syn = min(cfg.batch_syn or n_syn, n_syn)
@@ -217,18 +305,19 @@ def distill(
     for t in bar:
         start = time.perf_counter()
         if t == cfg.iterations // 2 and t > 0:
-            for group in state.opt.param_groups:
-                group["lr"] = cfg.lr_img * cfg.lr_img_decay
-        idx = torch.randperm(n_syn, generator=generator(cfg.seed, "subset", t))[:b_syn]
+            for param_group in state.opt.param_groups:
+                param_group["lr"] = cfg.lr_img * cfg.lr_img_decay
+        idx = torch.randperm(n_syn, generator=generator(run_cfg.seed, "subset", t))[:b_syn]
         if t % cfg.refresh_every == 0 or not ckpts:
             if cfg.teacher_draw == "fixed":
                 teacher = teachers[cfg.label_teacher]
             else:
-                teacher = teachers[int(torch.randint(len(teachers), (1,), generator=generator(cfg.seed, "pool", t)))]
+                pick = torch.randint(len(teachers), (1,), generator=generator(run_cfg.seed, "pool", t))
+                teacher = teachers[int(pick)]
             x_sub = state.images.detach()[idx]
             z = predict(teacher, x_sub)
-            ckpts = train_proxy(x_sub, z, pool.metas[0], cfg, t, device)
-        grad, stats = image_gradient(state.images, state.labels, idx, teacher, ckpts, cfg)
+            ckpts = train_proxy(x_sub, z, pool.metas[0], run_cfg, t, device)
+        grad, stats = image_gradient(state.images, state.labels, idx, teacher, ckpts, run_cfg)
         state.history.append({"t": t, **stats})
         state.opt.zero_grad(set_to_none=True)
         state.images.grad = grad
@@ -238,7 +327,7 @@ def distill(
         if on_iteration is not None:
             on_iteration(t, state)
         if ckpt_path and (state.t % every == 0 or state.t == cfg.iterations):
-            state.save(ckpt_path, cfg)
+            state.save(ckpt_path, cfg, group)
     images = state.images.detach()
     label_net = teachers[cfg.label_teacher]
     soft = predict(label_net, images)
@@ -246,4 +335,9 @@ def distill(
             "mean": data.mean, "std": data.std, "data_options": data.options,
             "label_teacher": pool.ids[cfg.label_teacher], "teacher_pool": pool.ids, "arch": pool.metas[0]["arch"],
             "label_mode": cfg.label_mode, "apm_config": cfg.model_dump(), "distill_seconds": state.seconds}
+    if group is not None:
+        start, stop = group.ipc_range(cfg.ipc)
+        meta["ipc"] = stop - start
+        meta["group"] = {**group.as_dict(), "seed": run_cfg.seed, "classes": group.classes(data.num_classes),
+                         "ipc_range": [start, stop]}
     return DistilledSet(images, state.labels.clone(), soft, meta, data.zca)

@@ -102,6 +102,39 @@ def teacher(
         typer.echo(f"{t['file']}: validation {t['val_acc']:.2f} %, test {t['test_acc']:.2f} %")
 
 
+@app.command()
+def experts(
+    dataset: str = DATASET,
+    out: Path = typer.Option(Path("runs/experts"), help="Folder for expert_i.safetensors and experts.json."),
+    num_experts: int = typer.Option(10, help="Number of expert trajectories (MTT: 100)."),
+    epochs: int = typer.Option(50, help="Epochs per expert (MTT: 50); parameters are kept after every epoch."),
+    lr: float = typer.Option(0.01, help="Constant SGD learning rate, no momentum (MTT: 0.01)."),
+    arch: str = typer.Option("convnet"),
+    width: int | None = typer.Option(None, help="Network width (ConvNet default 128)."),
+    data_root: Path | None = DATA_ROOT,
+    size: int | None = typer.Option(None),
+    channels: int | None = typer.Option(None),
+    zca: bool = typer.Option(False),
+    download: bool = typer.Option(False),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Train expert trajectories for the MTT/TESLA baselines; finished experts are kept when re-run."""
+    from distillkit.image.mtt import ExpertConfig, train_experts
+    from distillkit.image.pipeline import DataConfig
+
+    try:
+        cfg = ExpertConfig(arch=arch, num_experts=num_experts, epochs=epochs, lr=lr, seed=seed,
+                           net_options={"width": width} if width else {})
+    except ValueError as e:
+        raise UserError(f"bad expert setting: {str(e).splitlines()[-1].strip()}") from None
+    data = DataConfig(**_data_overrides(dataset, data_root, size, channels, zca, download)).load(seed)
+    manifest = train_experts(data, cfg, out, device)
+    for e in json.loads(manifest.read_text())["experts"]:
+        typer.echo(f"{e['file']}: validation {e['val_acc']:.2f} % after {epochs} epochs")
+    typer.echo(f"experts: {manifest}")
+
+
 @app.command("distill")
 def distill_cmd(
     teachers: Path = typer.Option(..., help="Teacher pool folder (from `distill image teacher`)."),

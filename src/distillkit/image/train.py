@@ -30,15 +30,17 @@ def train_net(
     generator: torch.Generator | None = None,
     on_epoch: Callable[[int, nn.Module], None] | None = None,
     desc: str | None = None,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
 ) -> nn.Module:
-    """SGD (momentum 0.9, wd 5e-4), shuffled batches, lr x0.1 after `decay_after` epochs, DSA on inputs.
+    """SGD (momentum 0.9, wd 5e-4 unless given), shuffled batches, lr x0.1 after `decay_after` epochs, DSA on inputs.
 
     `on_epoch(e, net)` runs after each epoch e = 1..epochs (checkpointing, validation).
     `x` and `targets` may stay on the CPU: batches are moved to the network's device.
     """
     device = next(net.parameters()).device
     g = generator or torch.Generator().manual_seed(0)
-    opt = sgd(net, lr)
+    opt = sgd(net, lr, momentum, weight_decay)
     decay_after = epochs // 2 if decay_after is None else decay_after
     net.train()
     for epoch in progress(range(1, epochs + 1), desc=desc, leave=False, disable=desc is None):

@@ -1,0 +1,414 @@
+"""MTT and TESLA: dataset distillation by matching training trajectories (baselines beside APM).
+
+MTT (Cazenavette et al. 2022). Experts are trained on the real data with a constant learning rate, and
+their parameters are kept after every epoch. Each iteration starts a student at θ*_t (a random expert, a
+random start epoch t < max_start_epoch), takes N SGD steps with a learnable learning rate α on batches of
+synthetic images (DSA on), and lowers
+
+    L = ||θ_N - θ*_{t+M}||² / ||θ*_t - θ*_{t+M}||²
+
+over the images and α. `gradient="unrolled"` back-propagates through all N steps, as MTT: memory grows
+linearly with N.
+
+TESLA (Cui et al. 2023), `gradient="constant_memory"`. Write g_i = ∇_θ ℓ(θ_i; X_i), G = Σ g_i and
+r = θ_N - θ* (so θ_N = θ_t - αG). TESLA takes
+
+    dL/dX_i = -(2α / D) rᵀ ∂g_i/∂X_i        dL/dα = -(2 / D) rᵀ G        (D = ||θ*_t - θ*_{t+M}||²)
+
+Each g_i thus depends on the images only through its own batch X_i, with the student parameters θ_i held
+fixed. The paper calls this the exact unrolled gradient. It is exact for N = 1, and the loss value is always
+exact. For N > 1 it drops the terms through which X_i moves the later θ_j (j > i), which are products with
+the Hessians of ℓ, so it is a first-order approximation of MTT's gradient. tests/test_mtt.py checks both
+facts. This implementation runs two passes: the first finds θ_N, and the second replays the same steps
+(same batches, same augmentation) and back-propagates one step at a time. Memory therefore holds one
+step's graph and a few parameter vectors whatever N is; the reference code also keeps all N parameter vectors.
+
+Every random draw comes from a stream derived from (seed, stream, iteration). A run resumed from
+`run_dir/mtt_state.pt` therefore ends with exactly the images of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import safetensors
+import safetensors.torch
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.func import functional_call
+
+from distillkit.data.images import ImageData
+from distillkit.errors import UserError
+from distillkit.image.apm import APMConfig, init_images
+from distillkit.image.augment import DSA
+from distillkit.image.checkpoints import file_hash
+from distillkit.image.distilled import DistilledSet
+from distillkit.image.losses import label_loss
+from distillkit.image.seeding import generator, seeded
+from distillkit.image.teacher import data_signature
+from distillkit.image.train import accuracy, predict, train_net
+from distillkit.nets import build_net, canonical_arch
+from distillkit.progress import progress
+
+DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
+
+
+class ExpertConfig(BaseModel):
+    """How expert trajectories are trained (MTT's buffer.py: 100 experts, 50 epochs, SGD 0.01, no momentum)."""
+    model_config = ConfigDict(extra="forbid")
+
+    arch: str = "convnet"
+    net_options: dict[str, Any] = Field(default_factory=dict)
+    num_experts: int = Field(100, ge=1)
+    epochs: int = Field(50, ge=1, description="trajectory length: parameters are kept at epochs 0..epochs")
+    lr: float = Field(0.01, gt=0, description="constant learning rate")
+    momentum: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(256, ge=1)
+    dsa: bool = True
+    dsa_strategy: str = DSA_STRATEGY
+    seed: int = 0
+
+
+class MTTConfig(BaseModel):
+    """Every knob of MTT/TESLA. The defaults are MTT's CIFAR-10 IPC 10 settings (with ZCA in the original)."""
+    model_config = ConfigDict(extra="forbid")
+
+    ipc: int = Field(10, ge=1)
+    iterations: int = Field(5000, ge=1)
+    syn_steps: int = Field(30, ge=1, description="N, student steps per iteration")
+    expert_epochs: int = Field(2, ge=1, description="M, expert epochs the N steps must match")
+    max_start_epoch: int = Field(20, ge=1, description="start epochs are drawn from 0..max_start_epoch-1")
+    lr_img: float = Field(100.0, gt=0)
+    lr_lr: float = Field(1e-5, ge=0)
+    syn_lr_init: float = Field(0.001, gt=0, description="initial learnable student learning rate α")
+    momentum: float = 0.5
+    batch_syn: int | None = Field(None, ge=1, description="images per student step (None: all)")
+    init: Literal["real", "noise"] = "real"
+    label_mode: Literal["hard", "teacher_logits"] = "hard"
+    dsa_strategy: str = Field(DSA_STRATEGY, description="'' turns augmentation off")
+    gradient: Literal["unrolled", "constant_memory"] = "unrolled"
+    checkpoint_every: int = Field(50, ge=1)
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- flat parameters
+
+
+def flat_params(net: nn.Module) -> torch.Tensor:
+    """All parameters of `net` as one detached vector, in `named_parameters` order."""
+    return torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+
+class FlatNet:
+    """A network evaluated at a flat parameter vector (`torch.func.functional_call`): MTT's student."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net
+        named = list(net.named_parameters())
+        self.names = [n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.sizes = [p.numel() for _, p in named]
+        self.num_params = sum(self.sizes)
+
+    def __call__(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        views = zip(self.names, theta.split(self.sizes), self.shapes, strict=True)
+        return functional_call(self.net, {n: v.view(s) for n, v, s in views}, (x,))
+
+
+# ---------------------------------------------------------------- experts
+
+
+def train_expert(data: ImageData, cfg: ExpertConfig, index: int,
+                 device: str | torch.device = "cpu") -> tuple[torch.Tensor, dict]:
+    """Train expert `index` on the real training split; return its (epochs + 1, P) trajectory and metadata."""
+    c, h, _ = data.shape
+    with seeded(cfg.seed, "expert_init", index):
+        net = build_net(cfg.arch, c, data.num_classes, h, **cfg.net_options).to(device)
+    rows = [flat_params(net).cpu()]
+    dsa = DSA(cfg.dsa_strategy, generator(cfg.seed, "expert_dsa", index)) if cfg.dsa else None
+    train_net(net, data.x_train, data.y_train, epochs=cfg.epochs, lr=cfg.lr, loss="ce", batch_size=cfg.batch_size,
+              decay_after=cfg.epochs, momentum=cfg.momentum, weight_decay=cfg.weight_decay, dsa=dsa,
+              generator=generator(cfg.seed, "expert_order", index),
+              on_epoch=lambda _e, m: rows.append(flat_params(m).cpu()), desc=f"expert {index}")
+    meta = {"arch": canonical_arch(cfg.arch), "net_options": cfg.net_options, **data_signature(data),
+            "mean": data.mean, "std": data.std, "data_options": data.options, "index": index, "epochs": cfg.epochs,
+            "num_params": int(rows[0].numel()), "val_acc": accuracy(net, data.x_val, data.y_val),
+            "config": cfg.model_dump()}
+    return torch.stack(rows), meta
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def train_experts(data: ImageData, cfg: ExpertConfig, out: Path, device: str | torch.device = "cpu") -> Path:
+    """Train the experts into `out` (expert_i.safetensors + experts.json); finished experts are kept on resume."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / "experts.json"
+    setup = cfg.model_dump(exclude={"num_experts"})
+    entries: list[dict] = []
+    if manifest.exists():
+        try:
+            info = json.loads(manifest.read_text())
+        except json.JSONDecodeError:
+            raise UserError(f"{manifest} is damaged; delete it (the experts are then trained again)") from None
+        if info.get("config") != setup or info.get("signature") != data_signature(data):
+            raise UserError(f"{out} holds experts trained with other settings or data; "
+                            "use the same settings or a new --out folder")
+        entries = info["experts"]
+    for i in progress(range(cfg.num_experts), desc="experts"):
+        path = out / f"expert_{i}.safetensors"
+        if i < len(entries) and path.exists():
+            continue
+        trajectory, meta = train_expert(data, cfg, i, device)
+        tmp = path.with_suffix(".tmp")
+        safetensors.torch.save_file({"trajectory": trajectory.contiguous()}, tmp,
+                                    metadata={"distillkit": json.dumps(meta)})
+        os.replace(tmp, path)
+        entries = entries[:i] + [{"file": path.name, "sha256_16": file_hash(path), "val_acc": meta["val_acc"]}]
+        _write_json(manifest, {"signature": data_signature(data), "config": setup, "experts": entries})
+    return manifest
+
+
+class Experts:
+    """A folder of expert trajectories. Rows are read from disk when needed, so the pool size costs no memory."""
+
+    def __init__(self, path: Path, device: str | torch.device = "cpu") -> None:
+        path = Path(path)
+        manifest = path / "experts.json" if path.is_dir() else path
+        if not manifest.exists():
+            raise UserError(f"no expert trajectories at {path}; train them with `distill image experts`")
+        try:
+            info = json.loads(manifest.read_text())
+            entries, self.signature = info["experts"], info["signature"]
+            self.files = [manifest.parent / e["file"] for e in entries]
+            self.ids = [f"{e['file']}@{e['sha256_16']}" for e in entries]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(f"{manifest} is not an expert-trajectory manifest; "
+                            "re-create it with `distill image experts`") from None
+        if not self.files:
+            raise UserError(f"the expert folder {manifest.parent} is empty; train it again")
+        self.device = torch.device(device)
+        metas = [self._header(f) for f in self.files]
+        self.meta = metas[0]
+        self.epochs = min(m["epochs"] for m in metas)
+
+    @staticmethod
+    def _header(path: Path) -> dict:
+        try:
+            with safetensors.safe_open(path, framework="pt") as f:
+                meta = json.loads((f.metadata() or {})["distillkit"])
+                shape = f.get_slice("trajectory").get_shape()
+            if shape != [meta["epochs"] + 1, meta["num_params"]]:
+                raise ValueError("the trajectory does not have the shape its metadata gives")
+        except Exception as e:  # noqa: BLE001 - any unreadable file means the same thing to the user
+            raise UserError(f"expert file {path} is missing or damaged ({type(e).__name__}); "
+                            "delete it and run `distill image experts` again") from None
+        return meta
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def check_matches(self, data: ImageData) -> None:
+        sig = data_signature(data)
+        if self.signature != sig:
+            diff = {k: (self.signature.get(k), v) for k, v in sig.items() if self.signature.get(k) != v}
+            raise UserError(f"the expert trajectories were trained on other data {diff} (experts, data); "
+                            "train experts for this dataset or load the matching ones")
+
+    def build_net(self) -> nn.Module:
+        m = self.meta
+        return build_net(m["arch"], m["channels"], m["num_classes"], m["image_size"], **m["net_options"])
+
+    def pair(self, index: int, start: int, span: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters of expert `index` at epochs `start` and `start + span`, on the device."""
+        try:
+            with safetensors.safe_open(self.files[index], framework="pt") as f:
+                rows = f.get_slice("trajectory")
+                first, last = rows[start:start + 1][0], rows[start + span:start + span + 1][0]
+        except Exception as e:  # noqa: BLE001
+            raise UserError(f"expert file {self.files[index]} cannot be read ({type(e).__name__}); "
+                            "delete it and run `distill image experts` again") from None
+        return first.to(self.device), last.to(self.device)
+
+
+# ---------------------------------------------------------------- the matching gradient
+
+
+def batch_plan(n: int, batch: int, steps: int, seed: int, t: int) -> Iterator[torch.Tensor]:
+    """Synthetic-image indices of each student step: chunks of fresh seeded permutations, as MTT draws them."""
+    g = generator(seed, "batches", t)
+    chunks: list[torch.Tensor] = []
+    for _ in range(steps):
+        if not chunks:
+            chunks = list(torch.randperm(n, generator=g).split(batch))
+        yield chunks.pop()
+
+
+def student_steps(cfg: MTTConfig, n: int, t: int) -> Iterator[tuple[torch.Tensor, DSA]]:
+    """(indices, augmentation) of every student step of iteration t; identical on every call."""
+    batch = min(cfg.batch_syn or n, n)
+    for i, idx in enumerate(batch_plan(n, batch, cfg.syn_steps, cfg.seed, t)):
+        yield idx, DSA(cfg.dsa_strategy, generator(cfg.seed, f"dsa{i}", t))
+
+
+def _step_loss(student: FlatNet, theta: torch.Tensor, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """CE against class ids, or soft CE against teacher logits."""
+    return label_loss("soft_ce" if targets.is_floating_point() else "ce", student(theta, x), targets)
+
+
+def matching_gradient(student: FlatNet, images: torch.Tensor, targets: torch.Tensor, syn_lr: torch.Tensor,
+                      start: torch.Tensor, target: torch.Tensor, cfg: MTTConfig,
+                      t: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """dL/d images, dL/d α and L for iteration t (steps and augmentations drawn from (cfg.seed, t))."""
+    denom = (start - target).pow(2).sum()
+    if cfg.gradient == "unrolled":
+        x = images.detach().requires_grad_(True)
+        lr = syn_lr.detach().requires_grad_(True)
+        theta = start.detach().requires_grad_(True)
+        for idx, dsa in student_steps(cfg, len(x), t):
+            idx = idx.to(x.device)
+            g = torch.autograd.grad(_step_loss(student, theta, dsa(x[idx]), targets[idx]), theta, create_graph=True)[0]
+            theta = theta - lr * g
+        loss = (theta - target).pow(2).sum() / denom
+        grad_x, grad_lr = torch.autograd.grad(loss, (x, lr))
+        return grad_x, grad_lr, loss.item()
+
+    alpha = syn_lr.item()
+    x0 = images.detach()
+    theta, total = start.detach(), torch.zeros_like(start)
+    for idx, dsa in student_steps(cfg, len(x0), t):  # pass 1: theta_N and G, no graph kept
+        idx = idx.to(x0.device)
+        theta.requires_grad_(True)
+        g = torch.autograd.grad(_step_loss(student, theta, dsa(x0[idx]), targets[idx]), theta)[0]
+        total += g
+        theta = (theta - alpha * g).detach()
+    residual = theta - target
+    loss = residual.pow(2).sum() / denom
+    coef = -2 * alpha / denom
+    grad_x = torch.zeros_like(x0)
+    theta = start.detach()
+    for idx, dsa in student_steps(cfg, len(x0), t):  # pass 2: replay, one step's graph at a time
+        idx = idx.to(x0.device)
+        xi = x0[idx].requires_grad_(True)
+        theta.requires_grad_(True)
+        g = torch.autograd.grad(_step_loss(student, theta, dsa(xi), targets[idx]), theta, create_graph=True)[0]
+        grad_x.index_add_(0, idx, torch.autograd.grad(coef * (residual @ g), xi)[0])
+        theta = (theta - alpha * g).detach()
+    grad_lr = -2 * (residual @ total) / denom
+    return grad_x, grad_lr.reshape(syn_lr.shape), loss.item()
+
+
+# ---------------------------------------------------------------- the distillation loop
+
+
+class MTTState:
+    """What a checkpoint holds: images, the learnable lr, both optimisers' states and the next iteration."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, cfg: MTTConfig, device: torch.device) -> None:
+        self.images = images.to(device).requires_grad_(True)
+        self.labels = labels.to(device)
+        self.syn_lr = torch.tensor(cfg.syn_lr_init, device=device).requires_grad_(True)
+        self.opt_img = torch.optim.SGD([self.images], lr=cfg.lr_img, momentum=cfg.momentum)
+        self.opt_lr = torch.optim.SGD([self.syn_lr], lr=cfg.lr_lr, momentum=cfg.momentum)
+        self.t = 0
+        self.history: list[dict] = []
+        self.seconds = 0.0
+
+    def save(self, path: Path, cfg: MTTConfig) -> None:
+        blob = {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "syn_lr": self.syn_lr.detach().cpu(),
+                "opt_img": self.opt_img.state_dict(), "opt_lr": self.opt_lr.state_dict(), "t": self.t,
+                "history": self.history, "seconds": self.seconds, "config": cfg.model_dump()}
+        tmp = Path(str(path) + ".tmp")
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, cfg: MTTConfig, device: torch.device) -> MTTState:
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001
+            raise UserError(f"checkpoint {path} is damaged ({type(e).__name__}); "
+                            "delete it to restart the run") from None
+        if blob.get("config") != cfg.model_dump():
+            raise UserError(f"checkpoint {path} was written with another MTT config; use the same settings "
+                            "or a new --out directory")
+        state = cls(blob["images"].clone(), blob["labels"], cfg, device)
+        with torch.no_grad():
+            state.syn_lr.copy_(blob["syn_lr"])
+        state.opt_img.load_state_dict(blob["opt_img"])
+        state.opt_lr.load_state_dict(blob["opt_lr"])
+        state.t, state.history, state.seconds = blob["t"], blob["history"], blob["seconds"]
+        return state
+
+
+def distill_mtt(
+    data: ImageData,
+    experts: Experts,
+    cfg: MTTConfig,
+    run_dir: Path | None = None,
+    device: str | torch.device = "cpu",
+    label_net: nn.Module | None = None,
+    on_iteration: Callable[[int, MTTState], None] | None = None,
+) -> DistilledSet:
+    """Run MTT (or TESLA); with `run_dir`, checkpoint there (mtt_state.pt) and resume from it when present.
+
+    `label_net` (e.g. a pool teacher) writes the set's soft labels, so it can be evaluated like the others.
+    """
+    device = torch.device(device)
+    experts.check_matches(data)
+    needed = cfg.max_start_epoch - 1 + cfg.expert_epochs
+    if needed > experts.epochs:
+        raise UserError(f"max_start_epoch {cfg.max_start_epoch} and expert_epochs {cfg.expert_epochs} need "
+                        f"trajectories of {needed} epochs, but these have {experts.epochs}; lower them or train "
+                        "longer experts")
+    ckpt_path = Path(run_dir) / "mtt_state.pt" if run_dir else None
+    if ckpt_path:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+    if ckpt_path and ckpt_path.exists():
+        state = MTTState.load(ckpt_path, cfg, device)
+    else:
+        # APM's seeded initial images, so both methods start from the same real images for a given seed
+        state = MTTState(*init_images(data, APMConfig(ipc=cfg.ipc, init=cfg.init, seed=cfg.seed)), cfg, device)
+    student = FlatNet(experts.build_net().to(device))
+    method = "tesla" if cfg.gradient == "constant_memory" else "mtt"
+    for t in progress(range(state.t, cfg.iterations), desc=method.upper(), total=cfg.iterations, initial=state.t):
+        begin = time.perf_counter()
+        e = int(torch.randint(len(experts), (1,), generator=generator(cfg.seed, "expert", t)))
+        s = int(torch.randint(cfg.max_start_epoch, (1,), generator=generator(cfg.seed, "start", t)))
+        start, target = experts.pair(e, s, cfg.expert_epochs)
+        targets = state.labels
+        if cfg.label_mode == "teacher_logits":  # TESLA's soft labels: the expert at the target epoch
+            with torch.no_grad():
+                x = state.images.detach()
+                targets = torch.cat([student(target, x[i:i + 500]) for i in range(0, len(x), 500)])
+        grad_x, grad_lr, loss = matching_gradient(student, state.images, targets, state.syn_lr, start, target, cfg, t)
+        state.opt_img.zero_grad(set_to_none=True)
+        state.opt_lr.zero_grad(set_to_none=True)
+        state.images.grad, state.syn_lr.grad = grad_x, grad_lr
+        state.opt_img.step()
+        state.opt_lr.step()
+        state.t = t + 1
+        state.seconds += time.perf_counter() - begin
+        state.history.append({"t": t, "loss": loss, "expert": e, "start_epoch": s, "syn_lr": state.syn_lr.item()})
+        if on_iteration is not None:
+            on_iteration(t, state)
+        if ckpt_path and (state.t % cfg.checkpoint_every == 0 or state.t == cfg.iterations):
+            state.save(ckpt_path, cfg)
+    images = state.images.detach().cpu()
+    soft = predict(label_net, images) if label_net is not None else None
+    meta = {"method": method, "dataset": data.name, "classes": data.classes, "ipc": cfg.ipc, "mean": data.mean,
+            "std": data.std, "data_options": data.options, "arch": experts.meta["arch"], "experts": experts.ids,
+            "label_mode": cfg.label_mode, "mtt_config": cfg.model_dump(), "distill_seconds": state.seconds,
+            "syn_lr": state.syn_lr.item()}
+    return DistilledSet(images, state.labels.cpu().clone(), soft, meta, data.zca)

@@ -264,3 +264,46 @@ def eval_cmd(
         typer.echo(f"{name}: {r['mean']:.2f} ± {r['std']:.2f} % ({r['protocol']})")
     if out:
         write_json(out, results)
+
+
+def _csv(value: str, cast=str) -> list:
+    try:
+        return [cast(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"cannot read {value!r} as a comma-separated list of {cast.__name__}") from None
+
+
+@app.command()
+def compare(
+    methods: str = typer.Option("apm,mtt,dm,herding,random",
+                                help="Comma-separated: apm, mtt, tesla, dm, herding, kcenter, random."),
+    dataset: str = DATASET,
+    ipc: str = typer.Option("1,10", help="Comma-separated images-per-class values, e.g. 1,10,50."),
+    preset: str = PRESET,
+    out: Path = typer.Option(Path("runs/compare"), help="Run directory (resumed when it exists)."),
+    data_root: Path | None = DATA_ROOT,
+    size: int | None = typer.Option(None, help="Pad/resize images to SIZE x SIZE (e.g. 32)."),
+    channels: int | None = typer.Option(None, help="Repeat grey images to this many channels (e.g. 3)."),
+    zca: bool = typer.Option(False),
+    download: bool = typer.Option(False),
+    arch: str | None = typer.Option(None, help="Distillation and main evaluation network (default ConvNet)."),
+    cross_arch: str = typer.Option("", help="Also evaluate on these networks, e.g. resnet18,vgg11,alexnet,vit."),
+    labels: str = typer.Option("soft,hard", help="Label modes every set is trained with: soft, hard or both."),
+    teachers: Path | None = typer.Option(None, help="Use this trained teacher pool instead of training one."),
+    experts: Path | None = typer.Option(None, help="Use these MTT expert trajectories instead of training them."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    set_: list[str] = typer.Option([], "--set", help="Any config value, e.g. --set mtt.syn_steps=30"),
+) -> None:
+    """Several methods, one teacher pool, one evaluator: a table (markdown, CSV) and plots."""
+    from distillkit.image.compare import make_compare_config, run_compare
+
+    overrides = parse_sets(set_)
+    overrides.setdefault("data", {}).update(_data_overrides(dataset, data_root, size, channels, zca, download))
+    overrides.update(methods=_csv(methods), ipcs=_csv(ipc, int), label_modes=_csv(labels),
+                     cross_archs=_csv(cross_arch), seed=seed, device=device)
+    if arch:
+        overrides.setdefault("teacher", {})["arch"] = arch
+    run_compare(make_compare_config(preset, overrides), out, teachers, experts)
+    typer.echo((out / "results.md").read_text())
+    typer.echo(f"run directory: {out} (results.md, results.csv, accuracy_vs_ipc.png, cost.png)")

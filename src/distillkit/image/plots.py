@@ -66,3 +66,70 @@ def curve(xs: list[float], ys: list[float], path: Path, xlabel: str, ylabel: str
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def lines_by_ipc(rows: list[dict], path: Path, title: str) -> Path:
+    """Test accuracy against IPC, one line per method, one panel per label mode (error bars = std)."""
+    labels = sorted({r["labels"] for r in rows}, reverse=True)
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.6 * len(labels), 3.4), squeeze=False)
+    for ax, label in zip(axes[0], labels, strict=True):
+        for method in dict.fromkeys(r["method"] for r in rows):
+            pts = sorted((r["ipc"], r["mean"], r["std"]) for r in rows
+                         if r["method"] == method and r["labels"] == label)
+            if pts:
+                xs, ys, es = zip(*pts, strict=True)
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method)
+        ax.set_xscale("log")
+        ax.set_xlabel("images per class")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{label} labels", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def _grouped(ax, groups: list[str], series: dict[str, list[float]], ylabel: str) -> None:
+    width = 0.8 / max(len(series), 1)
+    for i, (name, values) in enumerate(series.items()):
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(groups))]
+        ax.bar(xs, values, width, label=name)
+    ax.set_xticks(range(len(groups)), groups, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def cost_bars(costs: dict[str, dict], path: Path, title: str) -> Path:
+    """Peak memory and seconds of building each set; `costs` is keyed '<method>_ipc<k>'."""
+    methods = list(dict.fromkeys(k.rsplit("_ipc", 1)[0] for k in costs))
+    ipcs = sorted({int(k.rsplit("_ipc", 1)[1]) for k in costs})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for ax, field, ylabel in ((axes[0], "peak_mb", "peak memory (MB)"), (axes[1], "seconds", "build time (s)")):
+        series = {f"IPC {k}": [costs.get(f"{m}_ipc{k}", {}).get(field, 0.0) for m in methods] for k in ipcs}
+        _grouped(ax, methods, series, ylabel)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def cross_arch_bars(rows: list[dict], path: Path, title: str) -> Path:
+    """Test accuracy of each method's set on each network, at the largest IPC in `rows`."""
+    ipc = max(r["ipc"] for r in rows)
+    rows = [r for r in rows if r["ipc"] == ipc]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    archs = list(dict.fromkeys(r["arch"] for r in rows))
+    series = {a: [next((r["mean"] for r in rows if r["method"] == m and r["arch"] == a), 0.0) for m in methods]
+              for a in archs}
+    fig, ax = plt.subplots(figsize=(1.4 * len(methods) * max(len(archs), 2) / 2 + 2, 3.4))
+    _grouped(ax, methods, series, "test accuracy (%)")
+    ax.set_title(f"{title}, IPC {ipc}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

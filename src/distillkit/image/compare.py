@@ -1,0 +1,282 @@
+"""`distill image compare`: several distillation methods, one teacher pool, one evaluator, one table.
+
+Every method builds its set at every IPC into `sets/<method>_ipc<k>/` (timed, peak memory measured, and
+resumable); every set is then trained on by fresh networks under each label mode (teacher soft labels
+with the evaluation loss, and hard labels with CE), beside a random real subset under the same labels, as
+DD-Ranking asks; cross-architecture rows evaluate the same sets on other networks. Each finished
+evaluation is kept in `evals/`, so an interrupted comparison resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from distillkit.data.images import ImageData
+from distillkit.errors import UserError
+from distillkit.image.apm import APMConfig, distill
+from distillkit.image.coresets import coreset
+from distillkit.image.distilled import DistilledSet
+from distillkit.image.dm import DMConfig, distill_dm
+from distillkit.image.evaluate import EvalConfig, evaluate_set
+from distillkit.image.memory import PeakMemory
+from distillkit.image.mtt import ExpertConfig, Experts, MTTConfig, distill_mtt, train_experts
+from distillkit.image.pipeline import DataConfig, FullDataConfig, _cached_eval, _merge, _preset
+from distillkit.image.plots import cost_bars, cross_arch_bars, image_grid, lines_by_ipc
+from distillkit.image.teacher import TeacherConfig, TeacherPool, train_pool
+from distillkit.nets import canonical_arch
+from distillkit.runs import prepare_run_dir, read_json, write_json
+
+METHODS = ("apm", "mtt", "tesla", "dm", "herding", "kcenter", "random")
+
+
+class CompareConfig(BaseModel):
+    """Methods, IPCs, the shared data/teacher/evaluator, and each method's own settings."""
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = "quick"
+    seed: int = 0
+    device: str = "cpu"
+    methods: list[str] = Field(default_factory=lambda: ["apm", "mtt", "dm", "herding", "random"])
+    ipcs: list[int] = Field(default_factory=lambda: [1, 10])
+    label_modes: list[Literal["soft", "hard"]] = Field(default_factory=lambda: ["soft", "hard"])
+    cross_archs: list[str] = Field(default_factory=list, description="networks evaluated beside eval.arch")
+    cross_arch_label: Literal["soft", "hard"] = "soft"
+    cross_arch_options: dict[str, dict] = Field(default_factory=dict, description="net_options per network")
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    apm: APMConfig = Field(default_factory=APMConfig)
+    dm: DMConfig = Field(default_factory=DMConfig)
+    experts: ExpertConfig = Field(default_factory=ExpertConfig)
+    mtt: MTTConfig = Field(default_factory=MTTConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    full: FullDataConfig = Field(default_factory=FullDataConfig)
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, v: list[str]) -> list[str]:
+        unknown = [m for m in v if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+        if not v:
+            raise ValueError("no methods given")
+        return v
+
+    @field_validator("cross_archs")
+    @classmethod
+    def _known_archs(cls, v: list[str]) -> list[str]:
+        return [canonical_arch(a) for a in v]
+
+
+def _compare_preset(name: str) -> dict[str, Any]:
+    base = _preset(name)
+    net = base["teacher"].get("net_options", {})
+    extra = {
+        "quick": {"dm": {"iterations": 300}, "experts": {"num_experts": 2, "epochs": 6},
+                  "mtt": {"iterations": 200, "syn_steps": 20, "expert_epochs": 2, "max_start_epoch": 4},
+                  "cross_arch_options": {"resnet18": {"width": 16}}},
+        "standard": {"dm": {"iterations": 2000}, "experts": {"num_experts": 5, "epochs": 15},
+                     "mtt": {"iterations": 1000, "syn_steps": 30, "expert_epochs": 2, "max_start_epoch": 10}},
+        "paper": {"dm": {"iterations": 20000}, "experts": {"num_experts": 100, "epochs": 50},
+                  "mtt": {"iterations": 5000}},
+    }[name]
+    extra["dm"]["net_options"] = dict(net)
+    extra["experts"]["net_options"] = dict(net)
+    return _merge(base, extra)
+
+
+def make_compare_config(preset: str = "quick", overrides: dict[str, Any] | None = None) -> CompareConfig:
+    """A comparison config from a preset (the `distill image run` presets plus DM and MTT settings)."""
+    if preset not in ("quick", "standard", "paper"):
+        raise UserError(f"unknown preset '{preset}'; choose quick, standard or paper")
+    overrides = overrides or {}
+    base = _compare_preset(preset)
+    arch = overrides.get("teacher", {}).get("arch")
+    if arch:  # every method distils with the teacher's network; the preset's ConvNet width does not carry over
+        for section in ("teacher", "eval", "dm", "experts"):
+            if "net_options" not in overrides.get(section, {}):
+                base[section].pop("net_options", None)
+        for section in ("dm", "experts"):
+            base[section].setdefault("arch", arch)
+    raw = _merge({"preset": preset, **base}, overrides)
+    try:
+        cfg = CompareConfig.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(map(str, err["loc"]))
+        raise UserError(f"bad setting {where}: {err['msg'].removeprefix('Value error, ')}") from None
+    for section in (cfg.teacher, cfg.apm, cfg.dm, cfg.experts, cfg.mtt, cfg.eval):
+        section.seed = cfg.seed
+    if "arch" not in overrides.get("eval", {}):
+        cfg.eval.arch = cfg.teacher.arch
+    return cfg
+
+
+def _check_ipcs(data: ImageData, ipcs: list[int]) -> None:
+    smallest = min(len(data.class_indices(c)) for c in range(data.num_classes))
+    too_big = [k for k in ipcs if k > smallest or k < 1]
+    if too_big:
+        raise UserError(f"IPC {too_big[0]} does not fit: the smallest class has {smallest} training images")
+
+
+class Comparison:
+    """One comparison run directory: builds sets, evaluates them, writes tables and plots."""
+
+    def __init__(self, cfg: CompareConfig, out: Path, teachers: Path | None = None, experts: Path | None = None):
+        self.cfg, self.out = cfg, prepare_run_dir(Path(out), cfg.model_dump())
+        self.data = cfg.data.load(cfg.seed)
+        _check_ipcs(self.data, cfg.ipcs)
+        self.pool = self._pool(teachers)
+        self.label_net = self.pool.nets[cfg.apm.label_teacher]
+        self.experts_dir = experts
+
+    def _pool(self, teachers: Path | None) -> TeacherPool:
+        pool_dir = Path(teachers) if teachers else self.out / "teachers"
+        if teachers is None:
+            train_pool(self.data, self.cfg.teacher, pool_dir, self.cfg.device)
+        pool = TeacherPool(pool_dir, self.cfg.device)
+        pool.check_matches(self.data)
+        want, have = canonical_arch(self.cfg.teacher.arch), pool.metas[0]["arch"]
+        if want != have:
+            raise UserError(f"the teacher pool holds {have} networks but the comparison uses {want}; "
+                            f"pass --arch {have} or train a {want} pool")
+        return pool
+
+    def _experts(self) -> Experts:
+        path = self.experts_dir or self.out / "experts"
+        if self.experts_dir is None:
+            train_experts(self.data, self.cfg.experts, path, self.cfg.device)
+        experts = Experts(path, self.cfg.device)
+        experts.check_matches(self.data)
+        return experts
+
+    def build(self, method: str, ipc: int) -> tuple[DistilledSet, dict]:
+        """The set of `method` at `ipc` (built once, then loaded), and its cost: seconds and peak memory."""
+        run_dir = self.out / "sets" / f"{method}_ipc{ipc}"
+        path, cost_path = run_dir / "distilled.safetensors", run_dir / "cost.json"
+        if path.exists() and cost_path.exists():
+            return DistilledSet.load(path), read_json(cost_path)
+        cfg, device = self.cfg, self.cfg.device
+        experts = self._experts() if method in ("mtt", "tesla") else None
+        start = time.perf_counter()
+        with PeakMemory(device, interval=0.001) as pm:
+            if method == "apm":
+                ds = distill(self.data, self.pool, cfg.apm.model_copy(update={"ipc": ipc}), run_dir, device)
+            elif method == "dm":
+                ds = distill_dm(self.data, cfg.dm.model_copy(update={"ipc": ipc}), run_dir, device, self.label_net)
+            elif method in ("mtt", "tesla"):
+                gradient = "unrolled" if method == "mtt" else "constant_memory"
+                mcfg = cfg.mtt.model_copy(update={"ipc": ipc, "gradient": gradient})
+                ds = distill_mtt(self.data, experts, mcfg, run_dir, device, self.label_net)
+            else:
+                ds = coreset(self.data, method, ipc, self.label_net, cfg.seed)
+        seconds = ds.meta.get("distill_seconds") or time.perf_counter() - start
+        cost = {"seconds": seconds, "peak_mb": pm.peak_mb, "memory": pm.method, "device": device}
+        ds.save(path)
+        image_grid(self.data.denormalise(ds.images), ds.labels, self.data.classes, run_dir / "grid.png")
+        write_json(cost_path, cost)
+        return ds, cost
+
+    def _eval_cfg(self, arch: str, label: str) -> EvalConfig:
+        e = self.cfg.eval
+        options = e.net_options if canonical_arch(arch) == canonical_arch(e.arch) else \
+            self.cfg.cross_arch_options.get(canonical_arch(arch), {})
+        loss = e.loss if label == "soft" else "ce"
+        if label == "soft" and loss == "ce":
+            loss = "l1"
+        return e.model_copy(update={"arch": arch, "net_options": options, "label_mode": label, "loss": loss})
+
+    def evaluate(self, name: str, ds: DistilledSet, ipc: int, arch: str, label: str) -> dict:
+        ec = self._eval_cfg(arch, label)
+        key = f"{name}_ipc{ipc}_{canonical_arch(arch)}_{label}"
+        return _cached_eval(self.out / "evals" / f"{key}.json", lambda: evaluate_set(
+            ds.images, ds.labels, ds.soft_labels, self.data, ec, self.cfg.device, f"eval {key}"))
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        main_arch = canonical_arch(cfg.eval.arch)
+        rows, costs = [], {}
+        for ipc in cfg.ipcs:
+            random_set, _ = self.build("random", ipc)
+            baseline = {label: self.evaluate("random", random_set, ipc, main_arch, label) for label in cfg.label_modes}
+            for method in cfg.methods:
+                ds, cost = self.build(method, ipc)
+                costs[f"{method}_ipc{ipc}"] = cost
+                archs = [(main_arch, label) for label in cfg.label_modes]
+                archs += [(a, cfg.cross_arch_label) for a in cfg.cross_archs if a != main_arch]
+                for arch, label in archs:
+                    r = self.evaluate(method, ds, ipc, arch, label)
+                    base = baseline.get(label) if arch == main_arch else None
+                    rows.append({"method": method, "ipc": ipc, "arch": arch, "labels": label,
+                                 "loss": self._eval_cfg(arch, label).loss, "mean": r["mean"], "std": r["std"],
+                                 "runs": len(r["runs"]), "vs_random": r["mean"] - base["mean"] if base else None,
+                                 "seconds": cost["seconds"], "peak_mb": cost["peak_mb"], "protocol": r["protocol"]})
+        full = None
+        if cfg.full.runs:
+            fc = self._eval_cfg(main_arch, "hard").model_copy(update={"runs": cfg.full.runs, "epochs": cfg.full.epochs,
+                                                                       "lr": cfg.full.lr})
+            full = _cached_eval(self.out / "evals" / "full.json", lambda: evaluate_set(
+                self.data.x_train, self.data.y_train, None, self.data, fc, cfg.device, "eval full data"))
+        metrics = {"dataset": self.data.name, "preset": cfg.preset, "rows": rows, "costs": costs,
+                   "full_data": full, "teacher_test_acc": self.pool.metas[0]["test_acc"],
+                   "cross_arch_drop": cross_arch_drop(rows, main_arch, cfg.cross_arch_label)}
+        write_json(self.out / "metrics.json", metrics)
+        self.write_outputs(metrics, main_arch)
+        return metrics
+
+    def write_outputs(self, metrics: dict, main_arch: str) -> None:
+        rows = metrics["rows"]
+        with (self.out / "results.csv").open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        (self.out / "results.md").write_text(results_markdown(metrics))
+        main = [r for r in rows if r["arch"] == main_arch]
+        lines_by_ipc(main, self.out / "accuracy_vs_ipc.png", f"{metrics['dataset']}: test accuracy by IPC "
+                     f"({main_arch})")
+        cost_bars(metrics["costs"], self.out / "cost.png", f"{metrics['dataset']}: cost of building each set")
+        if self.cfg.cross_archs:
+            cross_arch_bars([r for r in rows if r["labels"] == self.cfg.cross_arch_label],
+                            self.out / "cross_arch.png", f"{metrics['dataset']}: test accuracy by network "
+                            f"({self.cfg.cross_arch_label} labels)")
+
+
+def cross_arch_drop(rows: list[dict], main_arch: str, label: str) -> list[dict]:
+    """For each method and IPC: accuracy on the distillation network minus accuracy on each other network."""
+    out = []
+    for r in rows:
+        if r["arch"] == main_arch or r["labels"] != label:
+            continue
+        ref = next((m for m in rows if m["arch"] == main_arch and m["labels"] == label and m["method"] == r["method"]
+                    and m["ipc"] == r["ipc"]), None)
+        if ref:
+            out.append({"method": r["method"], "ipc": r["ipc"], "arch": r["arch"], "drop": ref["mean"] - r["mean"]})
+    return out
+
+
+def results_markdown(metrics: dict) -> str:
+    """Markdown tables: accuracy with label mode and loss named per row, cost, and cross-architecture drops."""
+    lines = ["| method | IPC | network | labels | loss | test acc. (%) | vs random, same labels | build s | peak MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in metrics["rows"]:
+        vs = f"{r['vs_random']:+.2f}" if r["vs_random"] is not None else "–"
+        lines.append(f"| {r['method']} | {r['ipc']} | {r['arch']} | {r['labels']} | {r['loss']} | "
+                     f"{r['mean']:.2f} ± {r['std']:.2f} | {vs} | {r['seconds']:.0f} | {r['peak_mb']:.0f} |")
+    if metrics.get("full_data"):
+        f = metrics["full_data"]
+        lines += ["", f"Full training set: {f['mean']:.2f} ± {f['std']:.2f} % ({f['protocol']})."]
+    if metrics["cross_arch_drop"]:
+        lines += ["", "| method | IPC | network | drop from the distillation network (points) |", "|---|---|---|---|"]
+        lines += [f"| {d['method']} | {d['ipc']} | {d['arch']} | {d['drop']:.2f} |" for d in metrics["cross_arch_drop"]]
+    return "\n".join(lines) + "\n"
+
+
+def run_compare(cfg: CompareConfig, out: Path, teachers: Path | None = None, experts: Path | None = None) -> dict:
+    """Build, evaluate and tabulate every method at every IPC; returns metrics.json's content."""
+    torch.manual_seed(cfg.seed)
+    return Comparison(cfg, out, teachers, experts).run()

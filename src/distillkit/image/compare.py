@@ -79,7 +79,7 @@ def _compare_preset(name: str) -> dict[str, Any]:
     extra = {
         "quick": {"dm": {"iterations": 300}, "experts": {"num_experts": 2, "epochs": 6},
                   "mtt": {"iterations": 200, "syn_steps": 20, "expert_epochs": 2, "max_start_epoch": 4},
-                  "cross_arch_options": {"resnet18": {"width": 16}}},
+                  "cross_arch_options": {"resnet18": {"width": 16}, "vgg11": {"width": 16}}},
         "standard": {"dm": {"iterations": 2000}, "experts": {"num_experts": 5, "epochs": 15},
                      "mtt": {"iterations": 1000, "syn_steps": 30, "expert_epochs": 2, "max_start_epoch": 10}},
         "paper": {"dm": {"iterations": 20000}, "experts": {"num_experts": 100, "epochs": 50},

@@ -12,7 +12,9 @@ VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 
 
 class VGG11Net(nn.Module):
-    def __init__(self, channels: int, num_classes: int, image_size: int, norm: str = "instance") -> None:
+    def __init__(self, channels: int, num_classes: int, image_size: int, norm: str = "instance",
+                 width: int = 64) -> None:
+        """`width` is the first stage's channels (64 in VGG-11); later stages scale with it."""
         super().__init__()
         layers: list[nn.Module] = []
         c_in, size = channels, image_size
@@ -22,10 +24,11 @@ class VGG11Net(nn.Module):
                     layers.append(nn.MaxPool2d(2, 2))
                     size //= 2
                 continue
-            layers += [nn.Conv2d(c_in, v, 3, padding=1), norm2d(norm, v), nn.ReLU(inplace=True)]
-            c_in = v
+            c_out = v * width // 64
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), norm2d(norm, c_out), nn.ReLU(inplace=True)]
+            c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(512, num_classes)
+        self.classifier = nn.Linear(c_in, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)

@@ -77,8 +77,8 @@ def _compare_preset(name: str) -> dict[str, Any]:
     base = _preset(name)
     net = base["teacher"].get("net_options", {})
     extra = {
-        "quick": {"dm": {"iterations": 300}, "experts": {"num_experts": 2, "epochs": 6},
-                  "mtt": {"iterations": 200, "syn_steps": 20, "expert_epochs": 2, "max_start_epoch": 4},
+        "quick": {"dm": {"iterations": 300}, "experts": {"num_experts": 2, "epochs": 5},
+                  "mtt": {"iterations": 100, "syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 4},
                   "cross_arch_options": {"resnet18": {"width": 16}, "vgg11": {"width": 16}}},
         "standard": {"dm": {"iterations": 2000}, "experts": {"num_experts": 5, "epochs": 15},
                      "mtt": {"iterations": 1000, "syn_steps": 30, "expert_epochs": 2, "max_start_epoch": 10}},

@@ -17,6 +17,11 @@ def test_every_net_any_channels_and_size(name, shape):
     out = net(torch.randn(2, *shape))
     assert out.shape == (2, 7)
     out.sum().backward()
+    # every input reaches the head: no layer may collapse its maps (e.g. instance norm of a 1x1 map is 0)
+    net.eval()
+    assert not torch.allclose(out[0], out[1], atol=1e-5)
+    first = next(p for p in net.parameters() if p.grad is not None and p.ndim > 1)
+    assert first.grad.abs().sum() > 0
 
 
 def test_convnet_d4_for_64px_and_options():

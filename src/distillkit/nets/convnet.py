@@ -14,9 +14,10 @@ class ConvNet(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         size, c_in = image_size, channels
-        for _ in range(depth):
+        for block in range(depth):
             layers += [nn.Conv2d(c_in, width, 3, padding=1), norm2d(norm, width), nn.ReLU(inplace=True)]
-            if pooling != "none" and size >= 2:
+            # the next block must see at least 2x2: instance norm of a 1x1 map is 0 (kills every later layer)
+            if pooling != "none" and (size >= 4 or (size >= 2 and block == depth - 1)):
                 layers.append(pool2d(pooling))
                 size //= 2
             c_in = width

@@ -31,9 +31,10 @@ class ResNet18(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, width, 3, 1, 1, bias=False)
         self.bn1 = norm2d(norm, width)
-        stages, c_in = [], width
+        stages, c_in, size = [], width, image_size
         for i, c_out in enumerate([width, 2 * width, 4 * width, 8 * width]):
-            stride = 1 if i == 0 else 2
+            stride = 2 if i > 0 and size >= 4 else 1  # keep maps at least 2x2 (instance norm of 1x1 is 0)
+            size = (size + 1) // 2 if stride == 2 else size
             stages += [BasicBlock(c_in, c_out, stride, norm), BasicBlock(c_out, c_out, 1, norm)]
             c_in = c_out
         self.layers = nn.Sequential(*stages)

@@ -20,7 +20,9 @@ class VGG11Net(nn.Module):
         c_in, size = channels, image_size
         for v in VGG11:
             if v == "M":
-                if size >= 2:  # small inputs (8x8) keep their last pixels instead of pooling to nothing
+                # keep maps at least 2x2: instance norm of a 1x1 map is 0, which would kill every later layer
+                # (28x28 inputs would otherwise reach 1x1 before the last stage)
+                if size >= 4:
                     layers.append(nn.MaxPool2d(2, 2))
                     size //= 2
                 continue

@@ -84,7 +84,7 @@ def test_dm_lowers_the_matching_loss_and_resumes_identically(digits, digits_pool
             torch.manual_seed(100 + t)
             net = build_net("convnet", c, 10, h, **TINY_NET)
             real = [digits.x_train[digits.class_indices(k)][:64] for k in range(10)]
-            total += float(matching_loss(net, real, [images[labels == k] for k in range(10)], 7, t))
+            total += matching_loss(net, real, [images[labels == k] for k in range(10)], 7, t).item()
         return total
 
     init = ds.meta["dm_config"]

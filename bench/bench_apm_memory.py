@@ -1,6 +1,7 @@
 """Peak memory and seconds per APM image update against the segment size (same run, same data).
 
-Each setting runs in a fresh subprocess. On the CPU, peak memory is the peak of the bytes the C
+Each setting runs in a fresh subprocess; peak memory comes from distillkit.image.memory.PeakMemory.
+On the CPU it is the peak of the bytes the C
 allocator has handed out (glibc mallinfo2, sampled every 0.2 ms by a thread) above the level before the
 first update: resident-set figures are unreliable where the kernel reclaims pages proactively. On CUDA
 it is torch.cuda.max_memory_allocated above the level before the first update. The gradient of every segmented
@@ -19,8 +20,9 @@ import time
 from pathlib import Path
 
 WORKER = r"""
-import ctypes, json, sys, threading, time, torch
+import json, sys, time, torch
 from distillkit.image.apm import APMConfig, image_gradient
+from distillkit.image.memory import PeakMemory
 from distillkit.image.seeding import seeded
 from distillkit.image.train import frozen
 from distillkit.nets import build_net
@@ -36,36 +38,15 @@ def net(i):
 teacher, ckpts = net(0), [net(i + 1) for i in range(args["k"])]
 idx = torch.arange(len(labels))
 seg = args["segment"]
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
-libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = MallInfo2
-def in_use():
-    m = libc.mallinfo2()
-    return m.uordblks + m.hblkhd
-base = in_use()
-peak = [base]
-stop = threading.Event()
-def sample():
-    while not stop.is_set():
-        peak[0] = max(peak[0], in_use())
-        time.sleep(0.0002)
-sampler = threading.Thread(target=sample, daemon=True)
-sampler.start()
-if dev.type == "cuda":
-    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); cuda_base = torch.cuda.memory_allocated()
 times = []
-for step in range(args["steps"]):
-    start = time.perf_counter()
-    grad, _ = image_gradient(images, labels, idx, teacher, ckpts, cfg, segment_size=seg)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    times.append(time.perf_counter() - start)
-stop.set(); sampler.join()
-peak = (peak[0] - base) / 2**20
-if dev.type == "cuda":
-    peak = (torch.cuda.max_memory_allocated() - cuda_base) / 2**20
+with PeakMemory(dev) as pm:
+    for step in range(args["steps"]):
+        start = time.perf_counter()
+        grad, _ = image_gradient(images, labels, idx, teacher, ckpts, cfg, segment_size=seg)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+peak = pm.peak_mb
 torch.save(grad.cpu(), args["grad_path"])
 print(json.dumps({"peak_mb": peak, "sec_per_update": sorted(times)[len(times) // 2]}))
 """

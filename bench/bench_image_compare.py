@@ -56,6 +56,8 @@ def main() -> None:
     p.add_argument("--experts", type=Path, default=None)
     p.add_argument("--set", nargs="*", default=[], help="extra overrides, e.g. mtt.iterations=300")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--summary", type=Path, default=None,
+                   help="JSON summary (default bench/results/image_compare_<dataset>_<preset>.json)")
     args = p.parse_args()
     torch.set_num_threads(2)
     from distillkit.cli.image import parse_sets
@@ -68,7 +70,7 @@ def main() -> None:
     m = run_compare(make_compare_config(args.preset, overrides), out, args.teachers, args.experts)
     print((out / "results.md").read_text())
     print("\n".join(headline(m)))
-    summary = Path("bench/results") / f"image_compare_{args.dataset}_{args.preset}.json"
+    summary = args.summary or Path("bench/results") / f"image_compare_{args.dataset}_{args.preset}.json"
     summary.write_text(json.dumps({k: m[k] for k in ("rows", "costs", "full_data", "cross_arch_drop")}, indent=2))
 
 

@@ -79,6 +79,19 @@ def test_a_second_run_reuses_every_set_and_evaluation(comparison):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
+def test_a_run_may_change_what_it_computes_but_not_how(comparison):
+    cfg, out, m, pool = comparison
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "sets").glob("*/distilled.safetensors")}
+    fewer = cfg.model_copy(update={"ipcs": [2], "methods": ["herding", "random"]})
+    rows = run_compare(fewer, out, pool.manifest.parent)["rows"]
+    assert rows == [r for r in m["rows"] if r["ipc"] == 2 and r["method"] in ("herding", "random")]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing rebuilt
+    assert json.loads((out / "config.json").read_text())["ipcs"] == [2]
+    longer = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"epochs": 61})})
+    with pytest.raises(UserError, match=r"different config \(differs in: eval\)"):
+        run_compare(longer, out, pool.manifest.parent)
+
+
 def test_unknown_method_and_mismatched_pools_are_refused(digits_pool, tmp_path):
     with pytest.raises(UserError, match="unknown method 'mttt'"):
         make_compare_config("quick", {"methods": ["apm", "mttt"]})

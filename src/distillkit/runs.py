@@ -26,10 +26,12 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is not valid JSON ({e.msg}); delete it or restore it from a backup") from None
 
 
-def prepare_run_dir(run_dir: Path, config: dict[str, Any]) -> Path:
+def prepare_run_dir(run_dir: Path, config: dict[str, Any], extendable: tuple[str, ...] = ()) -> Path:
     """Create `run_dir` with config.json, or check that an existing one holds the same config.
 
-    Resuming a directory with a different config is refused: nothing there is touched.
+    Resuming a directory with a different config is refused: nothing there is touched. Top-level keys in
+    `extendable` only say *what* to compute (e.g. which IPCs), each result cached apart, so they may change:
+    config.json then records the new values.
     """
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
@@ -38,10 +40,13 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any]) -> Path:
         old = read_json(cfg_path)
         if old != config:
             diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            raise UserError(
-                f"{run_dir} holds a run with a different config (differs in: {', '.join(diff)}); "
-                "resume with the same settings or choose a new --out directory"
-            )
+            if not set(diff) <= set(extendable):
+                diff = [k for k in diff if k not in extendable]
+                raise UserError(
+                    f"{run_dir} holds a run with a different config (differs in: {', '.join(diff)}); "
+                    "resume with the same settings or choose a new --out directory"
+                )
+            write_json(cfg_path, config)
     else:
         write_json(cfg_path, config)
     return run_dir

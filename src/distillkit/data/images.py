@@ -23,6 +23,16 @@ import torch.nn.functional as F
 from distillkit.errors import UserError
 
 
+def to_pixels(x: torch.Tensor, mean_std: tuple[list[float], list[float]] | None) -> torch.Tensor:
+    """Normalised images back to [0, 1] pixels; without `mean_std` (e.g. ZCA images) each image is rescaled
+    to its own range, for display."""
+    if mean_std is None:
+        lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+        return (x - lo) / (hi - lo + 1e-8)
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in mean_std)
+    return (x * std + mean).clamp(0, 1)
+
+
 @dataclass
 class RawImages:
     """Arrays straight from the source: x (N, C, H, W), y (N,) integer labels."""
@@ -66,13 +76,7 @@ class ImageData:
 
     def denormalise(self, x: torch.Tensor) -> torch.Tensor:
         """Map normalised images back to [0, 1] pixels (ZCA images are rescaled per image for display)."""
-        if self.zca is not None:
-            lo = x.amin(dim=(1, 2, 3), keepdim=True)
-            hi = x.amax(dim=(1, 2, 3), keepdim=True)
-            return (x - lo) / (hi - lo + 1e-8)
-        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
-        std = torch.tensor(self.std).view(1, -1, 1, 1)
-        return (x * std + mean).clamp(0, 1)
+        return to_pixels(x, None if self.zca is not None else (self.mean, self.std))
 
 
 # ---------------------------------------------------------------- raw loaders

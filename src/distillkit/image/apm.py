@@ -15,7 +15,6 @@ IPC budget, or every G-th class) with its own seed; image/parallel.py runs the g
 from __future__ import annotations
 
 import copy
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from torch import nn
 from distillkit.data.images import ImageData
 from distillkit.errors import UserError
 from distillkit.image.augment import DSA
+from distillkit.image.checkpoints import load_state, save_state
 from distillkit.image.distilled import DistilledSet
 from distillkit.image.losses import label_loss
 from distillkit.image.seeding import derive_seed, generator, seeded
@@ -240,23 +240,14 @@ class APMState:
 
     def save(self, path: Path, cfg: APMConfig, group: Group | None = None) -> None:
         blob = {"images": self.images.detach(), "labels": self.labels, "opt": self.opt.state_dict(), "t": self.t,
-                "history": self.history, "seconds": self.seconds, "config": cfg.model_dump()}
+                "history": self.history, "seconds": self.seconds}
         if group is not None:
             blob["group"] = group.as_dict()
-        tmp = Path(str(path) + ".tmp")
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
+        save_state(path, blob, cfg.model_dump())
 
     @classmethod
     def load(cls, path: Path, cfg: APMConfig, group: Group | None = None) -> APMState:
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-            raise UserError(f"checkpoint {path} is damaged ({type(e).__name__}); "
-                            "delete it to restart the run") from None
-        if blob.get("config") != cfg.model_dump():
-            raise UserError(f"checkpoint {path} was written with another APM config; use the same settings "
-                            "or a new --out directory")
+        blob = load_state(path, cfg.model_dump(), "APM")
         wanted = group.as_dict() if group else None
         if blob.get("group") != wanted:
             raise UserError(f"checkpoint {path} was written for group {blob.get('group')}, not {wanted}; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,24 @@ def load_net(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module,
     except RuntimeError as e:
         raise UserError(f"{path} does not match its architecture metadata ({str(e)[:120]}); re-create it") from None
     return net.to(device), meta
+
+
+def save_state(path: Path, blob: dict[str, Any], config: dict[str, Any]) -> None:
+    """Write a resumable run state atomically (temp file, then rename), tagged with the run's config."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(path) + ".tmp")
+    torch.save({**blob, "config": config}, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path, config: dict[str, Any], method: str) -> dict[str, Any]:
+    """A state written by `save_state` for the same config; a damaged file or another config is a UserError."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise UserError(f"checkpoint {path} is damaged ({type(e).__name__}); delete it to restart the run") from None
+    if blob.get("config") != config:
+        raise UserError(f"checkpoint {path} was written with another {method} config; use the same settings "
+                        "or a new --out directory")
+    return blob

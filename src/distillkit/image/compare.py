@@ -27,12 +27,13 @@ from distillkit.image.evaluate import EvalConfig, evaluate_set
 from distillkit.image.memory import PeakMemory
 from distillkit.image.mtt import ExpertConfig, Experts, MTTConfig, distill_mtt, train_experts
 from distillkit.image.pipeline import DataConfig, FullDataConfig, _cached_eval, _merge, _preset
-from distillkit.image.plots import cost_bars, cross_arch_bars, image_grid, lines_by_ipc
+from distillkit.image.plots import accuracy_lines, cost_bars, cross_arch_bars, image_grid
 from distillkit.image.teacher import TeacherConfig, TeacherPool, train_pool
 from distillkit.nets import canonical_arch
 from distillkit.runs import prepare_run_dir, read_json, write_json
 
 METHODS = ("apm", "mtt", "tesla", "dm", "herding", "kcenter", "random")
+WHAT_TO_COMPUTE = ("methods", "ipcs", "label_modes", "cross_archs")  # each cell cached apart
 
 
 class CompareConfig(BaseModel):
@@ -128,7 +129,7 @@ class Comparison:
     """One comparison run directory: builds sets, evaluates them, writes tables and plots."""
 
     def __init__(self, cfg: CompareConfig, out: Path, teachers: Path | None = None, experts: Path | None = None):
-        self.cfg, self.out = cfg, prepare_run_dir(Path(out), cfg.model_dump())
+        self.cfg, self.out = cfg, prepare_run_dir(Path(out), cfg.model_dump(), extendable=WHAT_TO_COMPUTE)
         self.data = cfg.data.load(cfg.seed)
         _check_ipcs(self.data, cfg.ipcs)
         self.pool = self._pool(teachers)
@@ -237,8 +238,8 @@ class Comparison:
             w.writerows(rows)
         (self.out / "results.md").write_text(results_markdown(metrics))
         main = [r for r in rows if r["arch"] == main_arch]
-        lines_by_ipc(main, self.out / "accuracy_vs_ipc.png", f"{metrics['dataset']}: test accuracy by IPC "
-                     f"({main_arch})")
+        accuracy_lines(main, self.out / "accuracy_vs_ipc.png",
+                       f"{metrics['dataset']}: test accuracy by IPC ({main_arch})")
         cost_bars(metrics["costs"], self.out / "cost.png", f"{metrics['dataset']}: cost of building each set")
         if self.cfg.cross_archs:
             cross_arch_bars([r for r in rows if r["labels"] == self.cfg.cross_arch_label],

@@ -18,17 +18,11 @@ from distillkit.image.train import predict
 CORESETS = ("herding", "kcenter", "random")
 
 
-@torch.no_grad()
 def embed(net: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Penultimate-layer features of `net` on x (evaluation mode), on the CPU."""
     if not hasattr(net, "embed"):
         raise UserError(f"{type(net).__name__} has no feature embedding; use a registered architecture")
-    device = next(net.parameters()).device
-    was_training = net.training
-    net.eval()
-    out = torch.cat([net.embed(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
-    net.train(was_training)
-    return out
+    return predict(net, x, batch_size, fn=net.embed)
 
 
 def herding(features: torch.Tensor, n: int) -> torch.Tensor:

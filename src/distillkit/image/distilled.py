@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from distillkit.data.images import to_pixels
 from distillkit.errors import UserError
 from distillkit.image.checkpoints import read_safetensors
 
@@ -26,6 +27,11 @@ class DistilledSet:
     soft_labels: torch.Tensor | None
     meta: dict[str, Any] = field(default_factory=dict)
     zca: dict[str, torch.Tensor] | None = None
+
+    def pixels(self) -> torch.Tensor:
+        """The images as [0, 1] pixels from the set's own metadata (ZCA images are rescaled per image)."""
+        plain = self.zca is None and "mean" in self.meta
+        return to_pixels(self.images, (self.meta["mean"], self.meta["std"]) if plain else None)
 
     def save(self, path: Path) -> None:
         import json

@@ -8,7 +8,6 @@ checkpoints at `checkpoint_every` iterations make a resumed run end with the sam
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -17,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from distillkit.data.images import ImageData
-from distillkit.errors import UserError
 from distillkit.image.apm import init_images
 from distillkit.image.augment import DSA
+from distillkit.image.checkpoints import load_state, save_state
 from distillkit.image.distilled import DistilledSet
 from distillkit.image.seeding import derive_seed, generator, seeded
 from distillkit.image.train import frozen, predict
@@ -67,12 +66,7 @@ def distill_dm(data: ImageData, cfg: DMConfig, run_dir: Path | None = None, devi
     opt = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
     start_t, seconds, history = 0, 0.0, []
     if state_path and state_path.exists():
-        try:
-            blob = torch.load(state_path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-            raise UserError(f"checkpoint {state_path} is damaged ({type(e).__name__}); delete it to restart") from None
-        if blob.get("config") != cfg.model_dump():
-            raise UserError(f"checkpoint {state_path} was written with another DM config; use a new --out directory")
+        blob = load_state(state_path, cfg.model_dump(), "DM")
         with torch.no_grad():
             images.copy_(blob["images"])
         opt.load_state_dict(blob["opt"])
@@ -94,11 +88,9 @@ def distill_dm(data: ImageData, cfg: DMConfig, run_dir: Path | None = None, devi
         seconds += time.perf_counter() - tick
         history.append({"t": t, "loss": loss.item() / data.num_classes})
         if state_path and ((t + 1) % cfg.checkpoint_every == 0 or t + 1 == cfg.iterations):
-            state_path.parent.mkdir(parents=True, exist_ok=True)
             blob = {"images": images.detach().cpu(), "opt": opt.state_dict(), "t": t + 1, "seconds": seconds,
-                    "history": history, "config": cfg.model_dump()}
-            torch.save(blob, str(state_path) + ".tmp")
-            os.replace(str(state_path) + ".tmp", state_path)
+                    "history": history}
+            save_state(state_path, blob, cfg.model_dump())
     out = images.detach().cpu()
     meta = {"method": "dm", "dataset": data.name, "classes": data.classes, "ipc": cfg.ipc, "mean": data.mean,
             "std": data.std, "data_options": data.options, "arch": cfg.arch, "dm_config": cfg.model_dump(),

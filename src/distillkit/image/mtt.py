@@ -47,7 +47,7 @@ from distillkit.data.images import ImageData
 from distillkit.errors import UserError
 from distillkit.image.apm import APMConfig, init_images
 from distillkit.image.augment import DSA
-from distillkit.image.checkpoints import file_hash
+from distillkit.image.checkpoints import file_hash, load_state, save_state
 from distillkit.image.distilled import DistilledSet
 from distillkit.image.losses import label_loss
 from distillkit.image.seeding import generator, seeded
@@ -55,6 +55,7 @@ from distillkit.image.teacher import data_signature
 from distillkit.image.train import accuracy, predict, train_net
 from distillkit.nets import build_net, canonical_arch
 from distillkit.progress import progress
+from distillkit.runs import write_json
 
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 
@@ -144,12 +145,6 @@ def train_expert(data: ImageData, cfg: ExpertConfig, index: int,
     return torch.stack(rows), meta
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-
-
 def train_experts(data: ImageData, cfg: ExpertConfig, out: Path, device: str | torch.device = "cpu") -> Path:
     """Train the experts into `out` (expert_i.safetensors + experts.json); finished experts are kept on resume."""
     out = Path(out)
@@ -176,7 +171,7 @@ def train_experts(data: ImageData, cfg: ExpertConfig, out: Path, device: str | t
                                     metadata={"distillkit": json.dumps(meta)})
         os.replace(tmp, path)
         entries = entries[:i] + [{"file": path.name, "sha256_16": file_hash(path), "val_acc": meta["val_acc"]}]
-        _write_json(manifest, {"signature": data_signature(data), "config": setup, "experts": entries})
+        write_json(manifest, {"signature": data_signature(data), "config": setup, "experts": entries})
     return manifest
 
 
@@ -328,21 +323,12 @@ class MTTState:
     def save(self, path: Path, cfg: MTTConfig) -> None:
         blob = {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "syn_lr": self.syn_lr.detach().cpu(),
                 "opt_img": self.opt_img.state_dict(), "opt_lr": self.opt_lr.state_dict(), "t": self.t,
-                "history": self.history, "seconds": self.seconds, "config": cfg.model_dump()}
-        tmp = Path(str(path) + ".tmp")
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
+                "history": self.history, "seconds": self.seconds}
+        save_state(path, blob, cfg.model_dump())
 
     @classmethod
     def load(cls, path: Path, cfg: MTTConfig, device: torch.device) -> MTTState:
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001
-            raise UserError(f"checkpoint {path} is damaged ({type(e).__name__}); "
-                            "delete it to restart the run") from None
-        if blob.get("config") != cfg.model_dump():
-            raise UserError(f"checkpoint {path} was written with another MTT config; use the same settings "
-                            "or a new --out directory")
+        blob = load_state(path, cfg.model_dump(), "MTT")
         state = cls(blob["images"].clone(), blob["labels"], cfg, device)
         with torch.no_grad():
             state.syn_lr.copy_(blob["syn_lr"])

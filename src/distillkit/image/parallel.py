@@ -97,17 +97,6 @@ def merge_sets(sets: list[DistilledSet], names: list[str] | None = None) -> Dist
     return DistilledSet(images, labels, soft, meta, first.zca)
 
 
-def denormalise(ds: DistilledSet) -> torch.Tensor:
-    """The set's images as [0, 1] pixels from its own metadata (ZCA images are rescaled per image)."""
-    x = ds.images
-    if ds.zca is not None or "mean" not in ds.meta:
-        lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
-        return (x - lo) / (hi - lo + 1e-8)
-    mean = torch.tensor(ds.meta["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(ds.meta["std"]).view(1, -1, 1, 1)
-    return (x * std + mean).clamp(0, 1)
-
-
 def merge_files(files: list[Path], out: Path) -> tuple[DistilledSet, Path]:
     """Merge group files into `out` and draw the grid beside it (OUT_STEM_grid.png); return the set and grid."""
     from distillkit.image.plots import image_grid
@@ -117,7 +106,7 @@ def merge_files(files: list[Path], out: Path) -> tuple[DistilledSet, Path]:
     out = Path(out)
     merged.save(out)
     classes = merged.meta.get("classes") or [str(c) for c in range(int(merged.labels.max()) + 1)]
-    grid = image_grid(denormalise(merged), merged.labels, classes, out.with_name(out.stem + "_grid.png"))
+    grid = image_grid(merged.pixels(), merged.labels, classes, out.with_name(out.stem + "_grid.png"))
     return merged, grid
 
 

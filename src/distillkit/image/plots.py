@@ -68,19 +68,21 @@ def curve(xs: list[float], ys: list[float], path: Path, xlabel: str, ylabel: str
     return Path(path)
 
 
-def lines_by_ipc(rows: list[dict], path: Path, title: str) -> Path:
-    """Test accuracy against IPC, one line per method, one panel per label mode (error bars = std)."""
+def accuracy_lines(rows: list[dict], path: Path, title: str, x: str = "ipc", xlabel: str = "images per class",
+                   log_x: bool = True) -> Path:
+    """Test accuracy against `x` (IPC by default), one line per method, one panel per label mode (bars = std)."""
     labels = sorted({r["labels"] for r in rows}, reverse=True)
     fig, axes = plt.subplots(1, len(labels), figsize=(4.6 * len(labels), 3.4), squeeze=False)
     for ax, label in zip(axes[0], labels, strict=True):
         for method in dict.fromkeys(r["method"] for r in rows):
-            pts = sorted((r["ipc"], r["mean"], r["std"]) for r in rows
+            pts = sorted((r[x], r["mean"], r["std"]) for r in rows
                          if r["method"] == method and r["labels"] == label)
             if pts:
                 xs, ys, es = zip(*pts, strict=True)
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method)
-        ax.set_xscale("log")
-        ax.set_xlabel("images per class")
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{label} labels", fontsize=10)
         ax.grid(alpha=0.3)

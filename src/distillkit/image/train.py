@@ -62,12 +62,14 @@ def train_net(
 
 
 @torch.no_grad()
-def predict(net: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Logits of `net` on x (evaluation mode, no augmentation), on the CPU."""
+def predict(net: nn.Module, x: torch.Tensor, batch_size: int = 1000,
+            fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Logits of `net` on x (or `fn`'s output, e.g. `net.embed`), in evaluation mode, no augmentation, on the CPU."""
     device = next(net.parameters()).device
+    fn = fn or net
     was_training = net.training
     net.eval()
-    out = torch.cat([net(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
+    out = torch.cat([fn(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
     net.train(was_training)
     return out
 

@@ -4,7 +4,8 @@ Each method runs its schedule once (the `compare` preset's, or longer through --
 --every-mtt iterations the images are copied out with the method's own distillation seconds so far
 (`state.seconds`: the loop's work, without the copying or checkpoint writes). Each snapshot, and the shared
 initial images (both methods start from the same seeded real images), is trained on by the comparison's
-evaluator with teacher soft labels (L1) and with hard labels (CE).
+evaluator with teacher soft labels (L1) and with hard labels (CE). Both runs go first, then every
+evaluation, so the timed part can run alone on the machine (`--distill-only`, then again without it).
 
 For each label mode the target is the lower of the two methods' best snapshot accuracies (a level both
 reach); a method's time to it is the seconds of its first snapshot at or above it. The ratio APM / MTT below
@@ -88,6 +89,7 @@ def main() -> None:
     p.add_argument("--every-mtt", type=int, default=20)
     p.add_argument("--set", nargs="*", default=[], help="extra overrides, e.g. mtt.iterations=300")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--distill-only", action="store_true", help="take the snapshots, evaluate later")
     args = p.parse_args()
     torch.set_num_threads(2)
     from distillkit.cli.image import parse_sets
@@ -100,9 +102,12 @@ def main() -> None:
     out = args.out or Path("bench/results/time_to_accuracy") / f"{args.dataset}_{args.preset}_ipc{args.ipc}"
     cmp = Comparison(make_compare_config(args.preset, overrides), out, args.teachers, args.experts)
     labels = cmp.cfg.label_modes
-    rows = []
-    for method, every in (("apm", args.every_apm), ("mtt", args.every_mtt)):
-        rows += curve(cmp, method, args.ipc, snapshots(cmp, method, args.ipc, every, out), labels)
+    # both runs first, then every evaluation: `--distill-only` lets the timed part run on a quiet machine
+    snaps = {m: snapshots(cmp, m, args.ipc, every, out) for m, every in (("apm", args.every_apm),
+                                                                          ("mtt", args.every_mtt))}
+    if args.distill_only:
+        return
+    rows = [row for m, s in snaps.items() for row in curve(cmp, m, args.ipc, s, labels)]
     summary = []
     for label in labels:
         best = {m: max(r["mean"] for r in rows if r["method"] == m and r["labels"] == label) for m in ("apm", "mtt")}

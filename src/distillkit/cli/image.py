@@ -17,6 +17,12 @@ DATASET = typer.Option(
     "mnist", help="mnist, fashion_mnist, digits, cifar10, cifar100, tiny_imagenet, image_folder, npz")
 DATA_ROOT = typer.Option(None, help="Folder (or .npz file) holding the data; offline defaults need none.")
 PRESET = typer.Option("quick", help="quick (minutes on a CPU), standard (about an hour on a CPU), paper (GPU).")
+SIZE = typer.Option(None, help="Pad/resize images to SIZE x SIZE (e.g. 32).")
+CHANNELS = typer.Option(None, help="Repeat grey images to this many channels (e.g. 3).")
+ZCA = typer.Option(False, help="ZCA-whiten (eps 0.1) with training-split statistics.")
+DOWNLOAD = typer.Option(False, help="Download the dataset when it is not found locally.")
+SEED = typer.Option(0, help="Seed of every random stream.")
+DEVICE = typer.Option("cpu", help="cpu or cuda")
 
 
 def parse_sets(sets: list[str]) -> dict[str, Any]:
@@ -47,16 +53,16 @@ def run(
     preset: str = PRESET,
     out: Path = typer.Option(Path("runs/image"), help="Run directory (resumed when it exists)."),
     data_root: Path | None = DATA_ROOT,
-    size: int | None = typer.Option(None, help="Pad/resize images to SIZE x SIZE (e.g. 32)."),
-    channels: int | None = typer.Option(None, help="Repeat grey images to this many channels (e.g. 3)."),
-    zca: bool = typer.Option(False, help="ZCA-whiten (eps 0.1) with training-split statistics."),
-    download: bool = typer.Option(False, help="Download the dataset when it is not found locally."),
+    size: int | None = SIZE,
+    channels: int | None = CHANNELS,
+    zca: bool = ZCA,
+    download: bool = DOWNLOAD,
     arch: str | None = typer.Option(None, help="Teacher/student architecture (default ConvNet)."),
     teachers: Path | None = typer.Option(None, help="Use this trained teacher pool instead of training one."),
     segment_size: int | None = typer.Option(None, help="APM segment size (the memory knob)."),
     iterations: int | None = typer.Option(None, help="APM image updates T."),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("cpu", help="cpu or cuda"),
+    seed: int = SEED,
+    device: str = DEVICE,
     set_: list[str] = typer.Option([], "--set", help="Any config value, e.g. --set apm.alpha_ce=0.2"),
 ) -> None:
     """Teacher -> APM -> evaluation beside a random real subset and the full data, in one run directory."""
@@ -83,12 +89,12 @@ def teacher(
     arch: str = typer.Option("convnet"),
     width: int | None = typer.Option(None, help="Network width (ConvNet default 128)."),
     data_root: Path | None = DATA_ROOT,
-    size: int | None = typer.Option(None),
-    channels: int | None = typer.Option(None),
-    zca: bool = typer.Option(False),
-    download: bool = typer.Option(False),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("cpu"),
+    size: int | None = SIZE,
+    channels: int | None = CHANNELS,
+    zca: bool = ZCA,
+    download: bool = DOWNLOAD,
+    seed: int = SEED,
+    device: str = DEVICE,
 ) -> None:
     """Train a pool of N teachers, each kept at its best validation epoch."""
     from distillkit.image.pipeline import DataConfig
@@ -112,12 +118,12 @@ def experts(
     arch: str = typer.Option("convnet"),
     width: int | None = typer.Option(None, help="Network width (ConvNet default 128)."),
     data_root: Path | None = DATA_ROOT,
-    size: int | None = typer.Option(None),
-    channels: int | None = typer.Option(None),
-    zca: bool = typer.Option(False),
-    download: bool = typer.Option(False),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("cpu"),
+    size: int | None = SIZE,
+    channels: int | None = CHANNELS,
+    zca: bool = ZCA,
+    download: bool = DOWNLOAD,
+    seed: int = SEED,
+    device: str = DEVICE,
 ) -> None:
     """Train expert trajectories for the MTT/TESLA baselines; finished experts are kept when re-run."""
     from distillkit.image.mtt import ExpertConfig, train_experts
@@ -143,12 +149,12 @@ def distill_cmd(
     preset: str = PRESET,
     out: Path = typer.Option(Path("runs/apm"), help="Run directory (resumed when it exists)."),
     data_root: Path | None = DATA_ROOT,
-    size: int | None = typer.Option(None),
-    channels: int | None = typer.Option(None),
-    zca: bool = typer.Option(False),
-    download: bool = typer.Option(False),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("cpu"),
+    size: int | None = SIZE,
+    channels: int | None = CHANNELS,
+    zca: bool = ZCA,
+    download: bool = DOWNLOAD,
+    seed: int = SEED,
+    device: str = DEVICE,
     set_: list[str] = typer.Option([], "--set", help="APM knobs, e.g. --set segment_size=50 --set discrepancy=kl"),
     groups: int | None = typer.Option(None, help="Distil G disjoint groups (each with its own seed) and merge them; "
                                       "under torchrun the groups are shared among the processes."),
@@ -227,8 +233,8 @@ def eval_cmd(
     baselines: bool = typer.Option(True, help="Also evaluate a random real subset of the same IPC."),
     teachers: Path | None = typer.Option(None, help="Teacher pool, to soft-label the random subset."),
     data_root: Path | None = DATA_ROOT,
-    seed: int = typer.Option(0),
-    device: str = typer.Option("cpu"),
+    seed: int = SEED,
+    device: str = DEVICE,
     out: Path | None = typer.Option(None, help="Write the results as JSON here."),
 ) -> None:
     """Train R fresh networks on a distilled set (and a random real subset); report test accuracy."""
@@ -282,17 +288,17 @@ def compare(
     preset: str = PRESET,
     out: Path = typer.Option(Path("runs/compare"), help="Run directory (resumed when it exists)."),
     data_root: Path | None = DATA_ROOT,
-    size: int | None = typer.Option(None, help="Pad/resize images to SIZE x SIZE (e.g. 32)."),
-    channels: int | None = typer.Option(None, help="Repeat grey images to this many channels (e.g. 3)."),
-    zca: bool = typer.Option(False),
-    download: bool = typer.Option(False),
+    size: int | None = SIZE,
+    channels: int | None = CHANNELS,
+    zca: bool = ZCA,
+    download: bool = DOWNLOAD,
     arch: str | None = typer.Option(None, help="Distillation and main evaluation network (default ConvNet)."),
     cross_arch: str = typer.Option("", help="Also evaluate on these networks, e.g. resnet18,vgg11,alexnet,vit."),
     labels: str = typer.Option("soft,hard", help="Label modes every set is trained with: soft, hard or both."),
     teachers: Path | None = typer.Option(None, help="Use this trained teacher pool instead of training one."),
     experts: Path | None = typer.Option(None, help="Use these MTT expert trajectories instead of training them."),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("cpu", help="cpu or cuda"),
+    seed: int = SEED,
+    device: str = DEVICE,
     set_: list[str] = typer.Option([], "--set", help="Any config value, e.g. --set mtt.syn_steps=30"),
 ) -> None:
     """Several methods, one teacher pool, one evaluator: a table (markdown, CSV) and plots."""

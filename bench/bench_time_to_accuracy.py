@@ -124,7 +124,7 @@ def main() -> None:
     result = {"dataset": args.dataset, "ipc": args.ipc, "preset": args.preset, "curve": rows, "summary": summary,
               "apm_iterations": cmp.cfg.apm.iterations, "mtt_iterations": cmp.cfg.mtt.iterations,
               "protocol": cmp.cfg.eval.model_dump()}
-    path = Path("bench/results") / f"time_to_accuracy_{args.dataset}_ipc{args.ipc}.json"
+    path = Path("bench/results") / f"time_to_accuracy_{out.name}.json"
     path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path} and {out / 'accuracy_vs_seconds.png'}")
 

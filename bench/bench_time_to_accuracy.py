@@ -59,7 +59,7 @@ def curve(cmp, method: str, ipc: int, snaps: list[dict], labels: list[str]) -> l
     from distillkit.image.distilled import DistilledSet
     from distillkit.image.train import predict
 
-    init, hard = init_images(cmp.data, APMConfig(ipc=ipc, seed=cmp.cfg.apm.seed))
+    init, hard = init_images(cmp.data, APMConfig(ipc=ipc, init=cmp.cfg.apm.init, seed=cmp.cfg.apm.seed))
     points = [{"t": 0, "seconds": 0.0, "images": init}]
     points += [{"t": s["t"], "seconds": s["seconds"], "images": torch.load(s["path"])} for s in snaps]
     rows = []
@@ -101,6 +101,8 @@ def main() -> None:
     overrides.update(methods=["apm", "mtt"], ipcs=[args.ipc], cross_archs=[])
     out = args.out or Path("bench/results/time_to_accuracy") / f"{args.dataset}_{args.preset}_ipc{args.ipc}"
     cmp = Comparison(make_compare_config(args.preset, overrides), out, args.teachers, args.experts)
+    if (cmp.cfg.apm.seed, cmp.cfg.apm.init) != (cmp.cfg.mtt.seed, cmp.cfg.mtt.init):
+        raise SystemExit("error: apm and mtt need the same seed and init, so both start from the same images")
     labels = cmp.cfg.label_modes
     # both runs first, then every evaluation: `--distill-only` lets the timed part run on a quiet machine
     snaps = {m: snapshots(cmp, m, args.ipc, every, out) for m, every in (("apm", args.every_apm),

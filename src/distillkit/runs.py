@@ -36,17 +36,13 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], extendable: tuple[str
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     config = json.loads(json.dumps(config, sort_keys=True, default=str))
-    if cfg_path.exists():
-        old = read_json(cfg_path)
-        if old != config:
-            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            if not set(diff) <= set(extendable):
-                diff = [k for k in diff if k not in extendable]
-                raise UserError(
-                    f"{run_dir} holds a run with a different config (differs in: {', '.join(diff)}); "
-                    "resume with the same settings or choose a new --out directory"
-                )
-            write_json(cfg_path, config)
-    else:
+    old = read_json(cfg_path) if cfg_path.exists() else {}
+    diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k) and k not in extendable)
+    if old and diff:
+        raise UserError(
+            f"{run_dir} holds a run with a different config (differs in: {', '.join(diff)}); "
+            "resume with the same settings or choose a new --out directory"
+        )
+    if old != config:
         write_json(cfg_path, config)
     return run_dir

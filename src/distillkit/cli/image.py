@@ -42,6 +42,14 @@ def _data_overrides(dataset: str, data_root: Path | None, size: int | None, chan
     return d
 
 
+def _load_data(dataset: str, data_root: Path | None, size: int | None, channels: int | None, zca: bool,
+               download: bool, seed: int):
+    """The image splits the shared data options name."""
+    from distillkit.image.pipeline import DataConfig
+
+    return DataConfig(**_data_overrides(dataset, data_root, size, channels, zca, download)).load(seed)
+
+
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
@@ -97,10 +105,9 @@ def teacher(
     device: str = DEVICE,
 ) -> None:
     """Train a pool of N teachers, each kept at its best validation epoch."""
-    from distillkit.image.pipeline import DataConfig
     from distillkit.image.teacher import TeacherConfig, train_pool
 
-    data = DataConfig(**_data_overrides(dataset, data_root, size, channels, zca, download)).load(seed)
+    data = _load_data(dataset, data_root, size, channels, zca, download, seed)
     cfg = TeacherConfig(arch=arch, num_teachers=num_teachers, epochs=epochs, seed=seed,
                         net_options={"width": width} if width else {})
     manifest = train_pool(data, cfg, out, device)
@@ -127,14 +134,13 @@ def experts(
 ) -> None:
     """Train expert trajectories for the MTT/TESLA baselines; finished experts are kept when re-run."""
     from distillkit.image.mtt import ExpertConfig, train_experts
-    from distillkit.image.pipeline import DataConfig
 
     try:
         cfg = ExpertConfig(arch=arch, num_experts=num_experts, epochs=epochs, lr=lr, seed=seed,
                            net_options={"width": width} if width else {})
     except ValueError as e:
         raise UserError(f"bad expert setting: {str(e).splitlines()[-1].strip()}") from None
-    data = DataConfig(**_data_overrides(dataset, data_root, size, channels, zca, download)).load(seed)
+    data = _load_data(dataset, data_root, size, channels, zca, download, seed)
     manifest = train_experts(data, cfg, out, device)
     for e in json.loads(manifest.read_text())["experts"]:
         typer.echo(f"{e['file']}: validation {e['val_acc']:.2f} % after {epochs} epochs")

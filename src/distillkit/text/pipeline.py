@@ -315,14 +315,9 @@ class DiLMRun:
         metric = "combined_score" if self.data.test.metric == "combined_score" else "accuracy"
         results: dict[str, Any] = {}
         for learner in learners:
-            res: dict[str, Any] = {}
-            for method in cfg.methods:
-                if method == "full":
-                    runs = self.evaluate_full(learner)
-                    res["full"] = {"all": {**summarize(runs, metric), "runs": runs, "sets": 1}}
-                    continue
-                res[method] = {}
-                for dpc in cfg.dpcs:
+            res: dict[str, Any] = {m: {} for m in cfg.methods}
+            for dpc in cfg.dpcs:  # DPC outer: the first DPC listed is finished for every method first
+                for method in (m for m in cfg.methods if m != "full"):
                     runs = []
                     for r in range(self.n_sets(method)):
                         small = self.build_set(method, dpc, r, gens.get(method))
@@ -332,6 +327,9 @@ class DiLMRun:
                         "sets": self.n_sets(method),
                         "runs": runs,
                     }
+            if "full" in cfg.methods:
+                runs = self.evaluate_full(learner)
+                res["full"] = {"all": {**summarize(runs, metric), "runs": runs, "sets": 1}}
             results[learner] = res
         metrics = {
             "dataset": cfg.dataset,

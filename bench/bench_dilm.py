@@ -95,9 +95,14 @@ SCHEDULES = {"scratch": SCALED, "smollm2": SCALED + SMOLLM2}
 
 
 def time_head_grads(run: DiLMRun, steps: int) -> dict:
-    """Seconds per generator step (all classes), closed form vs autograd through MiniLM, same batches."""
+    """Seconds per generator step (all classes), closed form vs autograd through MiniLM, same batches.
+
+    One untimed warm-up step per mode; the timed steps alternate the modes (and their order) so that
+    neither profits from a warmer cache. `head_seconds` times the head-gradient part alone (learner
+    forward passes, per-sample or autograd head gradients, backward to the sample weights).
+    """
     from distillkit.text.generator import Generator
-    from distillkit.text.gm import build_representative_teacher, matching_loss
+    from distillkit.text.gm import build_representative_teacher, head_gradients, matching_loss
     from distillkit.text.train_utils import derive_seed
 
     cfg = run.cfg
@@ -107,37 +112,83 @@ def time_head_grads(run: DiLMRun, steps: int) -> dict:
     learner.reset(1)
     train = run.data.train
     rt = build_representative_teacher(run.real_embeddings(), train.labels, cfg.gm.real_batch, 1)[0]
-    syn = {c: gen.sample(c, cfg.gm.syn_batch * steps, seed=derive_seed(cfg.seed, 90, c)) for c in rt}
+    real = {c: [train.texts[i] for i in idx] for c, idx in rt.items()}
+    syn = {c: gen.sample(c, cfg.gm.syn_batch * (steps + 1), seed=derive_seed(cfg.seed, 90, c)) for c in rt}
+    modes = ("closed_form", "autograd")
+
+    def step(mode: str, s: int) -> tuple[float, float, torch.Tensor]:
+        gen.model.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        for c in rt:
+            batch = syn[c][s * cfg.gm.syn_batch : (s + 1) * cfg.gm.syn_batch]
+            loss, _ = matching_loss(gen, learner, c, real[c], batch, train.num_classes, head_grad=mode)
+            loss.backward()
+        total = time.perf_counter() - t0
+        grad = torch.cat([p.grad.flatten() for p in gen.model.parameters() if p.grad is not None])
+        t0 = time.perf_counter()
+        for c in rt:
+            batch = syn[c][s * cfg.gm.syn_batch : (s + 1) * cfg.gm.syn_batch]
+            w = torch.full((len(batch),), 1 / len(batch), requires_grad=True)
+            g_real, g_syn = head_gradients(learner, c, real[c], batch, w, mode)
+            (1 - torch.nn.functional.cosine_similarity(g_real, g_syn, dim=0)).backward()
+        return total, time.perf_counter() - t0, grad
+
+    grads = {m: step(m, steps)[2] for m in modes}  # warm-up on a batch the timed steps do not use
+    secs: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
+    for s in range(steps):
+        for mode in modes if s % 2 == 0 else modes[::-1]:
+            secs[mode].append(step(mode, s)[:2])
     out: dict = {}
-    grads = {}
-    for mode in ("closed_form", "autograd"):
-        secs = []
-        for s in range(steps):
-            t0 = time.perf_counter()
-            gen.model.zero_grad(set_to_none=True)
-            for c, idx in rt.items():
-                batch = syn[c][s * cfg.gm.syn_batch : (s + 1) * cfg.gm.syn_batch]
-                loss, _ = matching_loss(
-                    gen, learner, c, [train.texts[i] for i in idx], batch, train.num_classes, head_grad=mode
-                )
-                loss.backward()
-            secs.append(time.perf_counter() - t0)
-            if s == 0:
-                grads[mode] = torch.cat([p.grad.flatten() for p in gen.model.parameters() if p.grad is not None])
+    for mode in modes:
+        total, head = np.asarray(secs[mode]).T
         out[mode] = {
-            "seconds_per_step_mean": float(np.mean(secs)),
-            "seconds_per_step_std": float(np.std(secs)),
+            "seconds_per_step_mean": float(total.mean()),
+            "seconds_per_step_std": float(total.std()),
+            "head_seconds_mean": float(head.mean()),
+            "head_seconds_std": float(head.std()),
             "steps": steps,
         }
     diff = (grads["closed_form"] - grads["autograd"]).abs().max().item()
     out["max_abs_grad_difference"] = diff
     out["relative_grad_difference"] = diff / grads["autograd"].abs().max().item()
     out["speedup"] = out["autograd"]["seconds_per_step_mean"] / out["closed_form"]["seconds_per_step_mean"]
+    out["head_speedup"] = out["autograd"]["head_seconds_mean"] / out["closed_form"]["head_seconds_mean"]
     out["setup"] = (
         f"real batch {cfg.gm.real_batch}/class (RT), synthetic batch {cfg.gm.syn_batch}/class, "
         f"{train.num_classes} classes, max_length {cfg.max_length}, MiniLM-L6 learner, "
-        f"torch threads {torch.get_num_threads()}"
+        f"generator {cfg.generator}, torch threads {torch.get_num_threads()}"
     )
+    return out
+
+
+def label_fidelity(run: DiLMRun) -> dict:
+    """How class-conditional the generated sets are, judged by a probe trained on real data.
+
+    The probe is a balanced logistic regression on the selection encoder's embeddings of the real
+    training texts; its cross-validated balanced accuracy on real data is the ceiling. Fidelity of a
+    generator = balanced accuracy of the probe on its sets at the largest DPC, the conditioning class
+    taken as the truth.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import cross_val_score
+
+    from distillkit.text.synthetic import load_text_set
+
+    cfg = run.cfg
+    x, y = run.real_embeddings(), run.data.train.labels
+    probe = LogisticRegression(max_iter=2000, class_weight="balanced")
+    real_cv = cross_val_score(probe, x, y, cv=5, scoring="balanced_accuracy")
+    out = {"probe_real_cv_balanced_accuracy": 100 * float(real_cv.mean())}
+    probe.fit(x, y)
+    dpc = max(cfg.dpcs)
+    for method in (m for m in ("dilm", "vanilla_lm") if m in cfg.methods):
+        scores = []
+        for r in range(cfg.num_sets):
+            small = load_text_set(run.set_dir(method, dpc, r))
+            pred = probe.predict(run.encoder().embed(small.texts))
+            scores.append(100 * balanced_accuracy_score(small.labels, pred))
+        out[method] = {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "sets": len(scores), "dpc": dpc}
     return out
 
 
@@ -169,7 +220,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench_dilm"))
     ap.add_argument("--schedule", choices=sorted(SCHEDULES), default="scratch")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timing-steps", type=int, default=3)
+    ap.add_argument("--timing-steps", type=int, default=4)
     ap.add_argument("--set", action="append", default=[], help="extra key=value overrides")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -178,11 +229,12 @@ def main() -> None:
     run = DiLMRun(cfg, args.out)
     metrics = run.run()
     wall = time.perf_counter() - t0
+    fidelity = label_fidelity(run)
     timing = time_head_grads(run, args.timing_steps)
-    bench = {"wall_seconds_pipeline": wall, "gm_timing": timing, "table": table(metrics)}
+    bench = {"wall_seconds_pipeline": wall, "label_fidelity": fidelity, "gm_timing": timing, "table": table(metrics)}
     write_json(args.out / "bench.json", bench)
     print(table(metrics))
-    print(json.dumps(timing, indent=2))
+    print(json.dumps({"label_fidelity": fidelity, "gm_timing": timing}, indent=2))
     print(f"pipeline wall time {wall / 60:.1f} min")
 
 

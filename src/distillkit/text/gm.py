@@ -74,6 +74,30 @@ def diverse_batches(emb: np.ndarray, batch: int, n_batches: int, seed: int) -> l
     return [np.asarray([c[j % len(c)] for c in clusters]) for j in range(n_batches)]
 
 
+def head_gradients(
+    learner: Learner,
+    c: int,
+    real: list[tuple[str, ...]],
+    syn: list[tuple[str, ...]],
+    w: torch.Tensor,
+    head_grad: str = "closed_form",
+    real_feats: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """g_real (constant) and g_syn = Σ_i w_i g_i (differentiable in `w`) of the learner's head for class c."""
+    y_real = torch.full((len(real),), c, dtype=torch.long, device=learner.device)
+    y_syn = torch.full((len(syn),), c, dtype=torch.long, device=learner.device)
+    if head_grad == "closed_form":
+        feats = learner.features(real) if real_feats is None else real_feats
+        g_real = learner.per_sample_head_grads(feats, y_real).mean(0)
+        g_syn = w @ learner.per_sample_head_grads(learner.features(syn), y_syn)
+    elif head_grad == "autograd":
+        g_real = learner.autograd_head_grad(real, y_real).detach()
+        g_syn = learner.autograd_head_grad(syn, y_syn, weights=w, create_graph=True)
+    else:
+        raise ValueError(f"head_grad must be 'closed_form' or 'autograd', not {head_grad!r}")
+    return g_real, g_syn
+
+
 def matching_loss(
     gen: Generator,
     learner: Learner,
@@ -91,17 +115,7 @@ def matching_loss(
     """
     ell = gen.per_sample_loss(syn, [c] * len(syn))
     w = F.softmax(-ell / tau, dim=0)
-    y_real = torch.full((len(real),), c, dtype=torch.long, device=learner.device)
-    y_syn = torch.full((len(syn),), c, dtype=torch.long, device=learner.device)
-    if head_grad == "closed_form":
-        feats = learner.features(real) if real_feats is None else real_feats
-        g_real = learner.per_sample_head_grads(feats, y_real).mean(0)
-        g_syn = w @ learner.per_sample_head_grads(learner.features(syn), y_syn)
-    elif head_grad == "autograd":
-        g_real = learner.autograd_head_grad(real, y_real).detach()
-        g_syn = learner.autograd_head_grad(syn, y_syn, weights=w, create_graph=True)
-    else:
-        raise ValueError(f"head_grad must be 'closed_form' or 'autograd', not {head_grad!r}")
+    g_real, g_syn = head_gradients(learner, c, real, syn, w, head_grad, real_feats)
     loss = (1 - F.cosine_similarity(g_real, g_syn, dim=0)) / num_classes
     return loss, {"weights": w.detach(), "g_real": g_real.detach(), "g_syn": g_syn.detach()}
 

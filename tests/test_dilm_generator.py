@@ -103,3 +103,26 @@ def test_learner_tokenizer_without_pad_token(tmp_path):
     tok.save_pretrained(tmp_path / "nopad")
     with pytest.raises(UserError, match="has no pad token"):
         load_encoder_classifier(str(tmp_path / "nopad"), 2)
+
+
+def _one_step_rows(mult: float) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Embedding rows before and after one seeded AdamW step taken with the class-token multiplier."""
+    g = Generator.create("tiny-gpt2", 2, 1, max_length=12, seed=0)
+    opt = torch.optim.AdamW(g.model.parameters(), lr=1e-3)
+    before = g.model.get_input_embeddings().weight.detach().clone()
+    torch.manual_seed(0)
+    g.per_sample_loss([("good food",), ("bad food",)], [0, 1]).mean().backward()
+    with g.class_token_lr(mult):
+        opt.step()
+    return before, g.model.get_input_embeddings().weight.detach().clone(), g.class_ids
+
+
+def test_class_token_lr_scales_only_the_class_token_rows():
+    before, plain, ids = _one_step_rows(1.0)
+    _, boosted, ids2 = _one_step_rows(50.0)
+    assert ids == ids2
+    rest = [i for i in range(before.shape[0]) if i not in ids]
+    moved = (plain[ids] - before[ids]).abs().max()
+    assert moved > 0
+    torch.testing.assert_close(boosted[ids] - before[ids], 50.0 * (plain[ids] - before[ids]), rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(boosted[rest], plain[rest])

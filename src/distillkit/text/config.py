@@ -75,6 +75,8 @@ class DiLMConfig(BaseModel):
             raise UserError(f"ICL methods {self.icl.methods} must also be among the run's methods {self.methods}")
         if self.oversample < 1 or self.num_sets < 1 or self.runs_per_set < 1:
             raise UserError("oversample, num_sets and runs_per_set must be at least 1; fix the config")
+        if min(self.stage1.class_token_lr_mult, self.gm.class_token_lr_mult) <= 0:
+            raise UserError("class_token_lr_mult must be positive (1 = the generator's learning rate); fix the config")
         return self
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -86,6 +87,22 @@ class Generator:
                 for t in [*specials, SEP]:
                     out.weight[tok.convert_tokens_to_ids(t)] = out.weight[tok.eos_token_id]
         return cls(model, tok, num_classes, num_fields, max_length, normalize, device)
+
+    @contextmanager
+    def class_token_lr(self, mult: float) -> Iterator[None]:
+        """Optimiser steps inside the block move the `<bos_c>` embedding rows `mult` times as far.
+
+        A per-row learning-rate multiplier (the embedding matrix is one tensor, often tied to the output
+        layer, so it cannot get its own parameter group); 1 leaves the step untouched.
+        """
+        if mult == 1.0:
+            yield
+            return
+        emb = self.model.get_input_embeddings().weight
+        before = emb.detach()[self.class_ids].clone()
+        yield
+        with torch.no_grad():
+            emb[self.class_ids] = before + mult * (emb[self.class_ids] - before)
 
     # ---- encoding and loss -------------------------------------------------------------------------
     def encode(self, texts: Sequence[tuple[str, ...]], labels: Sequence[int] | None) -> dict[str, torch.Tensor]:

@@ -51,6 +51,7 @@ class GMConfig:
     learner_train_body: bool = True  # False: learner steps train the head only (frozen pretrained body)
     generator_dropout: bool = True  # faithful: the generator stays in train mode when computing ℓ
     checkpoint_every: int = 20
+    class_token_lr_mult: float = 1.0  # the class tokens' learning rate = lr x this
 
 
 def build_representative_teacher(emb: np.ndarray, labels: np.ndarray, k: int, sets: int) -> list[dict[int, np.ndarray]]:
@@ -267,7 +268,8 @@ class GradientMatcher:
                     loss.backward()
                     total += loss.item()
                 torch.nn.utils.clip_grad_norm_(self.gen.model.parameters(), cfg.clip)
-                self.opt.step()
+                with self.gen.class_token_lr(cfg.class_token_lr_mult):
+                    self.opt.step()
                 self.sched.step()
                 self.history.append({"step": self.step, "loss": total, "seconds": time.perf_counter() - t0})
                 self.step += 1

@@ -23,6 +23,7 @@ class Stage1Config:
     warmup_ratio: float = 0.1
     clip: float = 1.0
     checkpoint_every: int = 5_000
+    class_token_lr_mult: float = 1.0  # the class tokens' learning rate = lr x this
 
 
 def train_stage1(
@@ -56,7 +57,8 @@ def train_stage1(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(gen.model.parameters(), cfg.clip)
-        opt.step()
+        with gen.class_token_lr(cfg.class_token_lr_mult):
+            opt.step()
         sched.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}")

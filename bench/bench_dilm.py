@@ -74,7 +74,7 @@ SCALED = [
 ]
 
 # SmolLM2-135M as the generator, the learner's whole body trained between generator steps (as in the
-# paper) and full fine-tuning of MiniLM as the evaluator (about 110 min on an idle 2-core CPU); DPC 10
+# paper) and full fine-tuning of MiniLM as the evaluator (about 70 min on an idle 2-core CPU); DPC 10
 # comes first so that the aim's column is finished for every method first. The class tokens move 100x
 # the generator's step in stage 1 (without it the sampled texts carry no class information); in stage 2
 # they keep the default 1, as 100 there made no measurable difference (bench_dilm_conditioning.py).

@@ -43,9 +43,18 @@ def main() -> None:
             start = time.perf_counter()
             m = run_image(make_config(args.preset, overrides), run_dir, pool)
             pool = pool or run_dir / "teachers"
-            rows.append({"dataset": dataset, "ipc": ipc, "preset": args.preset, "seconds": time.perf_counter() - start,
-                         **{k: {"mean": v["mean"], "std": v["std"], "runs": len(v["runs"]), "protocol": v["protocol"]}
-                            for k, v in m["results"].items()}})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "ipc": ipc,
+                    "preset": args.preset,
+                    "seconds": time.perf_counter() - start,
+                    **{
+                        k: {"mean": v["mean"], "std": v["std"], "runs": len(v["runs"]), "protocol": v["protocol"]}
+                        for k, v in m["results"].items()
+                    },
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     out = args.out / f"{args.preset}.json"
     out.write_text(json.dumps(rows, indent=2))
@@ -54,9 +63,13 @@ def main() -> None:
     full = {r["dataset"]: r["full"] for r in rows if "full" in r}
     for r in rows:
         f = full.get(r["dataset"])
-        print(f"| {r['dataset']} | {r['ipc']} | {r['apm']['mean']:.2f} ± {r['apm']['std']:.2f} | "
-              f"{r['random']['mean']:.2f} ± {r['random']['std']:.2f} | "
-              f"{f['mean']:.2f} ± {f['std']:.2f} | {r['apm']['mean'] - r['random']['mean']:+.2f} |" if f else "")
+        print(
+            f"| {r['dataset']} | {r['ipc']} | {r['apm']['mean']:.2f} ± {r['apm']['std']:.2f} | "
+            f"{r['random']['mean']:.2f} ± {r['random']['std']:.2f} | "
+            f"{f['mean']:.2f} ± {f['std']:.2f} | {r['apm']['mean'] - r['random']['mean']:+.2f} |"
+            if f
+            else ""
+        )
 
 
 if __name__ == "__main__":

@@ -80,14 +80,19 @@ def main() -> None:
     for frac, seg in [("1", n), ("1/2", n // 2), ("1/5", n // 5)]:
         grad_path = args.out.parent / f"grad_{seg}.pt"
         job = {**vars(args), "segment": seg, "grad_path": str(grad_path), "init_path": str(init_path), "out": None}
-        proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(job)], capture_output=True, text=True,
-                              check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", WORKER, json.dumps(job)], capture_output=True, text=True, check=True
+        )
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         grad = torch.load(grad_path)
         grad_path.unlink()
         full_grad = grad if full_grad is None else full_grad
-        row.update(segment=seg, fraction=frac, max_abs_grad_diff=float((grad - full_grad).abs().max()),
-                   grad_scale=float(full_grad.abs().max()))
+        row.update(
+            segment=seg,
+            fraction=frac,
+            max_abs_grad_diff=float((grad - full_grad).abs().max()),
+            grad_scale=float(full_grad.abs().max()),
+        )
         rows.append(row)
         print(json.dumps(row))
     init_path.unlink()
@@ -95,14 +100,19 @@ def main() -> None:
     for r in rows:
         r["memory_ratio_vs_full"] = r["peak_mb"] / base["peak_mb"]
         r["time_ratio_vs_full"] = r["sec_per_update"] / base["sec_per_update"]
-    result = {"setting": {k: v for k, v in vars(args).items() if k != "out"}, "rows": rows,
-              "when": time.strftime("%Y-%m-%d %H:%M")}
+    result = {
+        "setting": {k: v for k, v in vars(args).items() if k != "out"},
+        "rows": rows,
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+    }
     args.out.write_text(json.dumps(result, indent=2))
     print("| segment | of batch | peak memory (MB) | s / update | memory vs full | time vs full | max abs grad diff |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['segment']} | {r['fraction']} | {r['peak_mb']:.0f} | {r['sec_per_update']:.2f} | "
-              f"{r['memory_ratio_vs_full']:.2f} | {r['time_ratio_vs_full']:.2f} | {r['max_abs_grad_diff']:.1e} |")
+        print(
+            f"| {r['segment']} | {r['fraction']} | {r['peak_mb']:.0f} | {r['sec_per_update']:.2f} | "
+            f"{r['memory_ratio_vs_full']:.2f} | {r['time_ratio_vs_full']:.2f} | {r['max_abs_grad_diff']:.1e} |"
+        )
 
 
 if __name__ == "__main__":

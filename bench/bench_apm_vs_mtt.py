@@ -97,8 +97,9 @@ def worker(job: dict) -> dict:
         meta = {"arch": "convnet", "channels": c, "num_classes": 10, "image_size": h, "net_options": {"width": WIDTH}}
         e = job["proxy_epochs"]
         cfg = APMConfig(ipc=job["ipc"], student_epochs=e, num_checkpoints=min(job["k"], e))
-        train_proxy(images[:8], z[:8], meta, cfg.model_copy(update={"student_epochs": 1, "num_checkpoints": 1}),
-                    0, dev)  # warm-up
+        train_proxy(
+            images[:8], z[:8], meta, cfg.model_copy(update={"student_epochs": 1, "num_checkpoints": 1}), 0, dev
+        )  # warm-up
         with PeakMemory(dev) as pm:
             start = time.perf_counter()
             train_proxy(images, z, meta, cfg, 0, dev)
@@ -110,9 +111,15 @@ def worker(job: dict) -> dict:
 
     data = load(job["shape"])
     experts = Experts(job["experts"], dev)
-    cfg = MTTConfig(ipc=job["ipc"], iterations=job["steps"] + 1, syn_steps=job["syn_steps"],
-                    expert_epochs=job["expert_epochs"], max_start_epoch=1, batch_syn=job["batch_syn"],
-                    gradient="constant_memory" if job["method"] == "tesla" else "unrolled")
+    cfg = MTTConfig(
+        ipc=job["ipc"],
+        iterations=job["steps"] + 1,
+        syn_steps=job["syn_steps"],
+        expert_epochs=job["expert_epochs"],
+        max_start_epoch=1,
+        batch_syn=job["batch_syn"],
+        gradient="constant_memory" if job["method"] == "tesla" else "unrolled",
+    )
     stamps = []
     with PeakMemory(dev) as pm:
         start = time.perf_counter()
@@ -167,48 +174,85 @@ def main() -> None:
             data = load(shape)
             experts_dir = Path(tmp) / f"experts_{shape}"
             start = time.perf_counter()
-            train_experts(data, ExpertConfig(num_experts=1, epochs=args.expert_epochs, net_options={"width": WIDTH}),
-                          experts_dir, args.device)
+            train_experts(
+                data,
+                ExpertConfig(num_experts=1, epochs=args.expert_epochs, net_options={"width": WIDTH}),
+                experts_dir,
+                args.device,
+            )
             print(f"{shape}: short expert trajectory in {time.perf_counter() - start:.0f} s", flush=True)
             for ipc in args.ipcs:
                 n = 10 * ipc
                 init_path = Path(tmp) / "init.pt"
                 torch.save(init_images(data, APMConfig(ipc=ipc)), init_path)
                 setting = {"shape": shape, "ipc": ipc, "images": n}
-                proxy = run_worker({**common, "method": "apm_proxy", "ipc": ipc, "init_path": str(init_path),
-                                    "proxy_epochs": args.proxy_epochs})
+                proxy = run_worker(
+                    {
+                        **common,
+                        "method": "apm_proxy",
+                        "ipc": ipc,
+                        "init_path": str(init_path),
+                        "proxy_epochs": args.proxy_epochs,
+                    }
+                )
                 refresh = proxy["sec_per_epoch"] * args.student_epochs
                 for frac, seg in [("1", n), ("1/2", n // 2), ("1/5", n // 5)]:
-                    r = run_worker({**common, "method": "apm_step", "ipc": ipc, "segment": seg,
-                                    "init_path": str(init_path)})
-                    rows.append({**setting, "method": "apm", "variant": f"segment {seg} ({frac})",
-                                 "peak_mb": max(r["peak_mb"], proxy["peak_mb"]), "image_step_mb": r["peak_mb"],
-                                 "proxy_mb": proxy["peak_mb"], "image_step_sec": r["sec"],
-                                 "refresh_sec": refresh, "sec": r["sec"] + refresh / args.refresh_every})
+                    r = run_worker(
+                        {**common, "method": "apm_step", "ipc": ipc, "segment": seg, "init_path": str(init_path)}
+                    )
+                    rows.append(
+                        {
+                            **setting,
+                            "method": "apm",
+                            "variant": f"segment {seg} ({frac})",
+                            "peak_mb": max(r["peak_mb"], proxy["peak_mb"]),
+                            "image_step_mb": r["peak_mb"],
+                            "proxy_mb": proxy["peak_mb"],
+                            "image_step_sec": r["sec"],
+                            "refresh_sec": refresh,
+                            "sec": r["sec"] + refresh / args.refresh_every,
+                        }
+                    )
                     print(json.dumps(rows[-1]), flush=True)
                 batch = min(n, args.batch_syn)
                 for method in ["mtt", "tesla"]:
-                    r = run_worker({**common, "method": method, "ipc": ipc, "shape": shape,
-                                    "experts": str(experts_dir), "syn_steps": args.syn_steps,
-                                    "expert_epochs": args.expert_epochs, "batch_syn": batch})
-                    rows.append({**setting, "method": method, "variant": f"N={args.syn_steps}, {batch} img/step",
-                                 **r})
+                    r = run_worker(
+                        {
+                            **common,
+                            "method": method,
+                            "ipc": ipc,
+                            "shape": shape,
+                            "experts": str(experts_dir),
+                            "syn_steps": args.syn_steps,
+                            "expert_epochs": args.expert_epochs,
+                            "batch_syn": batch,
+                        }
+                    )
+                    rows.append({**setting, "method": method, "variant": f"N={args.syn_steps}, {batch} img/step", **r})
                     print(json.dumps(rows[-1]), flush=True)
     for r in rows:
         base = next(b for b in rows if b["method"] == "mtt" and b["shape"] == r["shape"] and b["ipc"] == r["ipc"])
         r["memory_vs_mtt"] = r["peak_mb"] / base["peak_mb"]
         r["time_vs_mtt"] = r["sec"] / base["sec"]
         r["published_total_h"] = r["sec"] * PUBLISHED_ITERATIONS[r["method"]] / 3600
-    result = {"setting": {k: v for k, v in vars(args).items() if k not in ("out", "worker")},
-              "net": f"ConvNet width {WIDTH}, depth 3", "when": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
+    result = {
+        "setting": {k: v for k, v in vars(args).items() if k not in ("out", "worker")},
+        "net": f"ConvNet width {WIDTH}, depth 3",
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "rows": rows,
+    }
     args.out.write_text(json.dumps(result, indent=2))
     print(f"\nresults: {args.out}\n")
-    print("| shape | IPC | method | setting | peak memory (MB) | s / iteration | memory vs MTT | time vs MTT "
-          "| published schedule (h) |")
+    print(
+        "| shape | IPC | method | setting | peak memory (MB) | s / iteration | memory vs MTT | time vs MTT "
+        "| published schedule (h) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['shape']} | {r['ipc']} | {r['method'].upper()} | {r['variant']} | {r['peak_mb']:.0f} | "
-              f"{r['sec']:.2f} | {r['memory_vs_mtt']:.2f} | {r['time_vs_mtt']:.2f} | {r['published_total_h']:.1f} |")
+        print(
+            f"| {r['shape']} | {r['ipc']} | {r['method'].upper()} | {r['variant']} | {r['peak_mb']:.0f} | "
+            f"{r['sec']:.2f} | {r['memory_vs_mtt']:.2f} | {r['time_vs_mtt']:.2f} | {r['published_total_h']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,17 @@ from distillkit.dialogbench.generate.run import generate, resolve  # noqa: E402
 from distillkit.dialogbench.schema import read_jsonl  # noqa: E402
 
 # share of generation requests answered with each injected problem (the rest are well-formed)
-FAULTS = {"invalid": 0.08, "missing_key": 0.04, "short": 0.04, "dup": 0.03, "near_dup": 0.03,
-          "dup_options": 0.03, "leak": 0.03, 503: 0.03, 429: 0.03}
+FAULTS = {
+    "invalid": 0.08,
+    "missing_key": 0.04,
+    "short": 0.04,
+    "dup": 0.03,
+    "near_dup": 0.03,
+    "dup_options": 0.03,
+    "leak": 0.03,
+    503: 0.03,
+    429: 0.03,
+}
 
 
 def _script(n: int, seed: int) -> list:
@@ -42,8 +51,10 @@ def _script(n: int, seed: int) -> list:
     return rng.choices(steps, weights, k=n)
 
 
-SERVE = ("import sys, time; from distillkit.dialogbench.generate.replay import ReplayServer; "
-         "s = ReplayServer(delay=float(sys.argv[1])); print(s.url, flush=True); time.sleep(3600)")
+SERVE = (
+    "import sys, time; from distillkit.dialogbench.generate.replay import ReplayServer; "
+    "s = ReplayServer(delay=float(sys.argv[1])); print(s.url, flush=True); time.sleep(3600)"
+)
 
 
 def throughput(concurrency: int, n: int, delay: float) -> dict:
@@ -59,9 +70,14 @@ def throughput(concurrency: int, n: int, delay: float) -> dict:
     finally:
         proc.kill()
         proc.wait()
-    return {"concurrency": concurrency, "delay_s": delay, "requests": summ["usage"]["requests"],
-            "request_phase_s": summ["seconds"], "requests_per_s": round(summ["usage"]["requests"] / summ["seconds"], 1),
-            "wall_s_with_outputs": round(wall, 2)}
+    return {
+        "concurrency": concurrency,
+        "delay_s": delay,
+        "requests": summ["usage"]["requests"],
+        "request_phase_s": summ["seconds"],
+        "requests_per_s": round(summ["usage"]["requests"] / summ["seconds"], 1),
+        "wall_s_with_outputs": round(wall, 2),
+    }
 
 
 def _p(counts: Counter, keys: list) -> float:
@@ -72,8 +88,16 @@ def balance_run(per_task: int, seed: int, position_balance: bool) -> dict:
     srv = ReplayServer(script=_script(12 * per_task * 2, seed), judge_wrong_every=12)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            s = resolve("bench", None, per_task, "en", base_url=srv.url, concurrency=8, seed=seed,
-                        position_balance=position_balance)
+            s = resolve(
+                "bench",
+                None,
+                per_task,
+                "en",
+                base_url=srv.url,
+                concurrency=8,
+                seed=seed,
+                position_balance=position_balance,
+            )
             out = Path(tmp) / "out"
             summ = generate(s, out, show=False, cache_dir=Path(tmp) / "cache", backoff=0.01, max_backoff=0.05)
             acc = read_jsonl(out / "instances.jsonl")
@@ -86,18 +110,25 @@ def balance_run(per_task: int, seed: int, position_balance: bool) -> dict:
     doms = s.domains
     gen_valid = summ["valid"]
     return {
-        "position_balance": position_balance, "planned": summ["planned"], "valid": gen_valid,
-        "accepted": summ["accepted"], "repaired_share": round(100 * repaired / summ["planned"], 2),
-        "requests": summ["usage"]["requests"], "retries": summ["usage"]["retries"],
+        "position_balance": position_balance,
+        "planned": summ["planned"],
+        "valid": gen_valid,
+        "accepted": summ["accepted"],
+        "repaired_share": round(100 * repaired / summ["planned"], 2),
+        "requests": summ["usage"]["requests"],
+        "retries": summ["usage"]["retries"],
         "planned_letters": dict(Counter(j["gold"] or "llm" for j in planned)),
         "accepted_letters": dict(sorted(Counter(i.label for i in acc).items())),
         "accepted_letters_p": _p(Counter(i.label for i in acc), letters),
         "planned_domain_counts": sorted(set(Counter(j["domain"] for j in planned).values())),
         "accepted_domains_p": _p(Counter(i.domain for i in acc), doms),
-        "accepted_domain_min_max": [min(Counter(i.domain for i in acc).values()),
-                                    max(Counter(i.domain for i in acc).values())],
-        "rejected_share_of_planned": {k: round(100 * v / summ["planned"], 2)
-                                      for k, v in sorted(summ["rejected_by_reason"].items())},
+        "accepted_domain_min_max": [
+            min(Counter(i.domain for i in acc).values()),
+            max(Counter(i.domain for i in acc).values()),
+        ],
+        "rejected_share_of_planned": {
+            k: round(100 * v / summ["planned"], 2) for k, v in sorted(summ["rejected_by_reason"].items())
+        },
         "rejected_total_share": round(100 * summ["rejected"] / summ["planned"], 2),
     }
 
@@ -111,9 +142,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench/dialogbench_generate.json"))
     a = ap.parse_args()
     throughput(1, 20, 0.0)  # warm-up: imports and first connections are not measured
-    res = {"throughput": [throughput(c, a.n, d) for d in (0.0, a.delay) for c in (1, 8)],
-           "balanced": balance_run(a.per_task, a.seed, True),
-           "position_balance_off": balance_run(a.per_task, a.seed, False)}
+    res = {
+        "throughput": [throughput(c, a.n, d) for d in (0.0, a.delay) for c in (1, 8)],
+        "balanced": balance_run(a.per_task, a.seed, True),
+        "position_balance_off": balance_run(a.per_task, a.seed, False),
+    }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))

@@ -34,6 +34,7 @@ def pick(instances, per_task):
 def argbest(inst, results, norm):
     def score(r):
         return r.logprob / r.n_tokens if norm == "token" else r.logprob
+
     vals = [score(r) for r in results]
     return list(inst.options)[max(range(len(vals)), key=lambda j: (vals[j], -j))]
 
@@ -60,8 +61,13 @@ def main() -> None:
         from lm_eval.api.instance import Instance
         from lm_eval.models.huggingface import HFLM
 
-        harness = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=args.batch_size, device="cpu",
-                       max_length=lm.max_length)
+        harness = HFLM(
+            pretrained=lm.model,
+            tokenizer=lm.tokenizer,
+            batch_size=args.batch_size,
+            device="cpu",
+            max_length=lm.max_length,
+        )
 
         def run_harness(r):
             inst = [Instance(request_type="loglikelihood", doc={}, arguments=rq, idx=k) for k, rq in enumerate(r)]
@@ -69,7 +75,7 @@ def main() -> None:
 
     methods = {"ours": lm.loglikelihood_detailed, "naive": lm.loglikelihood_naive}
     # each call gets the requests of `batch_size` instances (what `dialogbench eval` sends at once)
-    chunks = [reqs[k:k + args.batch_size] for k in range(0, len(reqs), args.batch_size)]
+    chunks = [reqs[k : k + args.batch_size] for k in range(0, len(reqs), args.batch_size)]
     if harness is not None:
         methods["lm_eval"] = run_harness
     for f in methods.values():  # warm-up (allocator, kernels) for every method alike
@@ -90,13 +96,18 @@ def main() -> None:
                 if rnd == 0:
                     k = 0
                     for r in ch:
-                        outs[name].append(o[k:k + len(r)])
+                        outs[name].append(o[k : k + len(r)])
                         k += len(r)
     ours, naive = outs["ours"], outs["naive"]
     n = len(items) * args.rounds
     res = {
-        "model": args.model, "instances": len(items), "rounds": args.rounds, "options": n_opts,
-        "threads": args.threads, "batch_size": args.batch_size, "torch": torch.__version__,
+        "model": args.model,
+        "instances": len(items),
+        "rounds": args.rounds,
+        "options": n_opts,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "torch": torch.__version__,
         "python": platform.python_version(),
         "context_tokens_mean": round(sum(len(lm.encode_pair(*r[0])[0]) for r in reqs) / len(reqs), 1),
         "option_tokens_mean": round(sum(len(lm.encode_pair(*x)[1]) for r in reqs for x in r) / n_opts, 1),
@@ -110,8 +121,9 @@ def main() -> None:
         res[f"speedup_vs_{other}_cpu"] = round(cpu[other] / cpu["ours"], 2)
     same = sum(argbest(i, a, "token") == argbest(i, b, "token") for i, a, b in zip(items, ours, naive, strict=True))
     res["agree_token_vs_naive"] = f"{same}/{len(items)}"
-    res["max_abs_logprob_diff_vs_naive"] = max(abs(x.logprob - y.logprob) for a, b in zip(ours, naive, strict=True)
-                                               for x, y in zip(a, b, strict=True))
+    res["max_abs_logprob_diff_vs_naive"] = max(
+        abs(x.logprob - y.logprob) for a, b in zip(ours, naive, strict=True) for x, y in zip(a, b, strict=True)
+    )
     if harness is not None:
         agree = 0
         diffs = []
@@ -120,8 +132,9 @@ def main() -> None:
             diffs += [abs(x - y.logprob) for x, y in zip(hs, a, strict=True)]
         res["agree_sum_vs_lm_eval"] = f"{agree}/{len(items)}"
         res["max_abs_logprob_diff_vs_lm_eval"] = max(diffs)
-    res["accuracy_token_ours"] = round(100 * sum(argbest(i, a, "token") == i.label
-                                                 for i, a in zip(items, ours, strict=True)) / len(items), 2)
+    res["accuracy_token_ours"] = round(
+        100 * sum(argbest(i, a, "token") == i.label for i, a in zip(items, ours, strict=True)) / len(items), 2
+    )
     print(json.dumps(res, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,10 @@ import torch
 def headline(m: dict) -> list[str]:
     """APM against each other method: accuracy difference per IPC/labels, cost ratios, mean cross-arch drop."""
     rows = [r for r in m["rows"] if r["vs_random"] is not None]
-    out = ["| IPC | labels | APM | " + " | ".join(f"APM − {o}" for o in _others(rows)) + " |",
-           "|---|---|---|" + "---|" * len(_others(rows))]
+    out = [
+        "| IPC | labels | APM | " + " | ".join(f"APM − {o}" for o in _others(rows)) + " |",
+        "|---|---|---|" + "---|" * len(_others(rows)),
+    ]
     for ipc in sorted({r["ipc"] for r in rows}):
         for label in sorted({r["labels"] for r in rows}, reverse=True):
             get = {r["method"]: r["mean"] for r in rows if r["ipc"] == ipc and r["labels"] == label}
@@ -31,8 +33,10 @@ def headline(m: dict) -> list[str]:
         for other in ("mtt", "tesla", "dm"):
             o = costs.get(f"{other}_ipc{ipc}")
             if apm and o:
-                out.append(f"- IPC {ipc}: APM / {other} peak memory {apm['peak_mb'] / max(o['peak_mb'], 1e-9):.2f}, "
-                           f"build time {apm['seconds'] / o['seconds']:.2f}")
+                out.append(
+                    f"- IPC {ipc}: APM / {other} peak memory {apm['peak_mb'] / max(o['peak_mb'], 1e-9):.2f}, "
+                    f"build time {apm['seconds'] / o['seconds']:.2f}"
+                )
     drops: dict[str, list[float]] = {}
     for d in m["cross_arch_drop"]:
         drops.setdefault(d["method"], []).append(d["drop"])
@@ -56,8 +60,12 @@ def main() -> None:
     p.add_argument("--experts", type=Path, default=None)
     p.add_argument("--set", nargs="*", default=[], help="extra overrides, e.g. mtt.iterations=300")
     p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--summary", type=Path, default=None,
-                   help="JSON summary (default bench/results/image_compare_<dataset>_<preset>.json)")
+    p.add_argument(
+        "--summary",
+        type=Path,
+        default=None,
+        help="JSON summary (default bench/results/image_compare_<dataset>_<preset>.json)",
+    )
     args = p.parse_args()
     torch.set_num_threads(2)
     from distillkit.cli.image import parse_sets

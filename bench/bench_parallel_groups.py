@@ -25,8 +25,12 @@ def main() -> None:
     p.add_argument("--groups", nargs="+", type=int, default=[2, 5], help="group counts G to compare")
     p.add_argument("--split", default="ipc", choices=["ipc", "classes"])
     p.add_argument("--preset", default="quick")
-    p.add_argument("--teachers", type=Path, default=None,
-                   help="trained teacher pool to reuse (default: train one with the preset into OUT/teachers)")
+    p.add_argument(
+        "--teachers",
+        type=Path,
+        default=None,
+        help="trained teacher pool to reuse (default: train one with the preset into OUT/teachers)",
+    )
     p.add_argument("--set", nargs="*", default=[], help="extra overrides, e.g. apm.iterations=300 eval.runs=5")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=Path("bench/results/parallel_groups"))
@@ -55,9 +59,15 @@ def main() -> None:
     hard_cfg = cfg.eval.model_copy(update={"label_mode": "hard", "loss": "ce"})
 
     def scores(ds: DistilledSet, run_dir: Path) -> dict:
-        return {name: _cached_eval(run_dir / f"eval_{name}.json", lambda ec=ec, name=name: evaluate_set(
-                    ds.images, ds.labels, ds.soft_labels, data, ec, args.device, f"eval {run_dir.name} {name}"))
-                for name, ec in (("soft", soft_cfg), ("hard", hard_cfg))}
+        return {
+            name: _cached_eval(
+                run_dir / f"eval_{name}.json",
+                lambda ec=ec, name=name: evaluate_set(
+                    ds.images, ds.labels, ds.soft_labels, data, ec, args.device, f"eval {run_dir.name} {name}"
+                ),
+            )
+            for name, ec in (("soft", soft_cfg), ("hard", hard_cfg))
+        }
 
     rows = []
     single_dir = root / "single"
@@ -68,33 +78,63 @@ def main() -> None:
         single = distill(data, pool, cfg.apm, single_dir, args.device)
         single.save(single_dir / "distilled.safetensors")
     seconds = single.meta["distill_seconds"]
-    rows.append({"setting": "one run", "groups": 1, "split": None, "n_images": len(single.labels),
-                 "group_seconds": [seconds], "total_seconds": seconds, "parallel_wall_seconds": seconds,
-                 "this_call_seconds": time.perf_counter() - start, **scores(single, single_dir)})
+    rows.append(
+        {
+            "setting": "one run",
+            "groups": 1,
+            "split": None,
+            "n_images": len(single.labels),
+            "group_seconds": [seconds],
+            "total_seconds": seconds,
+            "parallel_wall_seconds": seconds,
+            "this_call_seconds": time.perf_counter() - start,
+            **scores(single, single_dir),
+        }
+    )
     print(json.dumps(rows[-1]), flush=True)
     for g in args.groups:
         run_dir = root / f"groups{g}_{args.split}"
         start = time.perf_counter()
         merged = distill_groups(data, pool, cfg.apm, run_dir, g, args.split, args.device)
         per_group = [x["distill_seconds"] for x in merged.meta["groups"]]
-        rows.append({"setting": f"{g} groups merged", "groups": g, "split": args.split, "n_images": len(merged.labels),
-                     "group_seconds": per_group, "total_seconds": sum(per_group),
-                     "parallel_wall_seconds": max(per_group), "this_call_seconds": time.perf_counter() - start,
-                     **scores(merged, run_dir)})
+        rows.append(
+            {
+                "setting": f"{g} groups merged",
+                "groups": g,
+                "split": args.split,
+                "n_images": len(merged.labels),
+                "group_seconds": per_group,
+                "total_seconds": sum(per_group),
+                "parallel_wall_seconds": max(per_group),
+                "this_call_seconds": time.perf_counter() - start,
+                **scores(merged, run_dir),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
-    result = {"dataset": args.dataset, "ipc": args.ipc, "preset": args.preset, "split": args.split,
-              "teachers": str(pool_dir), "apm": cfg.apm.model_dump(),
-              "protocol": {"soft": soft_cfg.describe(), "hard": hard_cfg.describe()}, "rows": rows}
+    result = {
+        "dataset": args.dataset,
+        "ipc": args.ipc,
+        "preset": args.preset,
+        "split": args.split,
+        "teachers": str(pool_dir),
+        "apm": cfg.apm.model_dump(),
+        "protocol": {"soft": soft_cfg.describe(), "hard": hard_cfg.describe()},
+        "rows": rows,
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
-    print(f"\n{args.dataset}, total IPC {args.ipc}, preset {args.preset}; soft: {soft_cfg.describe()}; "
-          f"hard: {hard_cfg.describe()}\n")
+    print(
+        f"\n{args.dataset}, total IPC {args.ipc}, preset {args.preset}; soft: {soft_cfg.describe()}; "
+        f"hard: {hard_cfg.describe()}\n"
+    )
     print("| set | images | soft labels (%) | hard labels (%) | distill time per group (s) | parallel wall (s) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         per = ", ".join(f"{s:.1f}" for s in r["group_seconds"])
-        print(f"| {r['setting']} | {r['n_images']} | {r['soft']['mean']:.2f} ± {r['soft']['std']:.2f} | "
-              f"{r['hard']['mean']:.2f} ± {r['hard']['std']:.2f} | {per} | {r['parallel_wall_seconds']:.1f} |")
+        print(
+            f"| {r['setting']} | {r['n_images']} | {r['soft']['mean']:.2f} ± {r['soft']['std']:.2f} | "
+            f"{r['hard']['mean']:.2f} ± {r['hard']['std']:.2f} | {per} | {r['parallel_wall_seconds']:.1f} |"
+        )
     print(f"\nJSON: {args.json}")
 
 

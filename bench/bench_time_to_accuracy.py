@@ -68,8 +68,16 @@ def curve(cmp, method: str, ipc: int, snaps: list[dict], labels: list[str]) -> l
         name = "init" if p["t"] == 0 else f"{method}_t{p['t']}"
         for label in labels:
             r = cmp.evaluate(name, ds, ipc, cmp.cfg.eval.arch, label)
-            rows.append({"method": method, "t": p["t"], "seconds": p["seconds"], "labels": label,
-                         "mean": r["mean"], "std": r["std"]})
+            rows.append(
+                {
+                    "method": method,
+                    "t": p["t"],
+                    "seconds": p["seconds"],
+                    "labels": label,
+                    "mean": r["mean"],
+                    "std": r["std"],
+                }
+            )
     return rows
 
 
@@ -105,8 +113,9 @@ def main() -> None:
         raise SystemExit("error: apm and mtt need the same seed and init, so both start from the same images")
     labels = cmp.cfg.label_modes
     # both runs first, then every evaluation: `--distill-only` lets the timed part run on a quiet machine
-    snaps = {m: snapshots(cmp, m, args.ipc, every, out) for m, every in (("apm", args.every_apm),
-                                                                          ("mtt", args.every_mtt))}
+    snaps = {
+        m: snapshots(cmp, m, args.ipc, every, out) for m, every in (("apm", args.every_apm), ("mtt", args.every_mtt))
+    }
     if args.distill_only:
         return
     rows = [row for m, s in snaps.items() for row in curve(cmp, m, args.ipc, s, labels)]
@@ -116,16 +125,39 @@ def main() -> None:
         target = min(best.values())
         t_apm, t_mtt = time_to(rows, "apm", label, target), time_to(rows, "mtt", label, target)
         ratio = t_apm / t_mtt if t_apm is not None and t_mtt else None
-        summary.append({"labels": label, "target": target, "best": best, "apm_seconds": t_apm,
-                        "mtt_seconds": t_mtt, "ratio_apm_over_mtt": ratio})
-        print(f"{label} labels: target {target:.2f} % (best APM {best['apm']:.2f}, MTT {best['mtt']:.2f}); "
-              f"APM reaches it in {t_apm:.0f} s, MTT in {t_mtt:.0f} s; ratio "
-              + (f"{ratio:.2f}" if ratio is not None else "undefined (the initial set reaches it)"))
-    accuracy_lines(rows, out / "accuracy_vs_seconds.png", f"{args.dataset} IPC {args.ipc}: test accuracy "
-                   "against distillation time", x="seconds", xlabel="distillation seconds", log_x=False)
-    result = {"dataset": args.dataset, "ipc": args.ipc, "preset": args.preset, "curve": rows, "summary": summary,
-              "apm_iterations": cmp.cfg.apm.iterations, "mtt_iterations": cmp.cfg.mtt.iterations,
-              "protocol": cmp.cfg.eval.model_dump()}
+        summary.append(
+            {
+                "labels": label,
+                "target": target,
+                "best": best,
+                "apm_seconds": t_apm,
+                "mtt_seconds": t_mtt,
+                "ratio_apm_over_mtt": ratio,
+            }
+        )
+        print(
+            f"{label} labels: target {target:.2f} % (best APM {best['apm']:.2f}, MTT {best['mtt']:.2f}); "
+            f"APM reaches it in {t_apm:.0f} s, MTT in {t_mtt:.0f} s; ratio "
+            + (f"{ratio:.2f}" if ratio is not None else "undefined (the initial set reaches it)")
+        )
+    accuracy_lines(
+        rows,
+        out / "accuracy_vs_seconds.png",
+        f"{args.dataset} IPC {args.ipc}: test accuracy against distillation time",
+        x="seconds",
+        xlabel="distillation seconds",
+        log_x=False,
+    )
+    result = {
+        "dataset": args.dataset,
+        "ipc": args.ipc,
+        "preset": args.preset,
+        "curve": rows,
+        "summary": summary,
+        "apm_iterations": cmp.cfg.apm.iterations,
+        "mtt_iterations": cmp.cfg.mtt.iterations,
+        "protocol": cmp.cfg.eval.model_dump(),
+    }
     path = Path("bench/results") / f"time_to_accuracy_{out.name}.json"
     path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path} and {out / 'accuracy_vs_seconds.png'}")

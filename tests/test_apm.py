@@ -16,8 +16,15 @@ import torch
 from distillkit.image.apm import APMConfig, distill, image_gradient, init_images, train_proxy
 from distillkit.image.distilled import DistilledSet
 
-TINY_APM = {"ipc": 3, "iterations": 9, "student_epochs": 6, "num_checkpoints": 2, "refresh_every": 3,
-            "lr_img": 5.0, "lr_net": 0.05}
+TINY_APM = {
+    "ipc": 3,
+    "iterations": 9,
+    "student_epochs": 6,
+    "num_checkpoints": 2,
+    "refresh_every": 3,
+    "lr_img": 5.0,
+    "lr_net": 0.05,
+}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +68,12 @@ def test_gradient_matches_the_written_loss(proxy_setup):
 def test_checkpoint_epochs_and_compat():
     assert APMConfig(student_epochs=250, num_checkpoints=5).checkpoint_epochs() == [50, 100, 150, 200, 250]
     assert APMConfig(student_epochs=250, num_checkpoints=5, reference_compat=True).checkpoint_epochs() == [
-        51, 101, 151, 201, 251]
+        51,
+        101,
+        151,
+        201,
+        251,
+    ]
     with pytest.raises(ValueError):
         APMConfig(student_epochs=3, num_checkpoints=5)
 

@@ -19,14 +19,20 @@ def test_herding_tracks_the_mean_better_than_random():
     picked = herding(feats, 10)
     assert len(set(picked.tolist())) == 10
     gap = (feats[picked].mean(0) - feats.mean(0)).norm()
-    random_gaps = [(feats[torch.randperm(400, generator=torch.Generator().manual_seed(s))[:10]].mean(0)
-                    - feats.mean(0)).norm() for s in range(50)]
+    random_gaps = [
+        (feats[torch.randperm(400, generator=torch.Generator().manual_seed(s))[:10]].mean(0) - feats.mean(0)).norm()
+        for s in range(50)
+    ]
     assert gap < min(random_gaps)
 
 
 def test_k_center_covers_outliers():
-    feats = torch.cat([torch.randn(200, 2, generator=torch.Generator().manual_seed(0)) * 0.1,
-                       torch.tensor([[10.0, 10.0], [-10.0, 10.0], [10.0, -10.0]])])
+    feats = torch.cat(
+        [
+            torch.randn(200, 2, generator=torch.Generator().manual_seed(0)) * 0.1,
+            torch.tensor([[10.0, 10.0], [-10.0, 10.0], [10.0, -10.0]]),
+        ]
+    )
     picked = set(k_center(feats, 4).tolist())
     assert {200, 201, 202} <= picked  # the three far points are always chosen
     # greedy 2-approximation: every point lies within the covering radius of the chosen set
@@ -53,8 +59,15 @@ def test_herding_set_mean_is_closer_to_the_class_mean_than_random(digits, digits
     herd, rand = coreset(digits, "herding", 3, net), coreset(digits, "random", 3, net)
 
     def gap(ds):
-        return sum(float((embed(net, ds.images[ds.labels == c]).mean(0)
-                          - embed(net, digits.x_train[digits.class_indices(c)]).mean(0)).norm()) for c in range(10))
+        return sum(
+            float(
+                (
+                    embed(net, ds.images[ds.labels == c]).mean(0)
+                    - embed(net, digits.x_train[digits.class_indices(c)]).mean(0)
+                ).norm()
+            )
+            for c in range(10)
+        )
 
     assert gap(herd) < gap(rand)
 

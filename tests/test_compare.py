@@ -62,8 +62,17 @@ def test_costs_are_measured_for_every_set(comparison):
 
 def test_outputs_are_written(comparison):
     _, out, m, _ = comparison
-    for name in ("results.md", "results.csv", "accuracy_vs_ipc.png", "cost.png", "cross_arch.png", "metrics.json",
-                 "config.json", "sets/apm_ipc2/distilled.safetensors", "sets/mtt_ipc1/grid.png"):
+    for name in (
+        "results.md",
+        "results.csv",
+        "accuracy_vs_ipc.png",
+        "cost.png",
+        "cross_arch.png",
+        "metrics.json",
+        "config.json",
+        "sets/apm_ipc2/distilled.safetensors",
+        "sets/mtt_ipc1/grid.png",
+    ):
         assert (out / name).exists(), name
     with (out / "results.csv").open() as f:
         assert len(list(csv.DictReader(f))) == len(m["rows"])
@@ -111,15 +120,19 @@ def test_unknown_method_and_mismatched_pools_are_refused(digits_pool, tmp_path):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "distillkit.cli.distill", "image", "compare", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "DISTILLKIT_PROGRESS": "0"},
-                          timeout=300)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "DISTILLKIT_PROGRESS": "0"}, timeout=300
+    )
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["--methods", "apm,nope"], "unknown method 'nope'"),
-    (["--ipc", "1,x"], "comma-separated list of int"),
-    (["--cross-arch", "resnet19"], "unknown architecture 'resnet19'"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--methods", "apm,nope"], "unknown method 'nope'"),
+        (["--ipc", "1,x"], "comma-separated list of int"),
+        (["--cross-arch", "resnet19"], "unknown architecture 'resnet19'"),
+    ],
+)
 def test_cli_gives_one_line_for_bad_input(tmp_path, args, needle):
     proc = _cli(*args, "--out", str(tmp_path / "c"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -59,15 +59,18 @@ def _good() -> dict:
     return json.loads(load_sample()[0].model_dump_json())
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: "{not json", "malformed JSON"),
-    (lambda d: {**d, "task": "XYZ"}, "unknown task 'XYZ'"),
-    (lambda d: {**d, "slot": None}, "needs its slot"),
-    (lambda d: {**d, "options": {**d["options"], "E": "five"}}, "at most 4"),
-    (lambda d: {**d, "label": "D", "options": {"A": "x", "B": "y", "C": "z"}}, "gold letter 'D' is not among"),
-    (lambda d: {**d, "options": {"A": "x", "B": "None"}}, "empty or 'None'"),
-    (lambda d: {k: v for k, v in d.items() if k != "dialogue"}, "dialogue"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: "{not json", "malformed JSON"),
+        (lambda d: {**d, "task": "XYZ"}, "unknown task 'XYZ'"),
+        (lambda d: {**d, "slot": None}, "needs its slot"),
+        (lambda d: {**d, "options": {**d["options"], "E": "five"}}, "at most 4"),
+        (lambda d: {**d, "label": "D", "options": {"A": "x", "B": "y", "C": "z"}}, "gold letter 'D' is not among"),
+        (lambda d: {**d, "options": {"A": "x", "B": "None"}}, "empty or 'None'"),
+        (lambda d: {k: v for k, v in d.items() if k != "dialogue"}, "dialogue"),
+    ],
+)
 def test_bad_instances_give_one_line_naming_the_line(tmp_path, mutate, message):
     bad = mutate(_good())
     path = tmp_path / "x.jsonl"
@@ -91,8 +94,20 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         run_app(app, ["eval", "--model", "smollm2", "--tasks", "SF,NOPE", "--out", str(tmp_path / "r")])
     assert e.value.code == 2 and "unknown task 'NOPE'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        run_app(app, ["eval", "--model", "m", "--mode", "base", "--base-url", "http://127.0.0.1:9/v1",
-                      "--out", str(tmp_path / "r2")])
+        run_app(
+            app,
+            [
+                "eval",
+                "--model",
+                "m",
+                "--mode",
+                "base",
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+                "--out",
+                str(tmp_path / "r2"),
+            ],
+        )
     assert e.value.code == 2 and "base mode needs per-token log-likelihoods" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         run_app(app, ["eval", "--model", str(tmp_path / "missing-model"), "--out", str(tmp_path / "r3")])
@@ -125,16 +140,32 @@ def test_official_option_formats_are_normalised(tmp_path):
     assert normalise_choices({"A": {"answer": "x"}, "B": {"person1": "y"}}, "A") == ({"A": "x", "B": "y"}, "A")
     folder = tmp_path / "data" / "data_en"
     folder.mkdir(parents=True)
-    base = {"id": "1", "domain": "d", "history": [["hi", "hello"]], "label": "A",
-            "query": "Based on the dialogue【Question】Who?【Candidate options】A. x B. y"}
-    lines = [base | {"choices": {"A": "x", "B": "y"}},
-             base | {"id": "2", "choices": {"A": "a", "B": "b", "C": "c", "D": "d", "E": "e"}},
-             base | {"id": "3", "choices": {"A": "x", "B": "None"}},
-             "{broken",
-             base | {"id": "5", "choices": {"A": "x", "B": "y"}, "label": "C"},
-             {"id": "6", "choices": {"A": "x", "B": "y"}, "label": "B", "query": base["query"],
-              "messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"},
-                           {"role": "assistant", "content": "c"}, {"role": "user", "content": base["query"]}]}]
+    base = {
+        "id": "1",
+        "domain": "d",
+        "history": [["hi", "hello"]],
+        "label": "A",
+        "query": "Based on the dialogue【Question】Who?【Candidate options】A. x B. y",
+    }
+    lines = [
+        base | {"choices": {"A": "x", "B": "y"}},
+        base | {"id": "2", "choices": {"A": "a", "B": "b", "C": "c", "D": "d", "E": "e"}},
+        base | {"id": "3", "choices": {"A": "x", "B": "None"}},
+        "{broken",
+        base | {"id": "5", "choices": {"A": "x", "B": "y"}, "label": "C"},
+        {
+            "id": "6",
+            "choices": {"A": "x", "B": "y"},
+            "label": "B",
+            "query": base["query"],
+            "messages": [
+                {"role": "user", "content": "a"},
+                {"role": "user", "content": "b"},
+                {"role": "assistant", "content": "c"},
+                {"role": "user", "content": base["query"]},
+            ],
+        },
+    ]
     (folder / "Slot_Filling.json").write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines))
     items, report = import_official(tmp_path, "en")
     assert [i.id for i in items] == ["1", "6"] and items[0].slot == "Who?"
@@ -149,10 +180,16 @@ def test_official_option_formats_are_normalised(tmp_path):
 def test_chinese_templates_render():
     from distillkit.dialogbench.schema import Instance
 
-    inst = Instance(id="zh-1", task="NLI", language="zh", domain="日常", slot="用户要去罗马。",
-                    dialogue=[{"speaker": "用户", "text": "我想订去罗马的机票。"},
-                              {"speaker": "助手", "text": "好的。"}],
-                    options={"A": "蕴含", "B": "中立", "C": "矛盾"}, label="A")
+    inst = Instance(
+        id="zh-1",
+        task="NLI",
+        language="zh",
+        domain="日常",
+        slot="用户要去罗马。",
+        dialogue=[{"speaker": "用户", "text": "我想订去罗马的机票。"}, {"speaker": "助手", "text": "好的。"}],
+        options={"A": "蕴含", "B": "中立", "C": "矛盾"},
+        label="A",
+    )
     base = base_context(inst)
     assert base.startswith("阅读以下对话内容") and "【对话内容】用户: 我想订去罗马的机票。" in base
     assert "【假设】用户要去罗马。" in base and base.endswith("【答案】")

@@ -91,8 +91,9 @@ def test_killed_run_resumes_without_repeats_or_losses(tiny, tmp_path):
 
 
 def test_chat_mode_with_a_local_model(tiny, tmp_path):
-    m = evaluate(settings(mode="chat", tasks=["RC", "ED"], max_new_tokens=4), tmp_path / "chat", progress=False,
-                 lm=tiny)
+    m = evaluate(
+        settings(mode="chat", tasks=["RC", "ED"], max_new_tokens=4), tmp_path / "chat", progress=False, lm=tiny
+    )
     assert m["complete"] and m["n_done"] == 6
     rec = json.loads((tmp_path / "chat" / "items.jsonl").read_text().splitlines()[0])
     assert rec["prompt"][-1]["role"] == "user" and "【Candidate options】" in rec["prompt"][-1]["content"]
@@ -107,8 +108,14 @@ def test_chat_through_a_server_that_fails_and_comes_back(tmp_path):
     out = tmp_path / "srv"
 
     def client():
-        return OpenAICompatLM(model="m", base_url=f"http://127.0.0.1:{port}/v1", concurrency=3, max_retries=1,
-                              backoff=0.01, cache_dir=False)
+        return OpenAICompatLM(
+            model="m",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            concurrency=3,
+            max_retries=1,
+            backoff=0.01,
+            cache_dir=False,
+        )
 
     with pytest.raises(UserError, match="kept failing"):
         evaluate(s, out, progress=False, lm=client())
@@ -125,15 +132,25 @@ def test_chat_through_a_server_that_fails_and_comes_back(tmp_path):
     assert m["letters"]["predicted"]["B"] == 12
     gold_b = sum(i.label == "B" for i in load_sample() if i.task in TASKS)
     assert m["overall_lenient"] == pytest.approx(
-        sum(100 * sum(i.label == "B" for i in load_sample() if i.task == t) / 3 for t in TASKS) / 4, abs=0.01)
+        sum(100 * sum(i.label == "B" for i in load_sample() if i.task == t) / 3 for t in TASKS) / 4, abs=0.01
+    )
     assert gold_b > 0
 
 
 def test_invalid_lines_are_skipped_and_reported(tiny, tmp_path):
     good = [json.loads(i.model_dump_json()) for i in load_sample() if i.task == "SF"]
     data = tmp_path / "d.jsonl"
-    data.write_text("\n".join([json.dumps(good[0]), '{"id": "broken"', json.dumps(good[1] | {"label": "D",
-                               "options": {"A": "x", "B": "y"}}), json.dumps(good[2])]) + "\n")
+    data.write_text(
+        "\n".join(
+            [
+                json.dumps(good[0]),
+                '{"id": "broken"',
+                json.dumps(good[1] | {"label": "D", "options": {"A": "x", "B": "y"}}),
+                json.dumps(good[2]),
+            ]
+        )
+        + "\n"
+    )
     with pytest.raises(UserError, match="d.jsonl:2: malformed JSON"):
         evaluate(settings(data=str(data), tasks=["SF"]), tmp_path / "strict", progress=False, lm=tiny)
     m = evaluate(settings(data=str(data), tasks=["SF"], skip_invalid=True), tmp_path / "s", progress=False, lm=tiny)

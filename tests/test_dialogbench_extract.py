@@ -51,14 +51,17 @@ def test_held_out_outputs_written_after_the_extractor_was_frozen():
     assert acc >= orig_acc + 0.05
 
 
-@pytest.mark.parametrize("text, original, fixed", [
-    ("This Dialogue is about travel.", "D", None),          # "is D" inside "This Dialogue"
-    ("A good reply would be C.", "A", "C"),                   # the article "A" read as strict A
-    ("Both could work. Plan B.", "B", None),                  # any sentence ending in a capital letter
-    ("I would not choose A. I choose D.", "A", "D"),          # negation ignored
-    ("A. x\nB. y\nC. z\nD. w", "A", None),                    # the option list repeated back
-    ("It could be A or B.", "B", None),                       # hedging
-])
+@pytest.mark.parametrize(
+    "text, original, fixed",
+    [
+        ("This Dialogue is about travel.", "D", None),  # "is D" inside "This Dialogue"
+        ("A good reply would be C.", "A", "C"),  # the article "A" read as strict A
+        ("Both could work. Plan B.", "B", None),  # any sentence ending in a capital letter
+        ("I would not choose A. I choose D.", "A", "D"),  # negation ignored
+        ("A. x\nB. y\nC. z\nD. w", "A", None),  # the option list repeated back
+        ("It could be A or B.", "B", None),  # hedging
+    ],
+)
 def test_original_false_positives_are_fixed(text, original, fixed):
     assert original_en(text)[1] == original
     assert extract(text, "en").lenient == fixed

@@ -30,8 +30,16 @@ def server():
 
 
 def _run(srv, tmp_path, tasks="SF,RC", per_task=20, out="out", **kw):
-    s = resolve("gen-model", tasks, per_task, kw.pop("lang", "en"), kw.pop("rounding", None), base_url=srv.url,
-                concurrency=kw.pop("concurrency", 4), **kw)
+    s = resolve(
+        "gen-model",
+        tasks,
+        per_task,
+        kw.pop("lang", "en"),
+        kw.pop("rounding", None),
+        base_url=srv.url,
+        concurrency=kw.pop("concurrency", 4),
+        **kw,
+    )
     return generate(s, tmp_path / out, show=False, cache_dir=tmp_path / "cache", **FAST)
 
 
@@ -82,8 +90,22 @@ def test_generated_set_is_evaluated_without_conversion(server, tmp_path, capsys)
     run_dir = tmp_path / "eval"
     os.environ["DISTILLKIT_CACHE"] = str(tmp_path / "cache")
     try:
-        run_app(app, ["eval", "--model", "judge", "--base-url", server.url, "--mode", "chat", "--data", str(data),
-                      "--out", str(run_dir)])
+        run_app(
+            app,
+            [
+                "eval",
+                "--model",
+                "judge",
+                "--base-url",
+                server.url,
+                "--mode",
+                "chat",
+                "--data",
+                str(data),
+                "--out",
+                str(run_dir),
+            ],
+        )
     finally:
         del os.environ["DISTILLKIT_CACHE"]
     m = json.loads((run_dir / "metrics.json").read_text())
@@ -91,13 +113,22 @@ def test_generated_set_is_evaluated_without_conversion(server, tmp_path, capsys)
 
 
 def test_mitigations_off_are_recorded(server, tmp_path):
-    summ = _run(server, tmp_path, tasks="CRG", per_task=8, domain_balance=False, style_mix=False,
-                position_balance=False, judge=False)
+    summ = _run(
+        server,
+        tmp_path,
+        tasks="CRG",
+        per_task=8,
+        domain_balance=False,
+        style_mix=False,
+        position_balance=False,
+        judge=False,
+    )
     assert summ["accepted"] == 8
     insts = read_jsonl(tmp_path / "out" / "instances.jsonl")
     assert {i.domain for i in insts} == {"unspecified"} and {i.label for i in insts} == {"A"}  # the model's choice
-    assert all(i.provenance["mitigation"]["position_balance"] is False and i.provenance["styles"] is None
-               for i in insts)
+    assert all(
+        i.provenance["mitigation"]["position_balance"] is False and i.provenance["styles"] is None for i in insts
+    )
     assert server.counts["judge"] == 0
 
 
@@ -119,9 +150,24 @@ def test_token_budget(server, tmp_path):
 def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     srv = ReplayServer(delay=0.05)
     try:
-        cmd = [sys.executable, "-c", "from distillkit.cli.dialogbench import main; main()", "generate", "--llm", "m",
-               "--base-url", srv.url, "--tasks", "SF,IC", "--per-task", "20", "--out", str(tmp_path / "out"),
-               "--concurrency", "2"]
+        cmd = [
+            sys.executable,
+            "-c",
+            "from distillkit.cli.dialogbench import main; main()",
+            "generate",
+            "--llm",
+            "m",
+            "--base-url",
+            srv.url,
+            "--tasks",
+            "SF,IC",
+            "--per-task",
+            "20",
+            "--out",
+            str(tmp_path / "out"),
+            "--concurrency",
+            "2",
+        ]
         env = {**os.environ, "DISTILLKIT_CACHE": str(tmp_path / "cache"), "DISTILLKIT_PROGRESS": "0"}
         log = tmp_path / "out" / "generated.jsonl"
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -137,7 +183,7 @@ def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
         assert done.returncode == 0, done.stderr
         after = log.read_text().splitlines()
         keys = [json.loads(x)["key"] for x in after]
-        assert len(keys) == len(set(keys)) == 40 and after[:len(before)] == before
+        assert len(keys) == len(set(keys)) == 40 and after[: len(before)] == before
         # only jobs not finished before the kill were asked again (the ones in flight at most once more)
         assert srv.counts["generate"] - sent <= 40 - len(before) + 2
         assert "accepted 40 of 40 planned (40 generated, 0 after a repair)" in done.stdout
@@ -175,8 +221,11 @@ def test_unreachable_server_is_one_line(tmp_path):
 def test_model_that_never_returns_valid_json_stops_and_keeps_finished_work(server, tmp_path):
     server.script = ["ok"] * 5
     server.always = "invalid"
-    with pytest.raises(UserError, match=r"returned no usable instance for 1\d jobs in a row, each tried 3 times "
-                                        r"\(last problem: not valid JSON"):
+    with pytest.raises(
+        UserError,
+        match=r"returned no usable instance for 1\d jobs in a row, each tried 3 times "
+        r"\(last problem: not valid JSON",
+    ):
         _run(server, tmp_path, tasks="SF", concurrency=1)
     recs = _lines(tmp_path / "out" / "generated.jsonl")
     assert sum(r["status"] == "valid" for r in recs) == 5
@@ -231,9 +280,12 @@ def test_real_transformers_server_with_a_tiny_model(tmp_path):
     port = sock.getsockname()[1]
     sock.close()
     exe = Path(sys.executable).with_name("transformers")
-    proc = subprocess.Popen([str(exe), "serve", folder, "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    proc = subprocess.Popen(
+        [str(exe), "serve", folder, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
     try:
         for _ in range(240):
             try:
@@ -242,8 +294,16 @@ def test_real_transformers_server_with_a_tiny_model(tmp_path):
             except OSError:
                 assert proc.poll() is None, "transformers serve exited early"
                 time.sleep(0.5)
-        s = resolve(folder, "SF", 20, "en", base_url=f"http://127.0.0.1:{port}/v1", concurrency=2,
-                    max_new_tokens=8, max_invalid_streak=4)
+        s = resolve(
+            folder,
+            "SF",
+            20,
+            "en",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            concurrency=2,
+            max_new_tokens=8,
+            max_invalid_streak=4,
+        )
         with pytest.raises(UserError, match="returned no usable instance for 8 jobs in a row, each tried 3 times"):
             generate(s, tmp_path / "out", show=False, cache_dir=tmp_path / "cache", **FAST)
         summ = json.loads((tmp_path / "out" / "summary.json").read_text())

@@ -38,15 +38,19 @@ def test_plan_is_exactly_balanced():
 
 
 def test_plan_with_mitigations_off_leaves_choices_to_the_model():
-    jobs = make_plan(["IC"], 6, "zh", 3, 0, [], styles("zh"), domain_balance=False, style_mix=False,
-                     position_balance=False)
+    jobs = make_plan(
+        ["IC"], 6, "zh", 3, 0, [], styles("zh"), domain_balance=False, style_mix=False, position_balance=False
+    )
     assert all(j.domain is None and j.styles is None and j.gold is None for j in jobs)
 
 
 def test_rounding_is_explicit():
     assert balanced_count(40, 20, None) == (40, None)
-    with pytest.raises(UserError, match=r"--per-task 30 cannot be split evenly over 20 domains; use --per-task 20 "
-                                        r"or 40, or pass --round up/down"):
+    with pytest.raises(
+        UserError,
+        match=r"--per-task 30 cannot be split evenly over 20 domains; use --per-task 20 "
+        r"or 40, or pass --round up/down",
+    ):
         balanced_count(30, 20, None)
     assert balanced_count(30, 20, "up") == (40, "--per-task 30 rounded up to 40 (2 per domain)")
     assert balanced_count(30, 20, "down") == (20, "--per-task 30 rounded down to 20 (1 per domain)")
@@ -58,9 +62,14 @@ def _job(task="SF", gold="C"):
 
 
 def _reply(task="SF", n_utt=12, **over):
-    obj = {"dialogue": [{"speaker": ("User", "Assistant")[i % 2], "text": f"utterance number {i} about trains"}
-                        for i in range(n_utt)],
-           "correct": "the 9:40 train", "distractors": ["the 8:15 train", "the 10:05 bus", "a taxi at noon"]}
+    obj = {
+        "dialogue": [
+            {"speaker": ("User", "Assistant")[i % 2], "text": f"utterance number {i} about trains"}
+            for i in range(n_utt)
+        ],
+        "correct": "the 9:40 train",
+        "distractors": ["the 8:15 train", "the 10:05 bus", "a taxi at noon"],
+    }
     if all_tasks()[task].slot:
         obj["slot"] = "Which connection does the user book?"
     obj.update(over)
@@ -76,29 +85,38 @@ def test_parse_places_gold_where_the_plan_says():
     assert parse_reply(fenced, _job(), 4, {}).label == "C"
 
 
-@pytest.mark.parametrize("text,msg", [
-    ("Sure! Here is the JSON", "not valid JSON"),
-    ("[1, 2]", "expected a JSON object"),
-    (_reply(slot=None), "slot"),
-    (json.dumps({"dialogue": []}), "missing key"),
-    (_reply(extra="x"), "unexpected key"),
-    (_reply(distractors=["a", "b"]), "exactly 3 strings"),
-    (_reply(correct=""), "option C is empty"),
-    (_reply(dialogue=[]), "dialogue"),
-])
+@pytest.mark.parametrize(
+    "text,msg",
+    [
+        ("Sure! Here is the JSON", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        (_reply(slot=None), "slot"),
+        (json.dumps({"dialogue": []}), "missing key"),
+        (_reply(extra="x"), "unexpected key"),
+        (_reply(distractors=["a", "b"]), "exactly 3 strings"),
+        (_reply(correct=""), "option C is empty"),
+        (_reply(dialogue=[]), "dialogue"),
+    ],
+)
 def test_parse_rejects_with_a_reason(text, msg):
     with pytest.raises(InvalidReply, match=msg):
         parse_reply(text, _job(), 4, {})
 
 
 def test_parse_without_position_balance_uses_the_models_choice():
-    reply = json.dumps({"dialogue": [{"speaker": "A", "text": "hi"}, {"speaker": "B", "text": "yo"}],
-                        "options": ["w", "x", "y", "z"], "answer_index": 2})
+    reply = json.dumps(
+        {
+            "dialogue": [{"speaker": "A", "text": "hi"}, {"speaker": "B", "text": "yo"}],
+            "options": ["w", "x", "y", "z"],
+            "answer_index": 2,
+        }
+    )
     inst = parse_reply(reply, Job("CRG", "en", 0, None, None, None, 0), 4, {})
     assert inst.label == "C" and inst.domain == "unspecified"
     with pytest.raises(InvalidReply, match="answer_index"):
-        parse_reply(reply.replace('"answer_index": 2', '"answer_index": 7'), Job("CRG", "en", 0, None, None, None, 0),
-                    4, {})
+        parse_reply(
+            reply.replace('"answer_index": 2', '"answer_index": 7'), Job("CRG", "en", 0, None, None, None, 0), 4, {}
+        )
 
 
 def test_schema_and_prompt_follow_the_task():
@@ -106,8 +124,19 @@ def test_schema_and_prompt_follow_the_task():
     assert response_schema("SF", 3)["properties"]["distractors"]["maxItems"] == 2
     msgs = build_messages(_job(), 4)
     user = msgs[1]["content"]
-    for part in ("## Goal", "## Input data", "## Contextual information", "## Prompt style", "Travel", "sarcastic",
-                 "at least 10 turns", "must not end the conversation", "`slot`", "`correct`", "`distractors`"):
+    for part in (
+        "## Goal",
+        "## Input data",
+        "## Contextual information",
+        "## Prompt style",
+        "Travel",
+        "sarcastic",
+        "at least 10 turns",
+        "must not end the conversation",
+        "`slot`",
+        "`correct`",
+        "`distractors`",
+    ):
         assert part in user
     mrg = build_messages(Job("MRG", "en", 0, "Music", None, "A", 0), 4)[1]["content"]
     assert "ends with an utterance of User; the options are candidate next replies of Assistant" in mrg
@@ -119,24 +148,33 @@ def test_schema_and_prompt_follow_the_task():
 
 
 def _inst(**over):
-    base = {"id": "x", "task": "SF", "dialogue": [{"speaker": ("U", "A")[i % 2], "text": f"turn {i} words here"}
-                                                  for i in range(12)],
-            "slot": "When does it leave?", "options": {"A": "at nine", "B": "at ten", "C": "at noon", "D": "never"},
-            "label": "A"}
+    base = {
+        "id": "x",
+        "task": "SF",
+        "dialogue": [{"speaker": ("U", "A")[i % 2], "text": f"turn {i} words here"} for i in range(12)],
+        "slot": "When does it leave?",
+        "options": {"A": "at nine", "B": "at ten", "C": "at noon", "D": "never"},
+        "label": "A",
+    }
     base.update(over)
     return Instance.model_validate(base)
 
 
-@pytest.mark.parametrize("over,reason", [
-    ({}, None),
-    ({"options": {"A": "at nine", "B": "at ten", "C": "at noon"}}, "option_count"),
-    ({"dialogue": [{"speaker": "U", "text": "a"}] * 12}, "two_party"),
-    ({"dialogue": [{"speaker": ("U", "A")[i % 2], "text": "x"} for i in range(6)]}, "dialogue_length"),
-    ({"options": {"A": "At nine!", "B": "at nine", "C": "at noon", "D": "never"}}, "duplicate_options"),
-    ({"options": {"A": "the train at nine", "B": "the train at nines", "C": "x", "D": "y"}},
-     "near_duplicate_options"),
-    ({"slot": "It leaves at nine, right?"}, "answer_leak"),
-])
+@pytest.mark.parametrize(
+    "over,reason",
+    [
+        ({}, None),
+        ({"options": {"A": "at nine", "B": "at ten", "C": "at noon"}}, "option_count"),
+        ({"dialogue": [{"speaker": "U", "text": "a"}] * 12}, "two_party"),
+        ({"dialogue": [{"speaker": ("U", "A")[i % 2], "text": "x"} for i in range(6)]}, "dialogue_length"),
+        ({"options": {"A": "At nine!", "B": "at nine", "C": "at noon", "D": "never"}}, "duplicate_options"),
+        (
+            {"options": {"A": "the train at nine", "B": "the train at nines", "C": "x", "D": "y"}},
+            "near_duplicate_options",
+        ),
+        ({"slot": "It leaves at nine, right?"}, "answer_leak"),
+    ],
+)
 def test_checks(over, reason):
     got = check_instance(_inst(**over), CheckSettings())
     assert (got.split(":")[0] if got else None) == reason
@@ -148,8 +186,12 @@ def test_duplicate_and_near_duplicate_dialogues():
     d3 = [dict(t) for t in d1]
     d3[0]["text"] = "something else entirely"
     d4 = [{"speaker": ("U", "A")[i % 2], "text": f"completely different {i} " * 3} for i in range(12)]
-    items = [_inst(id="a", dialogue=d1), _inst(id="b", dialogue=d1), _inst(id="c", dialogue=d3),
-             _inst(id="d", dialogue=d4)]
+    items = [
+        _inst(id="a", dialogue=d1),
+        _inst(id="b", dialogue=d1),
+        _inst(id="c", dialogue=d3),
+        _inst(id="d", dialogue=d4),
+    ]
     out = duplicate_dialogues(items, 0.8)
     assert out["b"].startswith("duplicate_dialogue: same dialogue as a")
     assert out["c"].startswith("near_duplicate_dialogue") and "d" not in out and "a" not in out

@@ -22,11 +22,14 @@ def test_export_loads_and_agrees_with_our_summed_likelihood(tmp_path):
 
     lm = load_local_lm(str(tiny_llama_folder()), device="cpu")
     tasks = ["SF", "RC", "OD"]
-    ours = evaluate(EvalSettings(model="tiny", mode="base", tasks=tasks, norm="sum"), tmp_path / "run",
-                    progress=False, lm=lm)
+    ours = evaluate(
+        EvalSettings(model="tiny", mode="base", tasks=tasks, norm="sum"), tmp_path / "run", progress=False, lm=lm
+    )
     harness = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=4, device="cpu")
-    res = simple_evaluate(model=harness, tasks=[f"dialogbench_en_{t.lower()}" for t in tasks], task_manager=tm,
-                          log_samples=False)["results"]
+    res = simple_evaluate(
+        model=harness, tasks=[f"dialogbench_en_{t.lower()}" for t in tasks], task_manager=tm, log_samples=False
+    )["results"]
     for t in tasks:
-        assert 100 * res[f"dialogbench_en_{t.lower()}"]["acc,none"] == pytest.approx(ours["tasks"][t]["accuracy"],
-                                                                                     abs=0.01)
+        assert 100 * res[f"dialogbench_en_{t.lower()}"]["acc,none"] == pytest.approx(
+            ours["tasks"][t]["accuracy"], abs=0.01
+        )

@@ -12,10 +12,28 @@ import pytest
 import safetensors.torch
 import torch
 
-FAST = ["--set", "teacher.epochs=20", "--set", "teacher.net_options={\"width\": 16, \"depth\": 2}",
-        "--set", "eval.net_options={\"width\": 16, \"depth\": 2}", "--set", "eval.runs=2", "--set", "eval.epochs=30",
-        "--set", "apm.iterations=6", "--set", "apm.student_epochs=4", "--set", "apm.num_checkpoints=2",
-        "--set", "full.runs=1", "--set", "full.epochs=2"]
+FAST = [
+    "--set",
+    "teacher.epochs=20",
+    "--set",
+    'teacher.net_options={"width": 16, "depth": 2}',
+    "--set",
+    'eval.net_options={"width": 16, "depth": 2}',
+    "--set",
+    "eval.runs=2",
+    "--set",
+    "eval.epochs=30",
+    "--set",
+    "apm.iterations=6",
+    "--set",
+    "apm.student_epochs=4",
+    "--set",
+    "apm.num_checkpoints=2",
+    "--set",
+    "full.runs=1",
+    "--set",
+    "full.epochs=2",
+]
 
 
 def distill(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -42,8 +60,16 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def test_run_writes_everything(run_dir):
-    for name in ["config.json", "metrics.json", "distilled.safetensors", "grid.png", "accuracy.png",
-                 "teachers/pool.json", "teachers/teacher_0.safetensors", "teachers/teacher_0.json"]:
+    for name in [
+        "config.json",
+        "metrics.json",
+        "distilled.safetensors",
+        "grid.png",
+        "accuracy.png",
+        "teachers/pool.json",
+        "teachers/teacher_0.safetensors",
+        "teachers/teacher_0.json",
+    ]:
         assert (run_dir / name).exists(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["results"]) == {"apm", "random", "full"}
@@ -63,8 +89,21 @@ def test_rerun_resumes_without_recomputing(run_dir):
 
 def test_eval_command(run_dir, tmp_path):
     out = tmp_path / "eval.json"
-    distill("image", "eval", str(run_dir / "distilled.safetensors"), "--runs", "1", "--epochs", "10", "--width", "16",
-            "--teachers", str(run_dir / "teachers"), "--out", str(out))
+    distill(
+        "image",
+        "eval",
+        str(run_dir / "distilled.safetensors"),
+        "--runs",
+        "1",
+        "--epochs",
+        "10",
+        "--width",
+        "16",
+        "--teachers",
+        str(run_dir / "teachers"),
+        "--out",
+        str(out),
+    )
     results = json.loads(out.read_text())
     assert set(results) == {"distilled", "random"}
 
@@ -77,20 +116,58 @@ def test_resume_with_other_config_is_refused_and_keeps_files(run_dir):
 
 
 def test_unknown_dataset_and_arch(tmp_path):
-    one_line_error(distill("image", "run", "--dataset", "imagenot", "--out", str(tmp_path / "a"), check=False),
-                   "unknown dataset 'imagenot'")
-    one_line_error(distill("image", "run", "--dataset", "digits", "--arch", "resnet99", "--out", str(tmp_path / "b"),
-                           *FAST, check=False), "unknown architecture 'resnet99'")
+    one_line_error(
+        distill("image", "run", "--dataset", "imagenot", "--out", str(tmp_path / "a"), check=False),
+        "unknown dataset 'imagenot'",
+    )
+    one_line_error(
+        distill(
+            "image",
+            "run",
+            "--dataset",
+            "digits",
+            "--arch",
+            "resnet99",
+            "--out",
+            str(tmp_path / "b"),
+            *FAST,
+            check=False,
+        ),
+        "unknown architecture 'resnet99'",
+    )
 
 
 def test_missing_data_folder(tmp_path):
-    one_line_error(distill("image", "teacher", "--dataset", "cifar10", "--data-root", str(tmp_path / "none"),
-                           "--out", str(tmp_path / "t"), check=False), "cifar10 not found")
+    one_line_error(
+        distill(
+            "image",
+            "teacher",
+            "--dataset",
+            "cifar10",
+            "--data-root",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path / "t"),
+            check=False,
+        ),
+        "cifar10 not found",
+    )
 
 
 def test_ipc_larger_than_a_class(run_dir, tmp_path):
-    proc = distill("image", "distill", "--teachers", str(run_dir / "teachers"), "--dataset", "digits", "--ipc",
-                   "500", "--out", str(tmp_path / "big"), check=False)
+    proc = distill(
+        "image",
+        "distill",
+        "--teachers",
+        str(run_dir / "teachers"),
+        "--dataset",
+        "digits",
+        "--ipc",
+        "500",
+        "--out",
+        str(tmp_path / "big"),
+        check=False,
+    )
     one_line_error(proc, "IPC 500 is larger than class")
 
 
@@ -101,8 +178,9 @@ def test_wrong_image_shape(run_dir, tmp_path):
     ds.images = torch.zeros(20, 1, 6, 6)
     bad = tmp_path / "bad.safetensors"
     ds.save(bad)
-    one_line_error(distill("image", "eval", str(bad), "--runs", "1", "--epochs", "1", check=False),
-                   "images have shape (1, 6, 6)")
+    one_line_error(
+        distill("image", "eval", str(bad), "--runs", "1", "--epochs", "1", check=False), "images have shape (1, 6, 6)"
+    )
 
 
 def test_corrupt_files(run_dir, tmp_path):
@@ -113,20 +191,54 @@ def test_corrupt_files(run_dir, tmp_path):
     pool.mkdir()
     (pool / "pool.json").write_text((run_dir / "teachers" / "pool.json").read_text())
     (pool / "teacher_0.safetensors").write_bytes((run_dir / "teachers" / "teacher_0.safetensors").read_bytes()[:200])
-    one_line_error(distill("image", "distill", "--teachers", str(pool), "--dataset", "digits", "--out",
-                           str(tmp_path / "x"), check=False), "not a readable distillkit safetensors file")
+    one_line_error(
+        distill(
+            "image",
+            "distill",
+            "--teachers",
+            str(pool),
+            "--dataset",
+            "digits",
+            "--out",
+            str(tmp_path / "x"),
+            check=False,
+        ),
+        "not a readable distillkit safetensors file",
+    )
     state_dir = tmp_path / "damaged_state"
     state_dir.mkdir()
     (state_dir / "apm_state.pt").write_bytes(b"garbage")
-    proc = distill("image", "distill", "--teachers", str(run_dir / "teachers"), "--dataset", "digits", "--ipc", "2",
-                   "--out", str(state_dir), check=False)
+    proc = distill(
+        "image",
+        "distill",
+        "--teachers",
+        str(run_dir / "teachers"),
+        "--dataset",
+        "digits",
+        "--ipc",
+        "2",
+        "--out",
+        str(state_dir),
+        check=False,
+    )
     one_line_error(proc, "is damaged")
     assert (state_dir / "apm_state.pt").read_bytes() == b"garbage"  # nothing already saved is overwritten
 
 
 def test_pool_for_other_data_is_refused(run_dir, tmp_path):
-    proc = distill("image", "distill", "--teachers", str(run_dir / "teachers"), "--dataset", "digits", "--size", "16",
-                   "--out", str(tmp_path / "y"), check=False)
+    proc = distill(
+        "image",
+        "distill",
+        "--teachers",
+        str(run_dir / "teachers"),
+        "--dataset",
+        "digits",
+        "--size",
+        "16",
+        "--out",
+        str(tmp_path / "y"),
+        check=False,
+    )
     one_line_error(proc, "teacher pool was built for other data")
 
 

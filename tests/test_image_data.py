@@ -74,8 +74,13 @@ def test_image_folder_and_npz(tmp_path):
                 Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / split / c / f"{i}.png")
     d = load_images("image_folder", tmp_path, val_size=2)
     assert d.classes == ["cat", "dog"] and d.shape == (1, 8, 8) and len(d.y_test) == 6
-    np.savez(tmp_path / "a.npz", x_train=np.zeros((20, 6, 6, 3)), y_train=np.arange(20) % 2,
-             x_test=np.zeros((4, 6, 6, 3)), y_test=np.arange(4) % 2)
+    np.savez(
+        tmp_path / "a.npz",
+        x_train=np.zeros((20, 6, 6, 3)),
+        y_train=np.arange(20) % 2,
+        x_test=np.zeros((4, 6, 6, 3)),
+        y_test=np.arange(4) % 2,
+    )
     assert load_images("npz", tmp_path / "a.npz", val_size=2).shape == (3, 6, 6)
 
 
@@ -86,7 +91,8 @@ def test_bad_data_inputs(tmp_path):
         load_images("image_folder", tmp_path / "nope")
     with pytest.raises(UserError, match="cifar10 not found"):
         load_images("cifar10", tmp_path)
-    np.savez(tmp_path / "bad.npz", x_train=np.zeros((4, 2)), y_train=np.zeros(4), x_test=np.zeros((2, 2)),
-             y_test=np.zeros(2))
+    np.savez(
+        tmp_path / "bad.npz", x_train=np.zeros((4, 2)), y_train=np.zeros(4), x_test=np.zeros((2, 2)), y_test=np.zeros(2)
+    )
     with pytest.raises(UserError, match="expected \\(N,H,W\\)"):
         load_images("npz", tmp_path / "bad.npz")

@@ -5,9 +5,13 @@ from __future__ import annotations
 from distillkit.demo import run_demo
 from distillkit.image import demo
 
-TINY = {"data": {"dataset": "digits"}, "apm": {"ipc": 2, "iterations": 3, "student_epochs": 2, "num_checkpoints": 1},
-        "teacher": {"epochs": 5, "net_options": {"width": 16, "depth": 2}},
-        "eval": {"runs": 1, "epochs": 5, "net_options": {"width": 16, "depth": 2}}, "full": {"runs": 1, "epochs": 1}}
+TINY = {
+    "data": {"dataset": "digits"},
+    "apm": {"ipc": 2, "iterations": 3, "student_epochs": 2, "num_checkpoints": 1},
+    "teacher": {"epochs": 5, "net_options": {"width": 16, "depth": 2}},
+    "eval": {"runs": 1, "epochs": 5, "net_options": {"width": 16, "depth": 2}},
+    "full": {"runs": 1, "epochs": 1},
+}
 
 
 def test_demo_report_shows_grid_table_time_and_memory(tmp_path, monkeypatch):

@@ -18,8 +18,14 @@ def tiny():
 
 def test_shared_context_matches_naive(tiny):
     ctx = "Read the dialogue.【Dialogue content】User: hi there\nAssistant: hello!【Reply】"
-    reqs = [(ctx, "Fine, thanks."), (ctx, "The weather is bad today in Paris."), (ctx, "Yes"), (ctx, "No, never."),
-            ("Another context ", "with trailing space"), ("", "no context at all")]
+    reqs = [
+        (ctx, "Fine, thanks."),
+        (ctx, "The weather is bad today in Paris."),
+        (ctx, "Yes"),
+        (ctx, "No, never."),
+        ("Another context ", "with trailing space"),
+        ("", "no context at all"),
+    ]
     fast = tiny.loglikelihood_detailed(reqs)
     slow = tiny.loglikelihood_naive(reqs)
     for f, s in zip(fast, slow, strict=True):
@@ -74,8 +80,10 @@ def test_missing_model_is_one_clear_error(tmp_path):
 def test_smollm2_loads_from_cached_folder_and_answers():
     lm = load_local_lm("smollm2", device="cpu")
     assert lm.describe()["parameters"] > 100_000_000
-    out = lm.chat([[{"role": "user", "content": "What is the capital of France? Answer in one word."}]],
-                  GenerationConfig(max_new_tokens=8))
+    out = lm.chat(
+        [[{"role": "user", "content": "What is the capital of France? Answer in one word."}]],
+        GenerationConfig(max_new_tokens=8),
+    )
     assert "Paris" in out[0]
 
 

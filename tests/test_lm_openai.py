@@ -67,11 +67,23 @@ class ScriptedServer:
                         text = outer.answer(body["messages"])
                         with outer.lock:
                             outer.ok += 1
-                        self._send(200, {
-                            "id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                            "choices": [{"index": 0, "finish_reason": "stop",
-                                         "message": {"role": "assistant", "content": text}}],
-                            "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}})
+                        self._send(
+                            200,
+                            {
+                                "id": "cmpl-1",
+                                "object": "chat.completion",
+                                "created": 0,
+                                "model": body["model"],
+                                "choices": [
+                                    {
+                                        "index": 0,
+                                        "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": text},
+                                    }
+                                ],
+                                "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
+                            },
+                        )
                 finally:
                     with outer.lock:
                         outer.in_flight -= 1
@@ -210,8 +222,12 @@ def real_server():
     port = _free_port()
     exe = Path(sys.executable).with_name("transformers")
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([str(exe), "serve", folder, "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [str(exe), "serve", folder, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:

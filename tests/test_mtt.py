@@ -79,7 +79,7 @@ def test_unrolled_gradient_matches_a_hand_unrolled_loop(digits, experts):
     for _ in range(3):
         chunks, offset = {}, 0
         for name, p in params.items():
-            chunks[name] = theta[offset:offset + p.numel()].view(p.shape)
+            chunks[name] = theta[offset : offset + p.numel()].view(p.shape)
             offset += p.numel()
         out = torch.func.functional_call(net, chunks, (xx,))
         g = torch.autograd.grad(F.cross_entropy(out, y), theta, create_graph=True)[0]
@@ -96,8 +96,9 @@ def test_constant_memory_equals_unrolled_for_one_step(digits, experts, label_mod
     student, x, y, lr, start, target, cfg = case(digits, experts, syn_steps=1)
     targets = student(target, x).detach() if label_mode == "teacher_logits" else y
     unrolled = matching_gradient(student, x, targets, lr, start, target, cfg, t=3)
-    constant = matching_gradient(student, x, targets, lr, start, target,
-                                 cfg.model_copy(update={"gradient": "constant_memory"}), t=3)
+    constant = matching_gradient(
+        student, x, targets, lr, start, target, cfg.model_copy(update={"gradient": "constant_memory"}), t=3
+    )
     assert unrolled[0].abs().sum() > 0
     torch.testing.assert_close(constant[0], unrolled[0], rtol=1e-9, atol=1e-14)
     torch.testing.assert_close(constant[1], unrolled[1], rtol=1e-9, atol=1e-14)
@@ -124,8 +125,9 @@ def test_constant_memory_is_teslas_first_order_gradient(digits, experts):
     torch.testing.assert_close(grad_x, sx, rtol=1e-8, atol=1e-14)
     torch.testing.assert_close(grad_lr, slr, rtol=1e-8, atol=1e-14)
 
-    ux, ulr, uloss = matching_gradient(student, x, y, lr, start, target,
-                                       cfg.model_copy(update={"gradient": "unrolled"}), t=7)
+    ux, ulr, uloss = matching_gradient(
+        student, x, y, lr, start, target, cfg.model_copy(update={"gradient": "unrolled"}), t=7
+    )
     assert loss == pytest.approx(uloss, rel=1e-12)
     assert ((ux - grad_x).norm() / ux.norm()).item() > 1e-4  # not the exact gradient for N = 3
     cos = float((ux * grad_x).sum() / (ux.norm() * grad_x.norm()))
@@ -134,8 +136,7 @@ def test_constant_memory_is_teslas_first_order_gradient(digits, experts):
 
 @pytest.mark.parametrize("gradient", ["unrolled", "constant_memory"])
 def test_image_updates_lower_the_matching_loss(digits, experts, gradient):
-    student, x, y, lr, start, target, cfg = case(digits, experts, dtype=torch.float32, gradient=gradient,
-                                                 syn_steps=4)
+    student, x, y, lr, start, target, cfg = case(digits, experts, dtype=torch.float32, gradient=gradient, syn_steps=4)
     losses = []
     for _ in range(6):
         gx, _, loss = matching_gradient(student, x, y, lr, start, target, cfg, t=2)
@@ -168,8 +169,16 @@ class Stop(Exception):
 
 @pytest.mark.parametrize("gradient,label_mode", [("unrolled", "hard"), ("constant_memory", "teacher_logits")])
 def test_interrupted_run_resumes_to_the_same_images(digits, experts, tmp_path, gradient, label_mode):
-    cfg = MTTConfig(**{**CASE, "iterations": 7, "checkpoint_every": 2, "gradient": gradient,
-                       "label_mode": label_mode, "lr_img": 10.0})
+    cfg = MTTConfig(
+        **{
+            **CASE,
+            "iterations": 7,
+            "checkpoint_every": 2,
+            "gradient": gradient,
+            "label_mode": label_mode,
+            "lr_img": 10.0,
+        }
+    )
     label_net = experts.build_net()
 
     def stop_at_4(t, state):
@@ -188,15 +197,27 @@ def test_interrupted_run_resumes_to_the_same_images(digits, experts, tmp_path, g
     assert not torch.allclose(resumed.images, init)  # the images did move
     assert resumed.soft_labels.shape == (20, 10) and resumed.labels.tolist() == straight.labels.tolist()
     assert resumed.meta["method"] == ("tesla" if gradient == "constant_memory" else "mtt")
-    assert {"dataset", "classes", "ipc", "mean", "std", "data_options", "arch", "mtt_config", "distill_seconds",
-            "syn_lr"} <= set(resumed.meta)
+    assert {
+        "dataset",
+        "classes",
+        "ipc",
+        "mean",
+        "std",
+        "data_options",
+        "arch",
+        "mtt_config",
+        "distill_seconds",
+        "syn_lr",
+    } <= set(resumed.meta)
     other = distill_mtt(digits, experts, cfg.model_copy(update={"seed": 1}))
     assert not torch.equal(other.images, straight.images)
 
 
 def test_experts_for_other_data_or_broken_files_are_one_line_errors(digits, experts, tmp_path):
-    for other in [dataclasses.replace(digits, name="mnist"),
-                  dataclasses.replace(digits, x_train=digits.x_train.repeat(1, 3, 1, 1))]:
+    for other in [
+        dataclasses.replace(digits, name="mnist"),
+        dataclasses.replace(digits, x_train=digits.x_train.repeat(1, 3, 1, 1)),
+    ]:
         with pytest.raises(UserError) as e:
             distill_mtt(other, experts, MTTConfig(**CASE, iterations=1))
         assert "other data" in str(e.value) and "\n" not in str(e.value)
@@ -247,8 +268,23 @@ def test_expert_training_records_trajectories_and_resume_skips_finished(digits, 
 
 def test_cli_experts(tmp_path):
     env = {**os.environ, "DISTILLKIT_PROGRESS": "0"}
-    cmd = [sys.executable, "-c", "from distillkit.cli.distill import main; main()", "image", "experts",
-           "--dataset", "digits", "--num-experts", "1", "--epochs", "2", "--width", "8", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from distillkit.cli.distill import main; main()",
+        "image",
+        "experts",
+        "--dataset",
+        "digits",
+        "--num-experts",
+        "1",
+        "--epochs",
+        "2",
+        "--width",
+        "8",
+        "--out",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "expert_0.safetensors" in proc.stdout and (tmp_path / "experts.json").exists()

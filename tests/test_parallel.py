@@ -18,17 +18,28 @@ from distillkit.image.distilled import DistilledSet
 from distillkit.image.parallel import distill_groups, merge_files, merge_sets
 from distillkit.image.seeding import derive_seed, generator
 
-TINY = {"ipc": 3, "iterations": 6, "student_epochs": 4, "num_checkpoints": 2, "refresh_every": 3, "lr_img": 5.0,
-        "lr_net": 0.05}
+TINY = {
+    "ipc": 3,
+    "iterations": 6,
+    "student_epochs": 4,
+    "num_checkpoints": 2,
+    "refresh_every": 3,
+    "lr_img": 5.0,
+    "lr_net": 0.05,
+}
 CLI_TINY = ["--set", "iterations=6", "--set", "student_epochs=4", "--set", "num_checkpoints=2"]
 
 
 def cli(*args: str, torchrun: int = 0, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "DISTILLKIT_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(torchrun)]
-                if torchrun else [sys.executable])
-    proc = subprocess.run([*launcher, "-m", "distillkit.cli.distill", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(torchrun)]
+        if torchrun
+        else [sys.executable]
+    )
+    proc = subprocess.run(
+        [*launcher, "-m", "distillkit.cli.distill", *args], capture_output=True, text=True, env=env, timeout=600
+    )
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -61,7 +72,7 @@ def test_ungrouped_init_is_unchanged(digits):
         xs = []
         for c in range(digits.num_classes):
             idx = digits.class_indices(c)
-            pick = idx[torch.randperm(len(idx), generator=g)[:cfg.ipc]]
+            pick = idx[torch.randperm(len(idx), generator=g)[: cfg.ipc]]
             xs.append(digits.x_train[pick] if init == "real" else torch.randn((cfg.ipc, *digits.shape), generator=g))
         assert torch.equal(init_images(digits, cfg)[0], torch.cat(xs))
 
@@ -114,8 +125,7 @@ def test_groups_use_their_own_seeds_and_resume(digits, digits_pool, tmp_path):
 
 def test_torchrun_two_processes_equal_one_process(digits_pool, tmp_path):
     pool = str(digits_pool.manifest.parent)
-    common = ["image", "distill", "--teachers", pool, "--dataset", "digits", "--ipc", "3", *CLI_TINY,
-              "--groups", "2"]
+    common = ["image", "distill", "--teachers", pool, "--dataset", "digits", "--ipc", "3", *CLI_TINY, "--groups", "2"]
     cli(*common, "--out", str(tmp_path / "one"))
     proc = cli(*common, "--out", str(tmp_path / "two"), torchrun=2)
     assert "merged 2 groups" in proc.stdout
@@ -137,17 +147,30 @@ def test_torchrun_two_processes_equal_one_process(digits_pool, tmp_path):
     assert torch.equal(again["images"], two["images"])
     # the merge command gives the same set from the group files
     out = tmp_path / "merged.safetensors"
-    cli("image", "merge", *(str(tmp_path / "two" / f"group_{g}" / "distilled.safetensors") for g in (1, 0)),
-        "--out", str(out))
+    cli(
+        "image",
+        "merge",
+        *(str(tmp_path / "two" / f"group_{g}" / "distilled.safetensors") for g in (1, 0)),
+        "--out",
+        str(out),
+    )
     assert torch.equal(safetensors.torch.load_file(out)["images"], two["images"])
     assert (tmp_path / "merged_grid.png").exists()
 
 
 def _fake(index: int, count: int = 2, split: str = "ipc", **meta) -> DistilledSet:
     labels = torch.arange(4) % 2
-    base = {"dataset": "digits", "classes": ["0", "1"], "mean": [0.5], "std": [0.25], "label_teacher": "t@1",
-            "label_mode": "teacher_logits", "apm_config": {"seed": 0}, "distill_seconds": 1.0,
-            "group": {"index": index, "count": count, "split": split, "seed": index}}
+    base = {
+        "dataset": "digits",
+        "classes": ["0", "1"],
+        "mean": [0.5],
+        "std": [0.25],
+        "label_teacher": "t@1",
+        "label_mode": "teacher_logits",
+        "apm_config": {"seed": 0},
+        "distill_seconds": 1.0,
+        "group": {"index": index, "count": count, "split": split, "seed": index},
+    }
     return DistilledSet(torch.full((4, 1, 4, 4), float(index)), labels, torch.randn(4, 2), {**base, **meta})
 
 
@@ -159,16 +182,19 @@ def test_merge_sorts_by_class_and_records_groups():
     assert merged.soft_labels.shape == (8, 2) and merged.meta["distill_seconds"] == 2.0
 
 
-@pytest.mark.parametrize("other, needle", [
-    (_fake(0), "group 0 appears twice"),
-    (_fake(1, count=3), "merge groups of one run only"),
-    (_fake(1, split="classes"), "merge groups of one run only"),
-    (_fake(1, dataset="mnist"), "in dataset"),
-    (_fake(1, classes=["a", "b"]), "in classes"),
-    (_fake(1, mean=[0.1]), "in normalisation"),
-    (_fake(1, apm_config={"seed": 1}), "differs in: seed"),
-    (_fake(1, group=None), "not the output of one APM group"),
-])
+@pytest.mark.parametrize(
+    "other, needle",
+    [
+        (_fake(0), "group 0 appears twice"),
+        (_fake(1, count=3), "merge groups of one run only"),
+        (_fake(1, split="classes"), "merge groups of one run only"),
+        (_fake(1, dataset="mnist"), "in dataset"),
+        (_fake(1, classes=["a", "b"]), "in classes"),
+        (_fake(1, mean=[0.1]), "in normalisation"),
+        (_fake(1, apm_config={"seed": 1}), "differs in: seed"),
+        (_fake(1, group=None), "not the output of one APM group"),
+    ],
+)
 def test_merge_refuses_mismatched_sets(other, needle):
     with pytest.raises(UserError, match=needle):
         merge_sets([_fake(0), other])
@@ -185,23 +211,38 @@ def test_merge_cli_errors(tmp_path):
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     _fake(0).save(a)
     _fake(0).save(b)
-    one_line_error(cli("image", "merge", str(a), str(b), "--out", str(tmp_path / "m.safetensors"), check=False),
-                   "group 0 appears twice")
+    one_line_error(
+        cli("image", "merge", str(a), str(b), "--out", str(tmp_path / "m.safetensors"), check=False),
+        "group 0 appears twice",
+    )
     _fake(1, count=3).save(b)
     one_line_error(cli("image", "merge", str(a), str(b), check=False), "is group 1 of 3")
     merged, grid = merge_files([a], tmp_path / "single.safetensors")
     assert len(merged.labels) == 4 and grid.exists()
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--ipc", "2", "--groups", "3"], "3 groups is more than the IPC (2)"),
-    (["--ipc", "2", "--groups", "11", "--group-split", "classes"], "11 groups is more than the 10 classes"),
-    (["--ipc", "2", "--groups", "0"], "at least 1"),
-    (["--ipc", "2", "--groups", "2", "--group-split", "pixels"], "unknown group split"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--ipc", "2", "--groups", "3"], "3 groups is more than the IPC (2)"),
+        (["--ipc", "2", "--groups", "11", "--group-split", "classes"], "11 groups is more than the 10 classes"),
+        (["--ipc", "2", "--groups", "0"], "at least 1"),
+        (["--ipc", "2", "--groups", "2", "--group-split", "pixels"], "unknown group split"),
+    ],
+)
 def test_bad_group_counts_give_one_line(digits_pool, tmp_path, args, needle):
     out = tmp_path / "run"
-    proc = cli("image", "distill", "--teachers", str(digits_pool.manifest.parent), "--dataset", "digits", *args,
-               "--out", str(out), check=False)
+    proc = cli(
+        "image",
+        "distill",
+        "--teachers",
+        str(digits_pool.manifest.parent),
+        "--dataset",
+        "digits",
+        *args,
+        "--out",
+        str(out),
+        check=False,
+    )
     one_line_error(proc, needle)
     assert not (Path(out) / "config.json").exists()

@@ -8,8 +8,14 @@ from collections.abc import Iterable
 from tqdm.auto import tqdm
 
 
-def progress(it: Iterable, desc: str | None = None, total: int | None = None, leave: bool = True,
-             disable: bool = False, initial: int = 0) -> tqdm:
+def progress(
+    it: Iterable,
+    desc: str | None = None,
+    total: int | None = None,
+    leave: bool = True,
+    disable: bool = False,
+    initial: int = 0,
+) -> tqdm:
     """A tqdm bar; DISTILLKIT_PROGRESS=0 turns every bar off (tests, logs)."""
     off = disable or os.environ.get("DISTILLKIT_PROGRESS", "1") == "0"
     return tqdm(it, desc=desc, total=total, leave=leave, disable=off, initial=initial, dynamic_ncols=True)

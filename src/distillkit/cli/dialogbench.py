@@ -53,8 +53,10 @@ def import_cmd(
     write_jsonl(out, instances)
     rep = out.with_suffix(".import.json")
     write_json(rep, report)
-    print(f"imported {len(instances)} instances to {out}; skipped {len(report['skipped'])}, "
-          f"{len(report['warnings'])} warnings (see {rep})")
+    print(
+        f"imported {len(instances)} instances to {out}; skipped {len(report['skipped'])}, "
+        f"{len(report['warnings'])} warnings (see {rep})"
+    )
 
 
 @app.command("export")
@@ -101,18 +103,34 @@ def eval_cmd(
 
     try:
         settings = EvalSettings(
-            model=model, backend="openai" if base_url else "local", base_url=base_url, mode=mode, lang=lang,
-            tasks=[t.abbr for t in parse_tasks(tasks)], data=data, circular=circular, norm=norm,
-            extractor=extractor, max_new_tokens=max_new_tokens, batch_size=batch_size, concurrency=concurrency,
-            seed=seed, limit=limit, skip_invalid=skip_invalid, device=device, release_date=release_date,
+            model=model,
+            backend="openai" if base_url else "local",
+            base_url=base_url,
+            mode=mode,
+            lang=lang,
+            tasks=[t.abbr for t in parse_tasks(tasks)],
+            data=data,
+            circular=circular,
+            norm=norm,
+            extractor=extractor,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            seed=seed,
+            limit=limit,
+            skip_invalid=skip_invalid,
+            device=device,
+            release_date=release_date,
         )
     except ValidationError as e:
         err = e.errors()[0]
         raise UserError(f"bad value for --{err['loc'][0]}: {err['msg']}") from None
     out = out or Path("runs/dialogbench") / f"{_slug(model)}-{mode}-{lang}{'-circular' if circular else ''}"
     m = evaluate(settings, out)
-    print(f"{model} [{mode}, {lang}, {settings.headline}]: overall {m['overall']} over {len(m['tasks'])} tasks "
-          f"({m['n_done']}/{m['n_items']} items); results in {out}")
+    print(
+        f"{model} [{mode}, {lang}, {settings.headline}]: overall {m['overall']} over {len(m['tasks'])} tasks "
+        f"({m['n_done']}/{m['n_items']} items); results in {out}"
+    )
     for abbr, t in m["tasks"].items():
         extra = f"  unparsed {t['unparsed']}" if "unparsed" in t else ""
         circ = f"  circular {t['circular_accuracy']}" if "circular_accuracy" in t else ""
@@ -168,8 +186,9 @@ def generate_cmd(
     rounding: str = typer.Option(None, "--round", help="up or down: round --per-task to a multiple of 20"),
     no_domain_balance: bool = typer.Option(False, "--no-domain-balance", help="let the model pick the topic"),
     no_style_mitigation: bool = typer.Option(False, "--no-style-mitigation", help="no speaker style instruction"),
-    no_position_balance: bool = typer.Option(False, "--no-position-balance",
-                                             help="let the model place the correct option"),
+    no_position_balance: bool = typer.Option(
+        False, "--no-position-balance", help="let the model place the correct option"
+    ),
     no_json_schema: bool = typer.Option(False, "--no-json-schema", help="for servers without response_format"),
     n_options: int = typer.Option(4, "--options", help="options per question (2-4)"),
     seed: int = typer.Option(0, "--seed"),
@@ -188,12 +207,30 @@ def generate_cmd(
     from distillkit.errors import UserError
 
     try:
-        s = resolve(llm, tasks, per_task, lang, rounding, domain_balance=not no_domain_balance, base_url=base_url,
-                    judge_llm=judge_llm, judge_base_url=judge_base_url, judge=not no_judge,
-                    style_mix=not no_style_mitigation, position_balance=not no_position_balance,
-                    json_schema=not no_json_schema, n_options=n_options, seed=seed, temperature=temperature,
-                    presence_penalty=presence_penalty, max_new_tokens=max_new_tokens, max_attempts=max_attempts,
-                    concurrency=concurrency, max_requests=max_requests, max_tokens=max_tokens)
+        s = resolve(
+            llm,
+            tasks,
+            per_task,
+            lang,
+            rounding,
+            domain_balance=not no_domain_balance,
+            base_url=base_url,
+            judge_llm=judge_llm,
+            judge_base_url=judge_base_url,
+            judge=not no_judge,
+            style_mix=not no_style_mitigation,
+            position_balance=not no_position_balance,
+            json_schema=not no_json_schema,
+            n_options=n_options,
+            seed=seed,
+            temperature=temperature,
+            presence_penalty=presence_penalty,
+            max_new_tokens=max_new_tokens,
+            max_attempts=max_attempts,
+            concurrency=concurrency,
+            max_requests=max_requests,
+            max_tokens=max_tokens,
+        )
     except ValidationError as e:
         err = e.errors()[0]
         raise UserError(f"bad value for --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
@@ -201,15 +238,21 @@ def generate_cmd(
         print(s.rounding_note)
     summ = generate(s, out)
     u = summ["usage"]
-    print(f"accepted {summ['accepted']} of {summ['planned']} planned ({summ['generated']} generated, "
-          f"{summ['repaired']} after a repair); "
-          f"rejected {summ['rejected']}: {summ['rejected_by_reason'] or 'none'}")
-    print(f"tokens: {u['prompt_tokens']} prompt + {u['completion_tokens']} completion in {u['requests']} requests "
-          f"({u['cache_hits']} from cache, {u['retries']} retries); {summ['seconds']} s")
+    print(
+        f"accepted {summ['accepted']} of {summ['planned']} planned ({summ['generated']} generated, "
+        f"{summ['repaired']} after a repair); "
+        f"rejected {summ['rejected']}: {summ['rejected_by_reason'] or 'none'}"
+    )
+    print(
+        f"tokens: {u['prompt_tokens']} prompt + {u['completion_tokens']} completion in {u['requests']} requests "
+        f"({u['cache_hits']} from cache, {u['retries']} retries); {summ['seconds']} s"
+    )
     if summ["budget_reached"]:
         print("budget reached; run the same command again (with a higher --max-requests/--max-tokens) to continue")
-    print(f"instances: {out / 'instances.jsonl'} (evaluate with: dialogbench eval --data {out / 'instances.jsonl'} "
-          f"--lang {lang} ...); rejects: {out / 'rejects.jsonl'}; datasheet: {out / 'datasheet.md'}")
+    print(
+        f"instances: {out / 'instances.jsonl'} (evaluate with: dialogbench eval --data {out / 'instances.jsonl'} "
+        f"--lang {lang} ...); rejects: {out / 'rejects.jsonl'}; datasheet: {out / 'datasheet.md'}"
+    )
 
 
 def main() -> None:

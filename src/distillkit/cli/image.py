@@ -14,7 +14,8 @@ from distillkit.overrides import apply_overrides
 app = typer.Typer(no_args_is_help=True)
 
 DATASET = typer.Option(
-    "mnist", help="mnist, fashion_mnist, digits, cifar10, cifar100, tiny_imagenet, image_folder, npz")
+    "mnist", help="mnist, fashion_mnist, digits, cifar10, cifar100, tiny_imagenet, image_folder, npz"
+)
 DATA_ROOT = typer.Option(None, help="Folder (or .npz file) holding the data; offline defaults need none.")
 PRESET = typer.Option("quick", help="quick (minutes on a CPU), standard (about an hour on a CPU), paper (GPU).")
 SIZE = typer.Option(None, help="Pad/resize images to SIZE x SIZE (e.g. 32).")
@@ -30,8 +31,9 @@ def parse_sets(sets: list[str]) -> dict[str, Any]:
     return apply_overrides({}, sets)
 
 
-def _data_overrides(dataset: str, data_root: Path | None, size: int | None, channels: int | None, zca: bool,
-                    download: bool) -> dict[str, Any]:
+def _data_overrides(
+    dataset: str, data_root: Path | None, size: int | None, channels: int | None, zca: bool, download: bool
+) -> dict[str, Any]:
     d: dict[str, Any] = {"dataset": dataset, "zca": zca, "download": download}
     if data_root:
         d["root"] = str(data_root)
@@ -42,8 +44,9 @@ def _data_overrides(dataset: str, data_root: Path | None, size: int | None, chan
     return d
 
 
-def _load_data(dataset: str, data_root: Path | None, size: int | None, channels: int | None, zca: bool,
-               download: bool, seed: int):
+def _load_data(
+    dataset: str, data_root: Path | None, size: int | None, channels: int | None, zca: bool, download: bool, seed: int
+):
     """The image splits the shared data options name."""
     from distillkit.image.pipeline import DataConfig
 
@@ -78,8 +81,9 @@ def run(
 
     overrides = parse_sets(set_)
     overrides.setdefault("data", {}).update(_data_overrides(dataset, data_root, size, channels, zca, download))
-    overrides.setdefault("apm", {}).update(_drop_none({"ipc": ipc, "segment_size": segment_size,
-                                                        "iterations": iterations}))
+    overrides.setdefault("apm", {}).update(
+        _drop_none({"ipc": ipc, "segment_size": segment_size, "iterations": iterations})
+    )
     if arch:
         overrides.setdefault("teacher", {})["arch"] = arch
     overrides.update(seed=seed, device=device)
@@ -108,8 +112,9 @@ def teacher(
     from distillkit.image.teacher import TeacherConfig, train_pool
 
     data = _load_data(dataset, data_root, size, channels, zca, download, seed)
-    cfg = TeacherConfig(arch=arch, num_teachers=num_teachers, epochs=epochs, seed=seed,
-                        net_options={"width": width} if width else {})
+    cfg = TeacherConfig(
+        arch=arch, num_teachers=num_teachers, epochs=epochs, seed=seed, net_options={"width": width} if width else {}
+    )
     manifest = train_pool(data, cfg, out, device)
     for t in json.loads(manifest.read_text())["teachers"]:
         typer.echo(f"{t['file']}: validation {t['val_acc']:.2f} %, test {t['test_acc']:.2f} %")
@@ -136,8 +141,14 @@ def experts(
     from distillkit.image.mtt import ExpertConfig, train_experts
 
     try:
-        cfg = ExpertConfig(arch=arch, num_experts=num_experts, epochs=epochs, lr=lr, seed=seed,
-                           net_options={"width": width} if width else {})
+        cfg = ExpertConfig(
+            arch=arch,
+            num_experts=num_experts,
+            epochs=epochs,
+            lr=lr,
+            seed=seed,
+            net_options={"width": width} if width else {},
+        )
     except ValueError as e:
         raise UserError(f"bad expert setting: {str(e).splitlines()[-1].strip()}") from None
     data = _load_data(dataset, data_root, size, channels, zca, download, seed)
@@ -162,8 +173,11 @@ def distill_cmd(
     seed: int = SEED,
     device: str = DEVICE,
     set_: list[str] = typer.Option([], "--set", help="APM knobs, e.g. --set segment_size=50 --set discrepancy=kl"),
-    groups: int | None = typer.Option(None, help="Distil G disjoint groups (each with its own seed) and merge them; "
-                                      "under torchrun the groups are shared among the processes."),
+    groups: int | None = typer.Option(
+        None,
+        help="Distil G disjoint groups (each with its own seed) and merge them; "
+        "under torchrun the groups are shared among the processes.",
+    ),
     group_split: str = typer.Option("ipc", help="ipc (every class, a chunk of its IPC per group) or classes."),
 ) -> None:
     """APM distillation only: write distilled.safetensors and grid.png into OUT."""
@@ -189,8 +203,9 @@ def distill_cmd(
     typer.echo(f"distilled set: {out / 'distilled.safetensors'} ({len(ds.labels)} images); grid: {out / 'grid.png'}")
 
 
-def _distill_groups_cmd(data_cfg: Any, cfg: Any, teachers: Path, out: Path, groups: int, split: str, device: str,
-                        seed: int) -> None:
+def _distill_groups_cmd(
+    data_cfg: Any, cfg: Any, teachers: Path, out: Path, groups: int, split: str, device: str, seed: int
+) -> None:
     """`distill --groups G`: the groups of this process (all of them outside torchrun), then the merge on rank 0."""
     import os
 
@@ -202,16 +217,23 @@ def _distill_groups_cmd(data_cfg: Any, cfg: Any, teachers: Path, out: Path, grou
     check_groups(groups, split, cfg.ipc)  # G < 1, G > IPC and a bad split, before any data is read
     data = data_cfg.load(seed)
     check_groups(groups, split, cfg.ipc, data.num_classes)
-    config = {"data": data_cfg.model_dump(), "apm": cfg.model_dump(), "teachers": str(teachers), "groups": groups,
-              "group_split": split}
+    config = {
+        "data": data_cfg.model_dump(),
+        "apm": cfg.model_dump(),
+        "teachers": str(teachers),
+        "groups": groups,
+        "group_split": split,
+    }
     if os.environ.get("RANK", "0") == "0" or (out / "config.json").exists():  # only rank 0 writes config.json
         prepare_run_dir(out, config)
     merged = distill_groups(data, TeacherPool(teachers, device), cfg, out, groups, split, device)
     if merged is not None:
         counts = ", ".join(map(str, merged.meta["class_counts"]))
-        typer.echo(f"merged {groups} groups ({split} split): {out / 'distilled.safetensors'} "
-                   f"({len(merged.labels)} images; per class {counts}); grid: {out / 'grid.png'}; "
-                   f"groups: {out / 'groups.json'}")
+        typer.echo(
+            f"merged {groups} groups ({split} split): {out / 'distilled.safetensors'} "
+            f"({len(merged.labels)} images; per class {counts}); grid: {out / 'grid.png'}; "
+            f"groups: {out / 'groups.json'}"
+        )
 
 
 @app.command()
@@ -254,13 +276,25 @@ def eval_cmd(
     ds = DistilledSet.load(distilled)
     if "dataset" not in ds.meta:
         raise UserError(f"{distilled} names no dataset in its metadata; it was not written by distillkit")
-    opts = {k: v for k, v in ds.meta.get("data_options", {}).items()
-            if k in {"size", "channels", "zca", "val_size", "train_limit"}}
+    opts = {
+        k: v
+        for k, v in ds.meta.get("data_options", {}).items()
+        if k in {"size", "channels", "zca", "val_size", "train_limit"}
+    }
     data = DataConfig(dataset=ds.meta["dataset"], root=str(data_root) if data_root else None, **opts).load(
-        ds.meta.get("data_options", {}).get("seed", seed))
+        ds.meta.get("data_options", {}).get("seed", seed)
+    )
     try:
-        cfg = EvalConfig(arch=arch, runs=runs, epochs=epochs, lr=lr, label_mode=label_mode, loss=loss, seed=seed,
-                         net_options={"width": width} if width else {})
+        cfg = EvalConfig(
+            arch=arch,
+            runs=runs,
+            epochs=epochs,
+            lr=lr,
+            label_mode=label_mode,
+            loss=loss,
+            seed=seed,
+            net_options={"width": width} if width else {},
+        )
     except ValueError as e:
         raise UserError(f"bad evaluation setting: {str(e).splitlines()[-1].strip()}") from None
     results = {"distilled": evaluate_set(ds.images, ds.labels, ds.soft_labels, data, cfg, device)}
@@ -287,8 +321,9 @@ def _csv(value: str, cast=str) -> list:
 
 @app.command()
 def compare(
-    methods: str = typer.Option("apm,mtt,dm,herding,random",
-                                help="Comma-separated: apm, mtt, tesla, dm, herding, kcenter, random."),
+    methods: str = typer.Option(
+        "apm,mtt,dm,herding,random", help="Comma-separated: apm, mtt, tesla, dm, herding, kcenter, random."
+    ),
     dataset: str = DATASET,
     ipc: str = typer.Option("1,10", help="Comma-separated images-per-class values, e.g. 1,10,50."),
     preset: str = PRESET,
@@ -312,8 +347,14 @@ def compare(
 
     overrides = parse_sets(set_)
     overrides.setdefault("data", {}).update(_data_overrides(dataset, data_root, size, channels, zca, download))
-    overrides.update(methods=_csv(methods), ipcs=_csv(ipc, int), label_modes=_csv(labels),
-                     cross_archs=_csv(cross_arch), seed=seed, device=device)
+    overrides.update(
+        methods=_csv(methods),
+        ipcs=_csv(ipc, int),
+        label_modes=_csv(labels),
+        cross_archs=_csv(cross_arch),
+        seed=seed,
+        device=device,
+    )
     if arch:
         overrides.setdefault("teacher", {})["arch"] = arch
     run_compare(make_compare_config(preset, overrides), out, teachers, experts)

@@ -81,14 +81,33 @@ class ImageData:
 
 # ---------------------------------------------------------------- raw loaders
 
-MNIST_MIRRORS = ["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"]
+MNIST_MIRRORS = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+]
 FASHION_MIRRORS = ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
-IDX_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-             "t10k-labels-idx1-ubyte.gz"]
-CIFAR_URLS = {"cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-              "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"}
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot"]
+IDX_FILES = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+]
+CIFAR_URLS = {
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+}
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -97,7 +116,7 @@ def read_idx(path: Path) -> np.ndarray:
     with opener(path, "rb") as f:
         data = f.read()
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -178,8 +197,10 @@ def _cifar_folder(name: str, root: Path | None, download: bool) -> Path:
         if (folder / ("data_batch_1" if name == "cifar10" else "train")).exists():
             return folder
     if not download:
-        raise UserError(f"{name} not found under {base} (expected the python-pickle release '{sub}'); "
-                        "pass --data-root DIR holding it, or allow --download")
+        raise UserError(
+            f"{name} not found under {base} (expected the python-pickle release '{sub}'); "
+            "pass --data-root DIR holding it, or allow --download"
+        )
     archive = base / Path(CIFAR_URLS[name]).name
     _download([CIFAR_URLS[name]], archive)
     with tarfile.open(archive) as tar:
@@ -203,8 +224,13 @@ def load_cifar100(root: Path | None = None, download: bool = False) -> RawImages
     train, test, meta = (_unpickle(folder / n) for n in ("train", "test", "meta"))
     x = np.asarray(train["data"]).reshape(-1, 3, 32, 32)
     xt = np.asarray(test["data"]).reshape(-1, 3, 32, 32)
-    return RawImages(x, np.asarray(train["fine_labels"], dtype=np.int64), xt,
-                     np.asarray(test["fine_labels"], dtype=np.int64), list(meta["fine_label_names"]))
+    return RawImages(
+        x,
+        np.asarray(train["fine_labels"], dtype=np.int64),
+        xt,
+        np.asarray(test["fine_labels"], dtype=np.int64),
+        list(meta["fine_label_names"]),
+    )
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -306,11 +332,19 @@ DATASETS: dict[str, Callable[..., RawImages]] = {
     "image_folder": load_image_folder,
     "npz": load_npz,
 }
-ALIASES = {"fmnist": "fashion_mnist", "fashionmnist": "fashion_mnist", "tiny": "tiny_imagenet",
-           "imagefolder": "image_folder", "cifar-10": "cifar10", "cifar-100": "cifar100"}
+ALIASES = {
+    "fmnist": "fashion_mnist",
+    "fashionmnist": "fashion_mnist",
+    "tiny": "tiny_imagenet",
+    "imagefolder": "image_folder",
+    "cifar-10": "cifar10",
+    "cifar-100": "cifar100",
+}
 # Per-channel statistics used by the reference code (CIFAR, ImageNet); others are computed from train.
-KNOWN_STATS = {"cifar10": ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]),
-               "tiny_imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])}
+KNOWN_STATS = {
+    "cifar10": ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]),
+    "tiny_imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+}
 
 
 def canonical_name(name: str) -> str:
@@ -322,6 +356,7 @@ def canonical_name(name: str) -> str:
 
 
 # ---------------------------------------------------------------- preprocessing
+
 
 def stratified_split(y: torch.Tensor, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (train, val) with `val_size` validation examples spread evenly over classes, seeded."""
@@ -417,7 +452,28 @@ def load_images(
         x, x_val, xt = (x - m) / s, (x_val - m) / s, (xt - m) / s
     else:
         mean, std = [0.0] * x.shape[1], [1.0] * x.shape[1]
-    options = {"seed": seed, "val_size": val_size, "size": size, "resize_mode": resize_mode, "channels": channels,
-               "normalize": normalize, "zca": zca, "zca_eps": zca_eps, "train_limit": train_limit}
-    return ImageData(key, x.contiguous(), y, x_val.contiguous(), y_val, xt.contiguous(), yt, raw.classes,
-                     [float(v) for v in mean], [float(v) for v in std], zca_params, options)
+    options = {
+        "seed": seed,
+        "val_size": val_size,
+        "size": size,
+        "resize_mode": resize_mode,
+        "channels": channels,
+        "normalize": normalize,
+        "zca": zca,
+        "zca_eps": zca_eps,
+        "train_limit": train_limit,
+    }
+    return ImageData(
+        key,
+        x.contiguous(),
+        y,
+        x_val.contiguous(),
+        y_val,
+        xt.contiguous(),
+        yt,
+        raw.classes,
+        [float(v) for v in mean],
+        [float(v) for v in std],
+        zca_params,
+        options,
+    )

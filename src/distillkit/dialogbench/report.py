@@ -32,16 +32,35 @@ def _fmt(x) -> str:
 def comparison_rows(runs: list[dict]) -> tuple[list[str], list[list]]:
     """Header and rows: model, release date, mode, headline, the 12 tasks, dimensions, overall, unparsed."""
     tasks = list(all_tasks())
-    header = ["model", "released", "mode", "scored by", *tasks, *DIMENSIONS,
-              "overall", "overall_strict", "unparsed", "items"]
+    header = [
+        "model",
+        "released",
+        "mode",
+        "scored by",
+        *tasks,
+        *DIMENSIONS,
+        "overall",
+        "overall_strict",
+        "unparsed",
+        "items",
+    ]
     rows = []
     for m in runs:
         t = m["tasks"]
-        rows.append([
-            run_label(m), m.get("release_date") or "?", m["mode"], m["headline"],
-            *[t.get(a, {}).get("accuracy") for a in tasks], *[m["dimensions"].get(d) for d in DIMENSIONS],
-            m["overall"], m.get("overall_strict"), m.get("unparsed", ""), f"{m['n_done']}/{m['n_items']}",
-        ])
+        rows.append(
+            [
+                run_label(m),
+                m.get("release_date") or "?",
+                m["mode"],
+                m["headline"],
+                *[t.get(a, {}).get("accuracy") for a in tasks],
+                *[m["dimensions"].get(d) for d in DIMENSIONS],
+                m["overall"],
+                m.get("overall_strict"),
+                m.get("unparsed", ""),
+                f"{m['n_done']}/{m['n_items']}",
+            ]
+        )
     return header, rows
 
 
@@ -111,29 +130,52 @@ def _plots(runs: list[dict], out: Path) -> list[str]:
 def render_markdown(runs: list[dict], images: list[str] | None = None, heading: str = "#") -> str:
     """The comparison as markdown (tables, letter distribution, skipped items, image links)."""
     header, rows = comparison_rows(runs)
-    lines = [f"{heading} DialogBench results", "",
-             "Accuracy (%) per task; overall = unweighted mean of the tasks present. Base runs are scored by "
-             "option likelihood (`token` = the paper's per-token perplexity), chat runs by answer extraction "
-             "(`lenient` unless named otherwise); `overall_strict` counts only answers that start with the letter.",
-             "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"{heading} DialogBench results",
+        "",
+        "Accuracy (%) per task; overall = unweighted mean of the tasks present. Base runs are scored by "
+        "option likelihood (`token` = the paper's per-token perplexity), chat runs by answer extraction "
+        "(`lenient` unless named otherwise); `overall_strict` counts only answers that start with the letter.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(v) if v is None or isinstance(v, float) else str(v) for v in r) + " |")
-    lines += ["", f"{heading}# Predicted letters (all rotations)", "", "| run | A | B | C | D | none | gold A/B/C/D |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"{heading}# Predicted letters (all rotations)",
+        "",
+        "| run | A | B | C | D | none | gold A/B/C/D |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m in runs:
         p, g = m["letters"]["predicted"], m["letters"]["gold"]
-        lines.append(f"| {run_label(m)} | {p['A']} | {p['B']} | {p['C']} | {p['D']} | {p['none']} | "
-                     f"{g['A']}/{g['B']}/{g['C']}/{g['D']} |")
+        lines.append(
+            f"| {run_label(m)} | {p['A']} | {p['B']} | {p['C']} | {p['D']} | {p['none']} | "
+            f"{g['A']}/{g['B']}/{g['C']}/{g['D']} |"
+        )
     circ = [m for m in runs if m.get("circular")]
     if circ:
-        lines += ["", f"{heading}# Circular evaluation", "",
-                  "An instance counts only if it is answered right with the gold answer in every position.", "",
-                  "| run | overall | overall circular |", "|---|---|---|"]
+        lines += [
+            "",
+            f"{heading}# Circular evaluation",
+            "",
+            "An instance counts only if it is answered right with the gold answer in every position.",
+            "",
+            "| run | overall | overall circular |",
+            "|---|---|---|",
+        ]
         lines += [f"| {run_label(m)} | {_fmt(m['overall'])} | {_fmt(m.get('overall_circular'))} |" for m in circ]
     doms = sorted({d for m in runs for d in m["domains"]})
     if doms:
-        lines += ["", f"{heading}# Per domain", "", "| domain | " + " | ".join(run_label(m) for m in runs) + " |",
-                  "|---|" + "---|" * len(runs)]
+        lines += [
+            "",
+            f"{heading}# Per domain",
+            "",
+            "| domain | " + " | ".join(run_label(m) for m in runs) + " |",
+            "|---|" + "---|" * len(runs),
+        ]
         for d in doms:
             cells = [_fmt(m["domains"].get(d, {}).get("accuracy")) for m in runs]
             lines.append(f"| {d} | " + " | ".join(cells) + " |")

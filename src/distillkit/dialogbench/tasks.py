@@ -49,9 +49,16 @@ def all_tasks() -> dict[str, Task]:
     out = {}
     for t in _raw()["tasks"]:
         out[t["abbr"]] = Task(
-            abbr=t["abbr"], name=t["name"], dimension=t["dimension"], slot=t["slot"],
-            chat_instruction=t["chat"], base_instruction=t["base"], base_slot_header=t["base_slot_header"],
-            base_header=t["base_header"], official=t["official"], paper=t["paper"],
+            abbr=t["abbr"],
+            name=t["name"],
+            dimension=t["dimension"],
+            slot=t["slot"],
+            chat_instruction=t["chat"],
+            base_instruction=t["base"],
+            base_slot_header=t["base_slot_header"],
+            base_header=t["base_header"],
+            official=t["official"],
+            paper=t["paper"],
         )
     order = ["SF", "IC", "KRG", "CRG", "DI", "MRG", "PRG", "RC", "ED", "NLI", "DS", "OD"]
     return {k: out[k] for k in order}

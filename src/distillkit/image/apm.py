@@ -41,8 +41,8 @@ from distillkit.progress import progress
 
 class APMConfig(BaseModel):
     """Every knob of APM; defaults are the published settings (spec section 2.4)."""
-    model_config = ConfigDict(extra="forbid")
 
+    model_config = ConfigDict(extra="forbid")
 
     ipc: int = Field(10, ge=1)
     iterations: int = Field(2500, ge=1, description="T, image updates")
@@ -132,18 +132,21 @@ def check_groups(count: int, split: str, ipc: int, num_classes: int | None = Non
     if split not in GROUP_SPLITS:
         raise UserError(f"unknown group split '{split}'; choose ipc or classes")
     if split == "ipc" and count > ipc:
-        raise UserError(f"{count} groups is more than the IPC ({ipc}): an ipc split needs one image per class "
-                        f"in every group; use at most {ipc} groups or --group-split classes")
+        raise UserError(
+            f"{count} groups is more than the IPC ({ipc}): an ipc split needs one image per class "
+            f"in every group; use at most {ipc} groups or --group-split classes"
+        )
     if split == "classes" and num_classes is not None and count > num_classes:
-        raise UserError(f"{count} groups is more than the {num_classes} classes: a classes split needs one class "
-                        f"in every group; use at most {num_classes} groups or --group-split ipc")
+        raise UserError(
+            f"{count} groups is more than the {num_classes} classes: a classes split needs one class "
+            f"in every group; use at most {num_classes} groups or --group-split ipc"
+        )
 
 
 def discrepancy(name: str, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """D(f_k, f_T): mean absolute (l1), mean squared (mse) logit difference, or KL(teacher || student)."""
     if name == "kl":
-        return F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True,
-                        reduction="batchmean")
+        return F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True, reduction="batchmean")
     return label_loss(name, student, teacher)
 
 
@@ -162,24 +165,33 @@ def init_images(data: ImageData, cfg: APMConfig, group: Group | None = None) -> 
     for c in range(data.num_classes):
         idx = data.class_indices(c)
         if len(idx) < cfg.ipc:
-            raise UserError(f"IPC {cfg.ipc} is larger than class {data.classes[c]!r} ({len(idx)} training images); "
-                            "choose a smaller --ipc")
+            raise UserError(
+                f"IPC {cfg.ipc} is larger than class {data.classes[c]!r} ({len(idx)} training images); "
+                "choose a smaller --ipc"
+            )
         perm = torch.randperm(len(idx), generator=g)
         if wanted is not None and c not in wanted:
             continue
         pick = idx[perm[start:stop]]
-        xs.append(data.x_train[pick] if cfg.init == "real"
-                  else torch.randn((stop - start, *data.shape), generator=noise))
+        xs.append(
+            data.x_train[pick] if cfg.init == "real" else torch.randn((stop - start, *data.shape), generator=noise)
+        )
         ys.append(torch.full((stop - start,), c, dtype=torch.long))
     return torch.cat(xs).clone(), torch.cat(ys)
 
 
-def train_proxy(x: torch.Tensor, z: torch.Tensor, arch_meta: dict, cfg: APMConfig, step: int,
-                device: torch.device) -> list[nn.Module]:
+def train_proxy(
+    x: torch.Tensor, z: torch.Tensor, arch_meta: dict, cfg: APMConfig, step: int, device: torch.device
+) -> list[nn.Module]:
     """Train a fresh proxy student to match teacher logits z on x under DSA; return K frozen checkpoints."""
     with seeded(cfg.seed, "proxy_init", step):
-        net = build_net(arch_meta["arch"], arch_meta["channels"], arch_meta["num_classes"],
-                        arch_meta["image_size"], **arch_meta["net_options"]).to(device)
+        net = build_net(
+            arch_meta["arch"],
+            arch_meta["channels"],
+            arch_meta["num_classes"],
+            arch_meta["image_size"],
+            **arch_meta["net_options"],
+        ).to(device)
     keep = set(cfg.checkpoint_epochs())
     ckpts: list[nn.Module] = []
 
@@ -188,16 +200,31 @@ def train_proxy(x: torch.Tensor, z: torch.Tensor, arch_meta: dict, cfg: APMConfi
             ckpts.append(frozen(copy.deepcopy(model)))
 
     epochs = cfg.student_epochs + (1 if cfg.reference_compat else 0)
-    train_net(net, x, z, epochs=epochs, lr=cfg.lr_net, loss="l1", batch_size=cfg.proxy_batch,
-              decay_after=cfg.student_epochs // 2 + 1,
-              dsa=DSA(cfg.dsa_strategy, generator(cfg.seed, "proxy_dsa", step)),
-              generator=generator(cfg.seed, "proxy_order", step), on_epoch=snapshot)
+    train_net(
+        net,
+        x,
+        z,
+        epochs=epochs,
+        lr=cfg.lr_net,
+        loss="l1",
+        batch_size=cfg.proxy_batch,
+        decay_after=cfg.student_epochs // 2 + 1,
+        dsa=DSA(cfg.dsa_strategy, generator(cfg.seed, "proxy_dsa", step)),
+        generator=generator(cfg.seed, "proxy_order", step),
+        on_epoch=snapshot,
+    )
     return ckpts
 
 
-def image_gradient(images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, teacher: nn.Module,
-                   ckpts: list[nn.Module], cfg: APMConfig,
-                   segment_size: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def image_gradient(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    idx: torch.Tensor,
+    teacher: nn.Module,
+    ckpts: list[nn.Module],
+    cfg: APMConfig,
+    segment_size: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Gradient of the APM image loss over the subset `idx`, accumulated segment by segment.
 
     Returns the gradient (shaped like `images`, zero outside `idx`) and the loss terms' values.
@@ -239,8 +266,14 @@ class APMState:
         self.seconds = 0.0
 
     def save(self, path: Path, cfg: APMConfig, group: Group | None = None) -> None:
-        blob = {"images": self.images.detach(), "labels": self.labels, "opt": self.opt.state_dict(), "t": self.t,
-                "history": self.history, "seconds": self.seconds}
+        blob = {
+            "images": self.images.detach(),
+            "labels": self.labels,
+            "opt": self.opt.state_dict(),
+            "t": self.t,
+            "history": self.history,
+            "seconds": self.seconds,
+        }
         if group is not None:
             blob["group"] = group.as_dict()
         save_state(path, blob, cfg.model_dump())
@@ -250,8 +283,10 @@ class APMState:
         blob = load_state(path, cfg.model_dump(), "APM")
         wanted = group.as_dict() if group else None
         if blob.get("group") != wanted:
-            raise UserError(f"checkpoint {path} was written for group {blob.get('group')}, not {wanted}; "
-                            "use the same --groups/--group-split or a new --out directory")
+            raise UserError(
+                f"checkpoint {path} was written for group {blob.get('group')}, not {wanted}; "
+                "use the same --groups/--group-split or a new --out directory"
+            )
         state = cls(blob["images"].clone(), blob["labels"], cfg)
         state.opt.load_state_dict(blob["opt"])
         state.t, state.history, state.seconds = blob["t"], blob["history"], blob.get("seconds", 0.0)
@@ -322,13 +357,28 @@ def distill(
     images = state.images.detach()
     label_net = teachers[cfg.label_teacher]
     soft = predict(label_net, images)
-    meta = {"method": "apm", "dataset": data.name, "classes": data.classes, "ipc": cfg.ipc,
-            "mean": data.mean, "std": data.std, "data_options": data.options,
-            "label_teacher": pool.ids[cfg.label_teacher], "teacher_pool": pool.ids, "arch": pool.metas[0]["arch"],
-            "label_mode": cfg.label_mode, "apm_config": cfg.model_dump(), "distill_seconds": state.seconds}
+    meta = {
+        "method": "apm",
+        "dataset": data.name,
+        "classes": data.classes,
+        "ipc": cfg.ipc,
+        "mean": data.mean,
+        "std": data.std,
+        "data_options": data.options,
+        "label_teacher": pool.ids[cfg.label_teacher],
+        "teacher_pool": pool.ids,
+        "arch": pool.metas[0]["arch"],
+        "label_mode": cfg.label_mode,
+        "apm_config": cfg.model_dump(),
+        "distill_seconds": state.seconds,
+    }
     if group is not None:
         start, stop = group.ipc_range(cfg.ipc)
         meta["ipc"] = stop - start
-        meta["group"] = {**group.as_dict(), "seed": run_cfg.seed, "classes": group.classes(data.num_classes),
-                         "ipc_range": [start, stop]}
+        meta["group"] = {
+            **group.as_dict(),
+            "seed": run_cfg.seed,
+            "classes": group.classes(data.num_classes),
+            "ipc_range": [start, stop],
+        }
     return DistilledSet(images, state.labels.clone(), soft, meta, data.zca)

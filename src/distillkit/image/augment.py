@@ -22,10 +22,19 @@ FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
 class DSA:
     """Callable augmentation: `DSA(generator=g)(x)` returns an augmented copy of the batch x (N, C, H, W)."""
 
-    def __init__(self, strategy: str = "color_crop_cutout_flip_scale_rotate", generator: torch.Generator | None = None,
-                 brightness: float = 1.0, saturation: float = 2.0, contrast: float = 0.5, crop_ratio: float = 0.125,
-                 cutout_ratio: float = 0.5, scale_ratio: float = 1.2, rotate_degrees: float = 15.0,
-                 siamese: bool = False) -> None:
+    def __init__(
+        self,
+        strategy: str = "color_crop_cutout_flip_scale_rotate",
+        generator: torch.Generator | None = None,
+        brightness: float = 1.0,
+        saturation: float = 2.0,
+        contrast: float = 0.5,
+        crop_ratio: float = 0.125,
+        cutout_ratio: float = 0.5,
+        scale_ratio: float = 1.2,
+        rotate_degrees: float = 15.0,
+        siamese: bool = False,
+    ) -> None:
         self.families = [f for f in strategy.split("_") if f]
         unknown = set(self.families) - set(FAMILIES)
         if unknown:
@@ -86,8 +95,12 @@ class DSA:
         cx = self._randint(0, w + (1 - cw % 2), n, x.device)
         rows = torch.arange(h, device=x.device).view(1, h, 1)
         cols = torch.arange(w, device=x.device).view(1, 1, w)
-        inside = ((rows >= (cy - ch // 2).view(n, 1, 1)) & (rows < (cy - ch // 2 + ch).view(n, 1, 1))
-                  & (cols >= (cx - cw // 2).view(n, 1, 1)) & (cols < (cx - cw // 2 + cw).view(n, 1, 1)))
+        inside = (
+            (rows >= (cy - ch // 2).view(n, 1, 1))
+            & (rows < (cy - ch // 2 + ch).view(n, 1, 1))
+            & (cols >= (cx - cw // 2).view(n, 1, 1))
+            & (cols < (cx - cw // 2 + cw).view(n, 1, 1))
+        )
         return x * (~inside).unsqueeze(1)
 
     def flip(self, x: torch.Tensor) -> torch.Tensor:

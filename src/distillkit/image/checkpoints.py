@@ -42,8 +42,9 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
         with safetensors.safe_open(path, framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("distillkit", "{}"))
     except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
-        raise UserError(f"{path} is not a readable distillkit safetensors file ({e}); "
-                        "re-create it or restore it from a backup") from None
+        raise UserError(
+            f"{path} is not a readable distillkit safetensors file ({e}); re-create it or restore it from a backup"
+        ) from None
     return tensors, meta
 
 
@@ -76,6 +77,8 @@ def load_state(path: Path, config: dict[str, Any], method: str) -> dict[str, Any
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
         raise UserError(f"checkpoint {path} is damaged ({type(e).__name__}); delete it to restart the run") from None
     if blob.get("config") != config:
-        raise UserError(f"checkpoint {path} was written with another {method} config; use the same settings "
-                        "or a new --out directory")
+        raise UserError(
+            f"checkpoint {path} was written with another {method} config; use the same settings "
+            "or a new --out directory"
+        )
     return blob

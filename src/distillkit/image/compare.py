@@ -38,6 +38,7 @@ WHAT_TO_COMPUTE = ("methods", "ipcs", "label_modes", "cross_archs")  # each cell
 
 class CompareConfig(BaseModel):
     """Methods, IPCs, the shared data/teacher/evaluator, and each method's own settings."""
+
     model_config = ConfigDict(extra="forbid")
 
     preset: str = "quick"
@@ -78,13 +79,22 @@ def _compare_preset(name: str) -> dict[str, Any]:
     base = _preset(name)
     net = base["teacher"].get("net_options", {})
     extra = {
-        "quick": {"dm": {"iterations": 300}, "experts": {"num_experts": 2, "epochs": 5},
-                  "mtt": {"iterations": 100, "syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 4},
-                  "cross_arch_options": {"resnet18": {"width": 16}, "vgg11": {"width": 16}}},
-        "standard": {"dm": {"iterations": 2000}, "experts": {"num_experts": 5, "epochs": 15},
-                     "mtt": {"iterations": 1000, "syn_steps": 30, "expert_epochs": 2, "max_start_epoch": 10}},
-        "paper": {"dm": {"iterations": 20000}, "experts": {"num_experts": 100, "epochs": 50},
-                  "mtt": {"iterations": 5000}},
+        "quick": {
+            "dm": {"iterations": 300},
+            "experts": {"num_experts": 2, "epochs": 5},
+            "mtt": {"iterations": 100, "syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 4},
+            "cross_arch_options": {"resnet18": {"width": 16}, "vgg11": {"width": 16}},
+        },
+        "standard": {
+            "dm": {"iterations": 2000},
+            "experts": {"num_experts": 5, "epochs": 15},
+            "mtt": {"iterations": 1000, "syn_steps": 30, "expert_epochs": 2, "max_start_epoch": 10},
+        },
+        "paper": {
+            "dm": {"iterations": 20000},
+            "experts": {"num_experts": 100, "epochs": 50},
+            "mtt": {"iterations": 5000},
+        },
     }[name]
     extra["dm"]["net_options"] = dict(net)
     extra["experts"]["net_options"] = dict(net)
@@ -144,8 +154,10 @@ class Comparison:
         pool.check_matches(self.data)
         want, have = canonical_arch(self.cfg.teacher.arch), pool.metas[0]["arch"]
         if want != have:
-            raise UserError(f"the teacher pool holds {have} networks but the comparison uses {want}; "
-                            f"pass --arch {have} or train a {want} pool")
+            raise UserError(
+                f"the teacher pool holds {have} networks but the comparison uses {want}; "
+                f"pass --arch {have} or train a {want} pool"
+            )
         return pool
 
     def _experts(self) -> Experts:
@@ -185,8 +197,11 @@ class Comparison:
 
     def _eval_cfg(self, arch: str, label: str) -> EvalConfig:
         e = self.cfg.eval
-        options = e.net_options if canonical_arch(arch) == canonical_arch(e.arch) else \
-            self.cfg.cross_arch_options.get(canonical_arch(arch), {})
+        options = (
+            e.net_options
+            if canonical_arch(arch) == canonical_arch(e.arch)
+            else self.cfg.cross_arch_options.get(canonical_arch(arch), {})
+        )
         loss = e.loss if label == "soft" else "ce"
         if label == "soft" and loss == "ce":
             loss = "l1"
@@ -195,8 +210,10 @@ class Comparison:
     def evaluate(self, name: str, ds: DistilledSet, ipc: int, arch: str, label: str) -> dict:
         ec = self._eval_cfg(arch, label)
         key = f"{name}_ipc{ipc}_{canonical_arch(arch)}_{label}"
-        return _cached_eval(self.out / "evals" / f"{key}.json", lambda: evaluate_set(
-            ds.images, ds.labels, ds.soft_labels, self.data, ec, self.cfg.device, f"eval {key}"))
+        return _cached_eval(
+            self.out / "evals" / f"{key}.json",
+            lambda: evaluate_set(ds.images, ds.labels, ds.soft_labels, self.data, ec, self.cfg.device, f"eval {key}"),
+        )
 
     def run(self) -> dict:
         cfg = self.cfg
@@ -213,19 +230,42 @@ class Comparison:
                 for arch, label in archs:
                     r = self.evaluate(method, ds, ipc, arch, label)
                     base = baseline.get(label) if arch == main_arch else None
-                    rows.append({"method": method, "ipc": ipc, "arch": arch, "labels": label,
-                                 "loss": self._eval_cfg(arch, label).loss, "mean": r["mean"], "std": r["std"],
-                                 "runs": len(r["runs"]), "vs_random": r["mean"] - base["mean"] if base else None,
-                                 "seconds": cost["seconds"], "peak_mb": cost["peak_mb"], "protocol": r["protocol"]})
+                    rows.append(
+                        {
+                            "method": method,
+                            "ipc": ipc,
+                            "arch": arch,
+                            "labels": label,
+                            "loss": self._eval_cfg(arch, label).loss,
+                            "mean": r["mean"],
+                            "std": r["std"],
+                            "runs": len(r["runs"]),
+                            "vs_random": r["mean"] - base["mean"] if base else None,
+                            "seconds": cost["seconds"],
+                            "peak_mb": cost["peak_mb"],
+                            "protocol": r["protocol"],
+                        }
+                    )
         full = None
         if cfg.full.runs:
-            fc = self._eval_cfg(main_arch, "hard").model_copy(update={"runs": cfg.full.runs, "epochs": cfg.full.epochs,
-                                                                       "lr": cfg.full.lr})
-            full = _cached_eval(self.out / "evals" / "full.json", lambda: evaluate_set(
-                self.data.x_train, self.data.y_train, None, self.data, fc, cfg.device, "eval full data"))
-        metrics = {"dataset": self.data.name, "preset": cfg.preset, "rows": rows, "costs": costs,
-                   "full_data": full, "teacher_test_acc": self.pool.metas[0]["test_acc"],
-                   "cross_arch_drop": cross_arch_drop(rows, main_arch, cfg.cross_arch_label)}
+            fc = self._eval_cfg(main_arch, "hard").model_copy(
+                update={"runs": cfg.full.runs, "epochs": cfg.full.epochs, "lr": cfg.full.lr}
+            )
+            full = _cached_eval(
+                self.out / "evals" / "full.json",
+                lambda: evaluate_set(
+                    self.data.x_train, self.data.y_train, None, self.data, fc, cfg.device, "eval full data"
+                ),
+            )
+        metrics = {
+            "dataset": self.data.name,
+            "preset": cfg.preset,
+            "rows": rows,
+            "costs": costs,
+            "full_data": full,
+            "teacher_test_acc": self.pool.metas[0]["test_acc"],
+            "cross_arch_drop": cross_arch_drop(rows, main_arch, cfg.cross_arch_label),
+        }
         write_json(self.out / "metrics.json", metrics)
         self.write_outputs(metrics, main_arch)
         return metrics
@@ -238,13 +278,16 @@ class Comparison:
             w.writerows(rows)
         (self.out / "results.md").write_text(results_markdown(metrics))
         main = [r for r in rows if r["arch"] == main_arch]
-        accuracy_lines(main, self.out / "accuracy_vs_ipc.png",
-                       f"{metrics['dataset']}: test accuracy by IPC ({main_arch})")
+        accuracy_lines(
+            main, self.out / "accuracy_vs_ipc.png", f"{metrics['dataset']}: test accuracy by IPC ({main_arch})"
+        )
         cost_bars(metrics["costs"], self.out / "cost.png", f"{metrics['dataset']}: cost of building each set")
         if self.cfg.cross_archs:
-            cross_arch_bars([r for r in rows if r["labels"] == self.cfg.cross_arch_label],
-                            self.out / "cross_arch.png", f"{metrics['dataset']}: test accuracy by network "
-                            f"({self.cfg.cross_arch_label} labels)")
+            cross_arch_bars(
+                [r for r in rows if r["labels"] == self.cfg.cross_arch_label],
+                self.out / "cross_arch.png",
+                f"{metrics['dataset']}: test accuracy by network ({self.cfg.cross_arch_label} labels)",
+            )
 
 
 def cross_arch_drop(rows: list[dict], main_arch: str, label: str) -> list[dict]:
@@ -253,8 +296,17 @@ def cross_arch_drop(rows: list[dict], main_arch: str, label: str) -> list[dict]:
     for r in rows:
         if r["arch"] == main_arch or r["labels"] != label:
             continue
-        ref = next((m for m in rows if m["arch"] == main_arch and m["labels"] == label and m["method"] == r["method"]
-                    and m["ipc"] == r["ipc"]), None)
+        ref = next(
+            (
+                m
+                for m in rows
+                if m["arch"] == main_arch
+                and m["labels"] == label
+                and m["method"] == r["method"]
+                and m["ipc"] == r["ipc"]
+            ),
+            None,
+        )
         if ref:
             out.append({"method": r["method"], "ipc": r["ipc"], "arch": r["arch"], "drop": ref["mean"] - r["mean"]})
     return out
@@ -262,12 +314,16 @@ def cross_arch_drop(rows: list[dict], main_arch: str, label: str) -> list[dict]:
 
 def results_markdown(metrics: dict) -> str:
     """Markdown tables: accuracy with label mode and loss named per row, cost, and cross-architecture drops."""
-    lines = ["| method | IPC | network | labels | loss | test acc. (%) | vs random, same labels | build s | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | IPC | network | labels | loss | test acc. (%) | vs random, same labels | build s | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in metrics["rows"]:
         vs = f"{r['vs_random']:+.2f}" if r["vs_random"] is not None else "–"
-        lines.append(f"| {r['method']} | {r['ipc']} | {r['arch']} | {r['labels']} | {r['loss']} | "
-                     f"{r['mean']:.2f} ± {r['std']:.2f} | {vs} | {r['seconds']:.0f} | {r['peak_mb']:.0f} |")
+        lines.append(
+            f"| {r['method']} | {r['ipc']} | {r['arch']} | {r['labels']} | {r['loss']} | "
+            f"{r['mean']:.2f} ± {r['std']:.2f} | {vs} | {r['seconds']:.0f} | {r['peak_mb']:.0f} |"
+        )
     if metrics.get("full_data"):
         f = metrics["full_data"]
         lines += ["", f"Full training set: {f['mean']:.2f} ± {f['std']:.2f} % ({f['protocol']})."]

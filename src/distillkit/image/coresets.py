@@ -65,12 +65,22 @@ def coreset(data: ImageData, method: str, ipc: int, net: nn.Module, seed: int = 
         for c in range(data.num_classes):
             idx = data.class_indices(c)
             if len(idx) < ipc:
-                raise UserError(f"IPC {ipc} is larger than class {data.classes[c]!r} ({len(idx)} training images); "
-                                "choose a smaller --ipc")
+                raise UserError(
+                    f"IPC {ipc} is larger than class {data.classes[c]!r} ({len(idx)} training images); "
+                    "choose a smaller --ipc"
+                )
             chosen = idx[pick(embed(net, data.x_train[idx]), ipc)]
             xs.append(data.x_train[chosen])
             ys.append(data.y_train[chosen])
         x, y = torch.cat(xs), torch.cat(ys)
-    meta = {"method": method, "dataset": data.name, "classes": data.classes, "ipc": ipc, "mean": data.mean,
-            "std": data.std, "data_options": data.options, "features": "teacher embedding"}
+    meta = {
+        "method": method,
+        "dataset": data.name,
+        "classes": data.classes,
+        "ipc": ipc,
+        "mean": data.mean,
+        "std": data.std,
+        "data_options": data.options,
+        "features": "teacher embedding",
+    }
     return DistilledSet(x.clone(), y.clone(), predict(net, x), meta, data.zca)

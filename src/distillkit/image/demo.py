@@ -15,19 +15,21 @@ def demo_section(out_dir: Path, overrides: dict | None = None) -> str:
     r = m["results"]
     t = m["time_seconds"]
     gap = m["apm_minus_random"]
-    return "\n".join([
-        f"Quick preset on MNIST, {m['ipc']} images per class ({r['apm']['n_images']} images in all), "
-        f"teacher test accuracy {m['teacher']['test_acc']:.2f} %.",
-        "",
-        "![distilled images, one row per class](apm_mnist/grid.png)",
-        "",
-        results_table(m),
-        "",
-        f"APM minus a random real subset with the same labels and training: **{gap:+.2f} points**.",
-        "",
-        "![test accuracy](apm_mnist/accuracy.png)",
-        "",
-        f"Time: teacher {t['teachers']:.0f} s, distillation {t['distill']:.0f} s, whole run {t['total']:.0f} s; "
-        f"peak memory (resident set) {m['peak_rss_mb']:.0f} MB. Run directory: `apm_mnist/` "
-        "(config.json, metrics.json, distilled.safetensors).",
-    ])
+    return "\n".join(
+        [
+            f"Quick preset on MNIST, {m['ipc']} images per class ({r['apm']['n_images']} images in all), "
+            f"teacher test accuracy {m['teacher']['test_acc']:.2f} %.",
+            "",
+            "![distilled images, one row per class](apm_mnist/grid.png)",
+            "",
+            results_table(m),
+            "",
+            f"APM minus a random real subset with the same labels and training: **{gap:+.2f} points**.",
+            "",
+            "![test accuracy](apm_mnist/accuracy.png)",
+            "",
+            f"Time: teacher {t['teachers']:.0f} s, distillation {t['distill']:.0f} s, whole run {t['total']:.0f} s; "
+            f"peak memory (resident set) {m['peak_rss_mb']:.0f} MB. Run directory: `apm_mnist/` "
+            "(config.json, metrics.json, distilled.safetensors).",
+        ]
+    )

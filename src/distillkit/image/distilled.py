@@ -57,7 +57,9 @@ class DistilledSet:
             raise UserError(f"{path} lacks {missing}; it is not a distilled-set file")
         images, labels = tensors["images"], tensors["labels"]
         if images.ndim != 4 or len(images) != len(labels):
-            raise UserError(f"{path} holds images of shape {tuple(images.shape)} for {len(labels)} labels; "
-                            "expected (N, C, H, W) with one label each")
+            raise UserError(
+                f"{path} holds images of shape {tuple(images.shape)} for {len(labels)} labels; "
+                "expected (N, C, H, W) with one label each"
+            )
         zca = {k: tensors[k] for k in ("zca_mean", "zca_matrix") if k in tensors} or None
         return cls(images, labels.long(), tensors.get("soft_labels"), meta, zca)

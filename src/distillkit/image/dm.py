@@ -28,6 +28,7 @@ from distillkit.progress import progress
 
 class DMConfig(BaseModel):
     """DM's knobs; defaults are the published ones (20000 iterations, image lr 1, momentum 0.5, 256 real)."""
+
     model_config = ConfigDict(extra="forbid")
 
     ipc: int = Field(10, ge=1)
@@ -56,8 +57,13 @@ def matching_loss(net: nn.Module, real: list[torch.Tensor], syn: list[torch.Tens
     return loss
 
 
-def distill_dm(data: ImageData, cfg: DMConfig, run_dir: Path | None = None, device: str | torch.device = "cpu",
-               label_net: nn.Module | None = None) -> DistilledSet:
+def distill_dm(
+    data: ImageData,
+    cfg: DMConfig,
+    run_dir: Path | None = None,
+    device: str | torch.device = "cpu",
+    label_net: nn.Module | None = None,
+) -> DistilledSet:
     """Run DM; with `run_dir`, checkpoint there (dm_state.pt) and resume from it when present."""
     device = torch.device(device)
     state_path = Path(run_dir) / "dm_state.pt" if run_dir else None
@@ -79,8 +85,9 @@ def distill_dm(data: ImageData, cfg: DMConfig, run_dir: Path | None = None, devi
         with seeded(cfg.seed, "dm_net", t):
             net = frozen(build_net(cfg.arch, c, data.num_classes, h, **cfg.net_options).to(device)).train()
         g = generator(cfg.seed, "dm_real", t)
-        real = [data.x_train[idx[torch.randperm(len(idx), generator=g)[:cfg.batch_real]]].to(device)
-                for idx in per_class]
+        real = [
+            data.x_train[idx[torch.randperm(len(idx), generator=g)[: cfg.batch_real]]].to(device) for idx in per_class
+        ]
         loss = matching_loss(net, real, [images[i] for i in syn_idx], cfg.seed, t)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -88,12 +95,26 @@ def distill_dm(data: ImageData, cfg: DMConfig, run_dir: Path | None = None, devi
         seconds += time.perf_counter() - tick
         history.append({"t": t, "loss": loss.item() / data.num_classes})
         if state_path and ((t + 1) % cfg.checkpoint_every == 0 or t + 1 == cfg.iterations):
-            blob = {"images": images.detach().cpu(), "opt": opt.state_dict(), "t": t + 1, "seconds": seconds,
-                    "history": history}
+            blob = {
+                "images": images.detach().cpu(),
+                "opt": opt.state_dict(),
+                "t": t + 1,
+                "seconds": seconds,
+                "history": history,
+            }
             save_state(state_path, blob, cfg.model_dump())
     out = images.detach().cpu()
-    meta = {"method": "dm", "dataset": data.name, "classes": data.classes, "ipc": cfg.ipc, "mean": data.mean,
-            "std": data.std, "data_options": data.options, "arch": cfg.arch, "dm_config": cfg.model_dump(),
-            "distill_seconds": seconds, "history": history[-1:]}
-    return DistilledSet(out, labels.clone(), predict(label_net, out) if label_net is not None else None, meta,
-                        data.zca)
+    meta = {
+        "method": "dm",
+        "dataset": data.name,
+        "classes": data.classes,
+        "ipc": cfg.ipc,
+        "mean": data.mean,
+        "std": data.std,
+        "data_options": data.options,
+        "arch": cfg.arch,
+        "dm_config": cfg.model_dump(),
+        "distill_seconds": seconds,
+        "history": history[-1:],
+    }
+    return DistilledSet(out, labels.clone(), predict(label_net, out) if label_net is not None else None, meta, data.zca)

@@ -24,8 +24,8 @@ from distillkit.progress import progress
 
 class EvalConfig(BaseModel):
     """The evaluation schedule (spec: SGD 0.9 / 5e-4, batch 256, lr x0.1 after half, DSA, 5 runs)."""
-    model_config = ConfigDict(extra="forbid")
 
+    model_config = ConfigDict(extra="forbid")
 
     arch: str = "convnet"
     net_options: dict = Field(default_factory=dict)
@@ -46,16 +46,24 @@ class EvalConfig(BaseModel):
 
 
 def summarise(accs: list[float]) -> dict:
-    return {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
-            "runs": accs}
+    return {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs) if len(accs) > 1 else 0.0, "runs": accs}
 
 
-def evaluate_set(x: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor | None, data: ImageData, cfg: EvalConfig,
-                 device: str | torch.device = "cpu", desc: str = "eval") -> dict:
+def evaluate_set(
+    x: torch.Tensor,
+    hard: torch.Tensor,
+    soft: torch.Tensor | None,
+    data: ImageData,
+    cfg: EvalConfig,
+    device: str | torch.device = "cpu",
+    desc: str = "eval",
+) -> dict:
     """Train `cfg.runs` fresh networks on (x, labels) and return test accuracy mean, std and runs."""
     if tuple(x.shape[1:]) != data.shape:
-        raise UserError(f"images have shape {tuple(x.shape[1:])} but the dataset has {data.shape}; "
-                        "evaluate with the dataset (and size/channel options) they were made from")
+        raise UserError(
+            f"images have shape {tuple(x.shape[1:])} but the dataset has {data.shape}; "
+            "evaluate with the dataset (and size/channel options) they were made from"
+        )
     if cfg.label_mode == "soft":
         if soft is None:
             raise UserError("this set has no soft labels; evaluate it with --label-mode hard --loss ce")
@@ -72,8 +80,18 @@ def evaluate_set(x: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor | None,
         with seeded(cfg.seed, "eval_init", r):
             net = build_net(cfg.arch, c, data.num_classes, h, **cfg.net_options).to(device)
         dsa = DSA(cfg.dsa_strategy, generator(cfg.seed, "eval_dsa", r)) if cfg.dsa else None
-        train_net(net, x, targets, epochs=cfg.epochs, lr=cfg.lr, loss=cfg.loss, batch_size=cfg.batch_size,
-                  decay_after=cfg.epochs // 2 + 1, dsa=dsa, generator=generator(cfg.seed, "eval_order", r))
+        train_net(
+            net,
+            x,
+            targets,
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            loss=cfg.loss,
+            batch_size=cfg.batch_size,
+            decay_after=cfg.epochs // 2 + 1,
+            dsa=dsa,
+            generator=generator(cfg.seed, "eval_order", r),
+        )
         accs.append(accuracy(net, data.x_test, data.y_test))
     return {**summarise(accs), "protocol": cfg.describe(), "n_images": len(x)}
 

@@ -27,8 +27,7 @@ def label_loss(name: str, outputs: torch.Tensor, targets: torch.Tensor) -> torch
     if name == "mse":
         return (outputs - targets).pow(2).mean()
     if name == "kl":
-        return F.kl_div(F.log_softmax(outputs, 1), F.log_softmax(targets, 1), log_target=True,
-                        reduction="batchmean")
+        return F.kl_div(F.log_softmax(outputs, 1), F.log_softmax(targets, 1), log_target=True, reduction="batchmean")
     if name == "soft_ce":
         return -(F.softmax(targets, 1) * F.log_softmax(outputs, 1)).sum(1).mean()
     raise ValueError(f"unknown loss '{name}'; choose one of {LABEL_LOSSES}")

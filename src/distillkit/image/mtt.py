@@ -62,6 +62,7 @@ DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 
 class ExpertConfig(BaseModel):
     """How expert trajectories are trained (MTT's buffer.py: 100 experts, 50 epochs, SGD 0.01, no momentum)."""
+
     model_config = ConfigDict(extra="forbid")
 
     arch: str = "convnet"
@@ -79,6 +80,7 @@ class ExpertConfig(BaseModel):
 
 class MTTConfig(BaseModel):
     """Every knob of MTT/TESLA. The defaults are MTT's CIFAR-10 IPC 10 settings (with ZCA in the original)."""
+
     model_config = ConfigDict(extra="forbid")
 
     ipc: int = Field(10, ge=1)
@@ -126,22 +128,44 @@ class FlatNet:
 # ---------------------------------------------------------------- experts
 
 
-def train_expert(data: ImageData, cfg: ExpertConfig, index: int,
-                 device: str | torch.device = "cpu") -> tuple[torch.Tensor, dict]:
+def train_expert(
+    data: ImageData, cfg: ExpertConfig, index: int, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, dict]:
     """Train expert `index` on the real training split; return its (epochs + 1, P) trajectory and metadata."""
     c, h, _ = data.shape
     with seeded(cfg.seed, "expert_init", index):
         net = build_net(cfg.arch, c, data.num_classes, h, **cfg.net_options).to(device)
     rows = [flat_params(net).cpu()]
     dsa = DSA(cfg.dsa_strategy, generator(cfg.seed, "expert_dsa", index)) if cfg.dsa else None
-    train_net(net, data.x_train, data.y_train, epochs=cfg.epochs, lr=cfg.lr, loss="ce", batch_size=cfg.batch_size,
-              decay_after=cfg.epochs, momentum=cfg.momentum, weight_decay=cfg.weight_decay, dsa=dsa,
-              generator=generator(cfg.seed, "expert_order", index),
-              on_epoch=lambda _e, m: rows.append(flat_params(m).cpu()), desc=f"expert {index}")
-    meta = {"arch": canonical_arch(cfg.arch), "net_options": cfg.net_options, **data_signature(data),
-            "mean": data.mean, "std": data.std, "data_options": data.options, "index": index, "epochs": cfg.epochs,
-            "num_params": int(rows[0].numel()), "val_acc": accuracy(net, data.x_val, data.y_val),
-            "config": cfg.model_dump()}
+    train_net(
+        net,
+        data.x_train,
+        data.y_train,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        loss="ce",
+        batch_size=cfg.batch_size,
+        decay_after=cfg.epochs,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        dsa=dsa,
+        generator=generator(cfg.seed, "expert_order", index),
+        on_epoch=lambda _e, m: rows.append(flat_params(m).cpu()),
+        desc=f"expert {index}",
+    )
+    meta = {
+        "arch": canonical_arch(cfg.arch),
+        "net_options": cfg.net_options,
+        **data_signature(data),
+        "mean": data.mean,
+        "std": data.std,
+        "data_options": data.options,
+        "index": index,
+        "epochs": cfg.epochs,
+        "num_params": int(rows[0].numel()),
+        "val_acc": accuracy(net, data.x_val, data.y_val),
+        "config": cfg.model_dump(),
+    }
     return torch.stack(rows), meta
 
 
@@ -158,8 +182,9 @@ def train_experts(data: ImageData, cfg: ExpertConfig, out: Path, device: str | t
         except json.JSONDecodeError:
             raise UserError(f"{manifest} is damaged; delete it (the experts are then trained again)") from None
         if info.get("config") != setup or info.get("signature") != data_signature(data):
-            raise UserError(f"{out} holds experts trained with other settings or data; "
-                            "use the same settings or a new --out folder")
+            raise UserError(
+                f"{out} holds experts trained with other settings or data; use the same settings or a new --out folder"
+            )
         entries = info["experts"]
     for i in progress(range(cfg.num_experts), desc="experts"):
         path = out / f"expert_{i}.safetensors"
@@ -167,8 +192,9 @@ def train_experts(data: ImageData, cfg: ExpertConfig, out: Path, device: str | t
             continue
         trajectory, meta = train_expert(data, cfg, i, device)
         tmp = path.with_suffix(".tmp")
-        safetensors.torch.save_file({"trajectory": trajectory.contiguous()}, tmp,
-                                    metadata={"distillkit": json.dumps(meta)})
+        safetensors.torch.save_file(
+            {"trajectory": trajectory.contiguous()}, tmp, metadata={"distillkit": json.dumps(meta)}
+        )
         os.replace(tmp, path)
         entries = entries[:i] + [{"file": path.name, "sha256_16": file_hash(path), "val_acc": meta["val_acc"]}]
         write_json(manifest, {"signature": data_signature(data), "config": setup, "experts": entries})
@@ -189,8 +215,9 @@ class Experts:
             self.files = [manifest.parent / e["file"] for e in entries]
             self.ids = [f"{e['file']}@{e['sha256_16']}" for e in entries]
         except (json.JSONDecodeError, KeyError, TypeError):
-            raise UserError(f"{manifest} is not an expert-trajectory manifest; "
-                            "re-create it with `distill image experts`") from None
+            raise UserError(
+                f"{manifest} is not an expert-trajectory manifest; re-create it with `distill image experts`"
+            ) from None
         if not self.files:
             raise UserError(f"the expert folder {manifest.parent} is empty; train it again")
         self.device = torch.device(device)
@@ -207,8 +234,10 @@ class Experts:
             if shape != [meta["epochs"] + 1, meta["num_params"]]:
                 raise ValueError("the trajectory does not have the shape its metadata gives")
         except Exception as e:  # noqa: BLE001 - any unreadable file means the same thing to the user
-            raise UserError(f"expert file {path} is missing or damaged ({type(e).__name__}); "
-                            "delete it and run `distill image experts` again") from None
+            raise UserError(
+                f"expert file {path} is missing or damaged ({type(e).__name__}); "
+                "delete it and run `distill image experts` again"
+            ) from None
         return meta
 
     def __len__(self) -> int:
@@ -218,8 +247,10 @@ class Experts:
         sig = data_signature(data)
         if self.signature != sig:
             diff = {k: (self.signature.get(k), v) for k, v in sig.items() if self.signature.get(k) != v}
-            raise UserError(f"the expert trajectories were trained on other data {diff} (experts, data); "
-                            "train experts for this dataset or load the matching ones")
+            raise UserError(
+                f"the expert trajectories were trained on other data {diff} (experts, data); "
+                "train experts for this dataset or load the matching ones"
+            )
 
     def build_net(self) -> nn.Module:
         m = self.meta
@@ -230,10 +261,12 @@ class Experts:
         try:
             with safetensors.safe_open(self.files[index], framework="pt") as f:
                 rows = f.get_slice("trajectory")
-                first, last = rows[start:start + 1][0], rows[start + span:start + span + 1][0]
+                first, last = rows[start : start + 1][0], rows[start + span : start + span + 1][0]
         except Exception as e:  # noqa: BLE001
-            raise UserError(f"expert file {self.files[index]} cannot be read ({type(e).__name__}); "
-                            "delete it and run `distill image experts` again") from None
+            raise UserError(
+                f"expert file {self.files[index]} cannot be read ({type(e).__name__}); "
+                "delete it and run `distill image experts` again"
+            ) from None
         return first.to(self.device), last.to(self.device)
 
 
@@ -262,9 +295,16 @@ def _step_loss(student: FlatNet, theta: torch.Tensor, x: torch.Tensor, targets: 
     return label_loss("soft_ce" if targets.is_floating_point() else "ce", student(theta, x), targets)
 
 
-def matching_gradient(student: FlatNet, images: torch.Tensor, targets: torch.Tensor, syn_lr: torch.Tensor,
-                      start: torch.Tensor, target: torch.Tensor, cfg: MTTConfig,
-                      t: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+def matching_gradient(
+    student: FlatNet,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    syn_lr: torch.Tensor,
+    start: torch.Tensor,
+    target: torch.Tensor,
+    cfg: MTTConfig,
+    t: int,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """dL/d images, dL/d α and L for iteration t (steps and augmentations drawn from (cfg.seed, t))."""
     denom = (start - target).pow(2).sum()
     if cfg.gradient == "unrolled":
@@ -321,9 +361,16 @@ class MTTState:
         self.seconds = 0.0
 
     def save(self, path: Path, cfg: MTTConfig) -> None:
-        blob = {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "syn_lr": self.syn_lr.detach().cpu(),
-                "opt_img": self.opt_img.state_dict(), "opt_lr": self.opt_lr.state_dict(), "t": self.t,
-                "history": self.history, "seconds": self.seconds}
+        blob = {
+            "images": self.images.detach().cpu(),
+            "labels": self.labels.cpu(),
+            "syn_lr": self.syn_lr.detach().cpu(),
+            "opt_img": self.opt_img.state_dict(),
+            "opt_lr": self.opt_lr.state_dict(),
+            "t": self.t,
+            "history": self.history,
+            "seconds": self.seconds,
+        }
         save_state(path, blob, cfg.model_dump())
 
     @classmethod
@@ -355,9 +402,11 @@ def distill_mtt(
     experts.check_matches(data)
     needed = cfg.max_start_epoch - 1 + cfg.expert_epochs
     if needed > experts.epochs:
-        raise UserError(f"max_start_epoch {cfg.max_start_epoch} and expert_epochs {cfg.expert_epochs} need "
-                        f"trajectories of {needed} epochs, but these have {experts.epochs}; lower them or train "
-                        "longer experts")
+        raise UserError(
+            f"max_start_epoch {cfg.max_start_epoch} and expert_epochs {cfg.expert_epochs} need "
+            f"trajectories of {needed} epochs, but these have {experts.epochs}; lower them or train "
+            "longer experts"
+        )
     ckpt_path = Path(run_dir) / "mtt_state.pt" if run_dir else None
     if ckpt_path:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
@@ -377,7 +426,7 @@ def distill_mtt(
         if cfg.label_mode == "teacher_logits":  # TESLA's soft labels: the expert at the target epoch
             with torch.no_grad():
                 x = state.images.detach()
-                targets = torch.cat([student(target, x[i:i + 500]) for i in range(0, len(x), 500)])
+                targets = torch.cat([student(target, x[i : i + 500]) for i in range(0, len(x), 500)])
         grad_x, grad_lr, loss = matching_gradient(student, state.images, targets, state.syn_lr, start, target, cfg, t)
         state.opt_img.zero_grad(set_to_none=True)
         state.opt_lr.zero_grad(set_to_none=True)
@@ -393,8 +442,19 @@ def distill_mtt(
             state.save(ckpt_path, cfg)
     images = state.images.detach().cpu()
     soft = predict(label_net, images) if label_net is not None else None
-    meta = {"method": method, "dataset": data.name, "classes": data.classes, "ipc": cfg.ipc, "mean": data.mean,
-            "std": data.std, "data_options": data.options, "arch": experts.meta["arch"], "experts": experts.ids,
-            "label_mode": cfg.label_mode, "mtt_config": cfg.model_dump(), "distill_seconds": state.seconds,
-            "syn_lr": state.syn_lr.item()}
+    meta = {
+        "method": method,
+        "dataset": data.name,
+        "classes": data.classes,
+        "ipc": cfg.ipc,
+        "mean": data.mean,
+        "std": data.std,
+        "data_options": data.options,
+        "arch": experts.meta["arch"],
+        "experts": experts.ids,
+        "label_mode": cfg.label_mode,
+        "mtt_config": cfg.model_dump(),
+        "distill_seconds": state.seconds,
+        "syn_lr": state.syn_lr.item(),
+    }
     return DistilledSet(images, state.labels.cpu().clone(), soft, meta, data.zca)

@@ -30,8 +30,10 @@ BARRIER_TIMEOUT = datetime.timedelta(days=7)
 def _group_of(ds: DistilledSet, name: str) -> dict:
     group = ds.meta.get("group")
     if not isinstance(group, dict) or not {"index", "count", "split"} <= set(group):
-        raise UserError(f"{name} is not the output of one APM group (no group in its metadata); "
-                        "merge the group_*/distilled.safetensors files of `distill image distill --groups G`")
+        raise UserError(
+            f"{name} is not the output of one APM group (no group in its metadata); "
+            "merge the group_*/distilled.safetensors files of `distill image distill --groups G`"
+        )
     return group
 
 
@@ -49,27 +51,42 @@ def merge_sets(sets: list[DistilledSet], names: list[str] | None = None) -> Dist
     first, ref = sets[0], groups[0]
     for ds, g, name in zip(sets[1:], groups[1:], names[1:], strict=True):
         if (g["count"], g["split"]) != (ref["count"], ref["split"]):
-            raise UserError(f"{name} is group {g['index']} of {g['count']} ({g['split']} split) but {names[0]} is "
-                            f"of {ref['count']} ({ref['split']} split); merge groups of one run only")
-        for key, what in [("dataset", "dataset"), ("classes", "classes"), ("mean", "normalisation"),
-                          ("std", "normalisation"), ("label_teacher", "label teacher"), ("label_mode", "label mode")]:
+            raise UserError(
+                f"{name} is group {g['index']} of {g['count']} ({g['split']} split) but {names[0]} is "
+                f"of {ref['count']} ({ref['split']} split); merge groups of one run only"
+            )
+        for key, what in [
+            ("dataset", "dataset"),
+            ("classes", "classes"),
+            ("mean", "normalisation"),
+            ("std", "normalisation"),
+            ("label_teacher", "label teacher"),
+            ("label_mode", "label mode"),
+        ]:
             if ds.meta.get(key) != first.meta.get(key):
-                raise UserError(f"{name} differs from {names[0]} in {what} ({ds.meta.get(key)!r} vs "
-                                f"{first.meta.get(key)!r}); merge groups of one run only")
+                raise UserError(
+                    f"{name} differs from {names[0]} in {what} ({ds.meta.get(key)!r} vs "
+                    f"{first.meta.get(key)!r}); merge groups of one run only"
+                )
         if ds.images.shape[1:] != first.images.shape[1:]:
-            raise UserError(f"{name} holds images of shape {tuple(ds.images.shape[1:])}, {names[0]} "
-                            f"{tuple(first.images.shape[1:])}; merge groups of one run only")
+            raise UserError(
+                f"{name} holds images of shape {tuple(ds.images.shape[1:])}, {names[0]} "
+                f"{tuple(first.images.shape[1:])}; merge groups of one run only"
+            )
         if (ds.soft_labels is None) != (first.soft_labels is None):
             raise UserError(f"{name} and {names[0]} differ in having soft labels; merge groups of one run only")
         same_zca = (ds.zca is None) == (first.zca is None) and (
-            ds.zca is None or all(torch.equal(ds.zca[k], first.zca.get(k, torch.empty(0))) for k in ds.zca))
+            ds.zca is None or all(torch.equal(ds.zca[k], first.zca.get(k, torch.empty(0))) for k in ds.zca)
+        )
         if not same_zca:
             raise UserError(f"{name} was whitened with another ZCA than {names[0]}; merge groups of one run only")
         mine, theirs = ds.meta.get("apm_config") or {}, first.meta.get("apm_config") or {}
         if mine != theirs:
             diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            raise UserError(f"{name} was distilled with another APM config than {names[0]} (differs in: "
-                            f"{', '.join(diff)}); merge groups of one run only")
+            raise UserError(
+                f"{name} was distilled with another APM config than {names[0]} (differs in: "
+                f"{', '.join(diff)}); merge groups of one run only"
+            )
     seen: dict[int, str] = {}
     for g, name in zip(groups, names, strict=True):
         if g["index"] in seen:
@@ -85,15 +102,26 @@ def merge_sets(sets: list[DistilledSet], names: list[str] | None = None) -> Dist
     counts = torch.bincount(labels, minlength=len(first.meta.get("classes") or [])).tolist()
     present = {c for c in counts if c}
     meta = {k: v for k, v in first.meta.items() if k not in {"group", "distill_seconds"}}
-    meta.update({
-        "ipc": present.pop() if len(present) == 1 else None,
-        "class_counts": counts,
-        "group_count": ref["count"], "group_split": ref["split"],
-        "groups": [{"index": groups[i]["index"], "seed": groups[i].get("seed"), "n_images": len(sets[i].labels),
-                    "classes": groups[i].get("classes"), "ipc_range": groups[i].get("ipc_range"),
-                    "distill_seconds": sets[i].meta.get("distill_seconds")} for i in order],
-        "distill_seconds": sum(sets[i].meta.get("distill_seconds") or 0.0 for i in order),
-    })
+    meta.update(
+        {
+            "ipc": present.pop() if len(present) == 1 else None,
+            "class_counts": counts,
+            "group_count": ref["count"],
+            "group_split": ref["split"],
+            "groups": [
+                {
+                    "index": groups[i]["index"],
+                    "seed": groups[i].get("seed"),
+                    "n_images": len(sets[i].labels),
+                    "classes": groups[i].get("classes"),
+                    "ipc_range": groups[i].get("ipc_range"),
+                    "distill_seconds": sets[i].meta.get("distill_seconds"),
+                }
+                for i in order
+            ],
+            "distill_seconds": sum(sets[i].meta.get("distill_seconds") or 0.0 for i in order),
+        }
+    )
     return DistilledSet(images, labels, soft, meta, first.zca)
 
 
@@ -111,12 +139,16 @@ def merge_files(files: list[Path], out: Path) -> tuple[DistilledSet, Path]:
 
 
 def _world() -> tuple[int, int, int]:
-    return (int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0")),
-            int(os.environ.get("LOCAL_RANK", "0")))
+    return (
+        int(os.environ.get("WORLD_SIZE", "1")),
+        int(os.environ.get("RANK", "0")),
+        int(os.environ.get("LOCAL_RANK", "0")),
+    )
 
 
-def _distill_group(data: ImageData, pool: TeacherPool, cfg: APMConfig, group: Group, out: Path,
-                   device: torch.device) -> DistilledSet:
+def _distill_group(
+    data: ImageData, pool: TeacherPool, cfg: APMConfig, group: Group, out: Path, device: torch.device
+) -> DistilledSet:
     """One group into OUT/group_{g}/ (a finished group is loaded, after checking it is this group)."""
     gdir = out / f"group_{group.index}"
     path = gdir / "distilled.safetensors"
@@ -124,16 +156,25 @@ def _distill_group(data: ImageData, pool: TeacherPool, cfg: APMConfig, group: Gr
         ds = DistilledSet.load(path)
         got = {k: (ds.meta.get("group") or {}).get(k) for k in ("index", "count", "split")}
         if got != group.as_dict() or ds.meta.get("apm_config") != cfg.model_dump():
-            raise UserError(f"{path} was distilled with other settings (group {got}); use the same settings "
-                            "or a new --out directory")
+            raise UserError(
+                f"{path} was distilled with other settings (group {got}); use the same settings "
+                "or a new --out directory"
+            )
         return ds
     ds = distill(data, pool, cfg, gdir, device, group=group)
     ds.save(path)
     return ds
 
 
-def distill_groups(data: ImageData, pool: TeacherPool, cfg: APMConfig, out: Path, num_groups: int,
-                   split: str = "ipc", device: str | torch.device = "cpu") -> DistilledSet | None:
+def distill_groups(
+    data: ImageData,
+    pool: TeacherPool,
+    cfg: APMConfig,
+    out: Path,
+    num_groups: int,
+    split: str = "ipc",
+    device: str | torch.device = "cpu",
+) -> DistilledSet | None:
     """Distil `num_groups` groups of the set (split "ipc" or "classes") into OUT and merge them.
 
     Returns the merged set in one process and on rank 0 under torchrun, None on the other ranks.
@@ -167,13 +208,21 @@ def distill_groups(data: ImageData, pool: TeacherPool, cfg: APMConfig, out: Path
         from distillkit.image.plots import image_grid
 
         image_grid(data.denormalise(merged.images), merged.labels, data.classes, out / "grid.png")
-        write_json(out / "groups.json", {
-            "num_groups": num_groups, "split": split, "world_size": world, "seed": cfg.seed,
-            "merged": "distilled.safetensors", "n_images": len(merged.labels),
-            "class_counts": merged.meta["class_counts"],
-            "groups": [{**g, "dir": f"group_{g['index']}", "rank": g["index"] % world}
-                       for g in merged.meta["groups"]],
-        })
+        write_json(
+            out / "groups.json",
+            {
+                "num_groups": num_groups,
+                "split": split,
+                "world_size": world,
+                "seed": cfg.seed,
+                "merged": "distilled.safetensors",
+                "n_images": len(merged.labels),
+                "class_counts": merged.meta["class_counts"],
+                "groups": [
+                    {**g, "dir": f"group_{g['index']}", "rank": g["index"] % world} for g in merged.meta["groups"]
+                ],
+            },
+        )
         return merged
     finally:
         if distributed and dist.is_initialized():

@@ -40,15 +40,23 @@ class DataConfig(BaseModel):
     train_limit: int | None = None
 
     def load(self, seed: int) -> ImageData:
-        return load_images(self.dataset, self.root, seed=seed, val_size=self.val_size, size=self.size,
-                           channels=self.channels, zca=self.zca, train_limit=self.train_limit,
-                           download=self.download)
+        return load_images(
+            self.dataset,
+            self.root,
+            seed=seed,
+            val_size=self.val_size,
+            size=self.size,
+            channels=self.channels,
+            zca=self.zca,
+            train_limit=self.train_limit,
+            download=self.download,
+        )
 
 
 class FullDataConfig(BaseModel):
     """The full-data reference: the same networks trained on every training image, hard labels, CE."""
-    model_config = ConfigDict(extra="forbid")
 
+    model_config = ConfigDict(extra="forbid")
 
     runs: int = Field(3, ge=0)
     epochs: int = Field(2, ge=1)
@@ -72,23 +80,47 @@ class ImageRunConfig(BaseModel):
 def _preset(name: str) -> dict[str, Any]:
     if name == "quick":  # minutes on a 2-core CPU: a narrower ConvNet and short schedules
         net = {"width": 64}
-        return {"teacher": {"net_options": net, "epochs": 3},
-                "apm": {"iterations": 150, "student_epochs": 30, "num_checkpoints": 3, "refresh_every": 3,
-                        "lr_img": 10.0, "lr_net": 0.1},
-                "eval": {"net_options": net, "runs": 3, "epochs": 300, "lr": 0.1},
-                "full": {"runs": 3, "epochs": 1}}
+        return {
+            "teacher": {"net_options": net, "epochs": 3},
+            "apm": {
+                "iterations": 150,
+                "student_epochs": 30,
+                "num_checkpoints": 3,
+                "refresh_every": 3,
+                "lr_img": 10.0,
+                "lr_net": 0.1,
+            },
+            "eval": {"net_options": net, "runs": 3, "epochs": 300, "lr": 0.1},
+            "full": {"runs": 3, "epochs": 1},
+        }
     if name == "standard":  # the longest schedule affordable on a CPU in about an hour (width-128 ConvNet)
-        return {"teacher": {"epochs": 10},
-                "apm": {"iterations": 600, "student_epochs": 100, "num_checkpoints": 5, "refresh_every": 3,
-                        "lr_img": 10.0, "lr_net": 0.05},
-                "eval": {"runs": 3, "epochs": 500, "lr": 0.05},
-                "full": {"runs": 3, "epochs": 3}}
+        return {
+            "teacher": {"epochs": 10},
+            "apm": {
+                "iterations": 600,
+                "student_epochs": 100,
+                "num_checkpoints": 5,
+                "refresh_every": 3,
+                "lr_img": 10.0,
+                "lr_net": 0.05,
+            },
+            "eval": {"runs": 3, "epochs": 500, "lr": 0.05},
+            "full": {"runs": 3, "epochs": 3},
+        }
     if name == "paper":  # the published settings (spec 2.4), for a GPU
-        return {"teacher": {"epochs": 100, "num_teachers": 5},
-                "apm": {"iterations": 2500, "student_epochs": 250, "num_checkpoints": 5, "refresh_every": 3,
-                        "lr_img": 1.0, "lr_net": 0.02},
-                "eval": {"runs": 5, "epochs": 1000, "lr": 0.02},
-                "full": {"runs": 3, "epochs": 100}}
+        return {
+            "teacher": {"epochs": 100, "num_teachers": 5},
+            "apm": {
+                "iterations": 2500,
+                "student_epochs": 250,
+                "num_checkpoints": 5,
+                "refresh_every": 3,
+                "lr_img": 1.0,
+                "lr_net": 0.02,
+            },
+            "eval": {"runs": 5, "epochs": 1000, "lr": 0.02},
+            "full": {"runs": 3, "epochs": 100},
+        }
     raise UserError(f"unknown preset '{name}'; choose quick, standard or paper")
 
 
@@ -146,21 +178,34 @@ def evaluate_all(ds: DistilledSet, data: ImageData, pool: TeacherPool, cfg: Imag
     rows: dict[str, dict] = {}
     label = "soft" if cfg.apm.label_mode == "teacher_logits" else "hard"
     ec = cfg.eval.model_copy(update={"label_mode": label, "loss": cfg.eval.loss if label == "soft" else "ce"})
-    rows["apm"] = _cached_eval(evals / "apm.json", lambda: evaluate_set(
-        ds.images, ds.labels, ds.soft_labels, data, ec, cfg.device, "eval apm"))
-    rows["random"] = _cached_eval(evals / "random.json",
-                                  lambda: evaluate_set(x_rand, y_rand, soft_rand, data, ec, cfg.device, "eval random"))
+    rows["apm"] = _cached_eval(
+        evals / "apm.json", lambda: evaluate_set(ds.images, ds.labels, ds.soft_labels, data, ec, cfg.device, "eval apm")
+    )
+    rows["random"] = _cached_eval(
+        evals / "random.json", lambda: evaluate_set(x_rand, y_rand, soft_rand, data, ec, cfg.device, "eval random")
+    )
     if cfg.hard_label_eval and label == "soft":
         hc = ec.model_copy(update={"label_mode": "hard", "loss": "ce"})
-        rows["apm_hard"] = _cached_eval(evals / "apm_hard.json",
-                                        lambda: evaluate_set(ds.images, ds.labels, None, data, hc, cfg.device))
-        rows["random_hard"] = _cached_eval(evals / "random_hard.json",
-                                           lambda: evaluate_set(x_rand, y_rand, None, data, hc, cfg.device))
+        rows["apm_hard"] = _cached_eval(
+            evals / "apm_hard.json", lambda: evaluate_set(ds.images, ds.labels, None, data, hc, cfg.device)
+        )
+        rows["random_hard"] = _cached_eval(
+            evals / "random_hard.json", lambda: evaluate_set(x_rand, y_rand, None, data, hc, cfg.device)
+        )
     if cfg.full.runs:
-        fc = ec.model_copy(update={"label_mode": "hard", "loss": "ce", "runs": cfg.full.runs,
-                                   "epochs": cfg.full.epochs, "lr": cfg.full.lr})
-        rows["full"] = _cached_eval(evals / "full.json", lambda: evaluate_set(
-            data.x_train, data.y_train, None, data, fc, cfg.device, "eval full data"))
+        fc = ec.model_copy(
+            update={
+                "label_mode": "hard",
+                "loss": "ce",
+                "runs": cfg.full.runs,
+                "epochs": cfg.full.epochs,
+                "lr": cfg.full.lr,
+            }
+        )
+        rows["full"] = _cached_eval(
+            evals / "full.json",
+            lambda: evaluate_set(data.x_train, data.y_train, None, data, fc, cfg.device, "eval full data"),
+        )
     return rows
 
 
@@ -185,16 +230,31 @@ def run_image(cfg: ImageRunConfig, out: Path, teachers: Path | None = None) -> d
     rows = evaluate_all(ds, data, pool, cfg, out)
     history = torch.load(out / "apm_state.pt", weights_only=False)["history"] if (out / "apm_state.pt").exists() else []
     if history:
-        curve([h["t"] for h in history], [h["discrepancy"] for h in history], out / "discrepancy.png",
-              "image update", "teacher-student discrepancy", "APM: discrepancy the images create")
-    accuracy_bars({k: v for k, v in rows.items()}, out / "accuracy.png",
-                  f"{data.name}, IPC {cfg.apm.ipc}: test accuracy ({rows['apm']['protocol']})")
+        curve(
+            [h["t"] for h in history],
+            [h["discrepancy"] for h in history],
+            out / "discrepancy.png",
+            "image update",
+            "teacher-student discrepancy",
+            "APM: discrepancy the images create",
+        )
+    accuracy_bars(
+        {k: v for k, v in rows.items()},
+        out / "accuracy.png",
+        f"{data.name}, IPC {cfg.apm.ipc}: test accuracy ({rows['apm']['protocol']})",
+    )
     metrics = {
-        "dataset": data.name, "ipc": cfg.apm.ipc, "preset": cfg.preset, "results": rows,
+        "dataset": data.name,
+        "ipc": cfg.apm.ipc,
+        "preset": cfg.preset,
+        "results": rows,
         "apm_minus_random": rows["apm"]["mean"] - rows["random"]["mean"],
         "teacher": {"val_acc": pool.metas[0]["val_acc"], "test_acc": pool.metas[0]["test_acc"]},
-        "time_seconds": {"teachers": teacher_seconds, "distill": ds.meta.get("distill_seconds"),
-                         "total": time.perf_counter() - start},
+        "time_seconds": {
+            "teachers": teacher_seconds,
+            "distill": ds.meta.get("distill_seconds"),
+            "total": time.perf_counter() - start,
+        },
         "peak_rss_mb": _peak_rss_mb(),
     }
     write_json(out / "metrics.json", metrics)
@@ -207,4 +267,3 @@ def results_table(metrics: dict) -> str:
     for name, r in metrics["results"].items():
         lines.append(f"| {name} | {r['n_images']} | {r['mean']:.2f} ± {r['std']:.2f} | {r['protocol']} |")
     return "\n".join(lines)
-

@@ -11,8 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 
-def image_grid(images01: torch.Tensor, labels: torch.Tensor, classes: list[str], path: Path,
-               max_per_class: int = 10) -> Path:
+def image_grid(
+    images01: torch.Tensor, labels: torch.Tensor, classes: list[str], path: Path, max_per_class: int = 10
+) -> Path:
     """One row per class, up to `max_per_class` images each; `images01` in [0, 1]."""
     n_cls = len(classes)
     cols = min(max_per_class, max(int((labels == c).sum()) for c in range(n_cls)))
@@ -43,7 +44,7 @@ def accuracy_bars(results: dict[str, dict], path: Path, title: str) -> Path:
     means = [results[n]["mean"] for n in names]
     stds = [results[n]["std"] for n in names]
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 1.5, 3.2))
-    bars = ax.bar(names, means, yerr=stds, capsize=4, color=["#4C72B0", "#DD8452", "#55A868", "#C44E52"][:len(names)])
+    bars = ax.bar(names, means, yerr=stds, capsize=4, color=["#4C72B0", "#DD8452", "#55A868", "#C44E52"][: len(names)])
     for b, m in zip(bars, means, strict=True):
         ax.text(b.get_x() + b.get_width() / 2, m + 0.5, f"{m:.1f}", ha="center", va="bottom", fontsize=9)
     ax.set_ylabel("test accuracy (%)")
@@ -68,15 +69,15 @@ def curve(xs: list[float], ys: list[float], path: Path, xlabel: str, ylabel: str
     return Path(path)
 
 
-def accuracy_lines(rows: list[dict], path: Path, title: str, x: str = "ipc", xlabel: str = "images per class",
-                   log_x: bool = True) -> Path:
+def accuracy_lines(
+    rows: list[dict], path: Path, title: str, x: str = "ipc", xlabel: str = "images per class", log_x: bool = True
+) -> Path:
     """Test accuracy against `x` (IPC by default), one line per method, one panel per label mode (bars = std)."""
     labels = sorted({r["labels"] for r in rows}, reverse=True)
     fig, axes = plt.subplots(1, len(labels), figsize=(4.6 * len(labels), 3.4), squeeze=False)
     for ax, label in zip(axes[0], labels, strict=True):
         for method in dict.fromkeys(r["method"] for r in rows):
-            pts = sorted((r[x], r["mean"], r["std"]) for r in rows
-                         if r["method"] == method and r["labels"] == label)
+            pts = sorted((r[x], r["mean"], r["std"]) for r in rows if r["method"] == method and r["labels"] == label)
             if pts:
                 xs, ys, es = zip(*pts, strict=True)
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method)
@@ -126,8 +127,9 @@ def cross_arch_bars(rows: list[dict], path: Path, title: str) -> Path:
     rows = [r for r in rows if r["ipc"] == ipc]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     archs = list(dict.fromkeys(r["arch"] for r in rows))
-    series = {a: [next((r["mean"] for r in rows if r["method"] == m and r["arch"] == a), 0.0) for m in methods]
-              for a in archs}
+    series = {
+        a: [next((r["mean"] for r in rows if r["method"] == m and r["arch"] == a), 0.0) for m in methods] for a in archs
+    }
     fig, ax = plt.subplots(figsize=(1.4 * len(methods) * max(len(archs), 2) / 2 + 2, 3.4))
     _grouped(ax, methods, series, "test accuracy (%)")
     ax.set_title(f"{title}, IPC {ipc}", fontsize=10)

@@ -22,8 +22,8 @@ from distillkit.progress import progress
 
 class TeacherConfig(BaseModel):
     """How teachers are trained (spec defaults: 100 epochs, SGD 0.05, batch 256, DSA)."""
-    model_config = ConfigDict(extra="forbid")
 
+    model_config = ConfigDict(extra="forbid")
 
     arch: str = "convnet"
     net_options: dict[str, Any] = Field(default_factory=dict)
@@ -39,8 +39,13 @@ class TeacherConfig(BaseModel):
 def data_signature(data: ImageData) -> dict[str, Any]:
     """What a teacher must agree on with the data it is used with."""
     c, h, _ = data.shape
-    return {"dataset": data.name, "channels": c, "image_size": h, "num_classes": data.num_classes,
-            "zca": bool(data.options.get("zca"))}
+    return {
+        "dataset": data.name,
+        "channels": c,
+        "image_size": h,
+        "num_classes": data.num_classes,
+        "zca": bool(data.options.get("zca")),
+    }
 
 
 def train_teacher(data: ImageData, cfg: TeacherConfig, index: int, device: str = "cpu") -> tuple[nn.Module, dict]:
@@ -56,14 +61,34 @@ def train_teacher(data: ImageData, cfg: TeacherConfig, index: int, device: str =
             best.update(val_acc=acc, epoch=epoch, state=copy.deepcopy(model.state_dict()))
 
     dsa = DSA(cfg.dsa_strategy, generator(cfg.seed, "teacher_dsa", index)) if cfg.dsa else None
-    train_net(net, data.x_train, data.y_train, epochs=cfg.epochs, lr=cfg.lr, loss="ce", batch_size=cfg.batch_size,
-              decay_after=cfg.epochs // 2, dsa=dsa, generator=generator(cfg.seed, "teacher_order", index),
-              on_epoch=keep_best, desc=f"teacher {index}")
+    train_net(
+        net,
+        data.x_train,
+        data.y_train,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        loss="ce",
+        batch_size=cfg.batch_size,
+        decay_after=cfg.epochs // 2,
+        dsa=dsa,
+        generator=generator(cfg.seed, "teacher_order", index),
+        on_epoch=keep_best,
+        desc=f"teacher {index}",
+    )
     net.load_state_dict(best["state"])
-    meta = {"arch": canonical_arch(cfg.arch), "net_options": cfg.net_options, **data_signature(data),
-            "mean": data.mean, "std": data.std, "data_options": data.options, "index": index,
-            "best_epoch": best["epoch"], "val_acc": best["val_acc"],
-            "test_acc": accuracy(net, data.x_test, data.y_test), "config": cfg.model_dump()}
+    meta = {
+        "arch": canonical_arch(cfg.arch),
+        "net_options": cfg.net_options,
+        **data_signature(data),
+        "mean": data.mean,
+        "std": data.std,
+        "data_options": data.options,
+        "index": index,
+        "best_epoch": best["epoch"],
+        "val_acc": best["val_acc"],
+        "test_acc": accuracy(net, data.x_test, data.y_test),
+        "config": cfg.model_dump(),
+    }
     return net, meta
 
 
@@ -78,8 +103,9 @@ def train_pool(data: ImageData, cfg: TeacherConfig, out: Path, device: str = "cp
             continue
         net, meta = train_teacher(data, cfg, i, device)
         save_net(net, path, meta)
-        entries = entries[:i] + [{"file": path.name, "sha256_16": file_hash(path), "val_acc": meta["val_acc"],
-                                  "test_acc": meta["test_acc"]}]
+        entries = entries[:i] + [
+            {"file": path.name, "sha256_16": file_hash(path), "val_acc": meta["val_acc"], "test_acc": meta["test_acc"]}
+        ]
         manifest_path.write_text(json.dumps({"signature": data_signature(data), "teachers": entries}, indent=2))
     return manifest_path
 
@@ -113,8 +139,10 @@ class TeacherPool:
         sig = data_signature(data)
         if self.signature and self.signature != sig:
             diff = {k: (self.signature.get(k), v) for k, v in sig.items() if self.signature.get(k) != v}
-            raise UserError(f"the teacher pool was built for other data {diff} (pool, data); "
-                            "train a pool for this dataset or load the matching one")
+            raise UserError(
+                f"the teacher pool was built for other data {diff} (pool, data); "
+                "train a pool for this dataset or load the matching one"
+            )
 
     def __len__(self) -> int:
         return len(self.nets)

@@ -49,7 +49,7 @@ def train_net(
                 group["lr"] = lr * 0.1
         order = torch.randperm(len(x), generator=g)
         for start in range(0, len(x), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             xb, tb = x[idx].to(device, non_blocking=True), targets[idx].to(device, non_blocking=True)
             if dsa is not None:
                 xb = dsa(xb)
@@ -62,14 +62,15 @@ def train_net(
 
 
 @torch.no_grad()
-def predict(net: nn.Module, x: torch.Tensor, batch_size: int = 1000,
-            fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+def predict(
+    net: nn.Module, x: torch.Tensor, batch_size: int = 1000, fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
     """Logits of `net` on x (or `fn`'s output, e.g. `net.embed`), in evaluation mode, no augmentation, on the CPU."""
     device = next(net.parameters()).device
     fn = fn or net
     was_training = net.training
     net.eval()
-    out = torch.cat([fn(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
+    out = torch.cat([fn(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
     net.train(was_training)
     return out
 

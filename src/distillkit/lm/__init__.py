@@ -13,7 +13,12 @@ from distillkit.lm.local import LocalLM, LoglikelihoodResult, load_local_lm
 from distillkit.lm.offline import smollm2_folder, tiny_llama_folder
 
 __all__ = [
-    "GenerationConfig", "LocalLM", "LoglikelihoodResult", "load_local_lm", "smollm2_folder", "tiny_llama_folder",
+    "GenerationConfig",
+    "LocalLM",
+    "LoglikelihoodResult",
+    "load_local_lm",
+    "smollm2_folder",
+    "tiny_llama_folder",
     "OpenAICompatLM",
 ]
 

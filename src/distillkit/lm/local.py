@@ -84,7 +84,7 @@ class LocalLM:
             context = context[:-n_spaces]
         whole = self.tokenizer(context + continuation).input_ids
         ctx = self.tokenizer(context).input_ids if context else []
-        cont = whole[len(ctx):]
+        cont = whole[len(ctx) :]
         if not ctx:
             prefix = self.tokenizer.bos_token_id
             ctx = [prefix if prefix is not None else self.tokenizer.eos_token_id]
@@ -112,7 +112,7 @@ class LocalLM:
         items = list(groups.items())
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
         for start in range(0, len(items), self.batch_size):
-            chunk = items[start:start + self.batch_size]
+            chunk = items[start : start + self.batch_size]
             scored = self._score_groups([(list(ctx), [encoded[i][1] for i in idxs]) for ctx, idxs in chunk])
             for (_, idxs), group_scores in zip(chunk, scored, strict=True):
                 for i, (lp, greedy, trunc) in zip(idxs, group_scores, strict=True):
@@ -141,11 +141,12 @@ class LocalLM:
         ids = torch.full((n, lc), pad, dtype=torch.long)
         mask = torch.zeros((n, lc), dtype=torch.long)
         for r, c in enumerate(ctxs):  # left padding: every context ends at the last column
-            ids[r, lc - len(c):] = torch.tensor(c)
-            mask[r, lc - len(c):] = 1
+            ids[r, lc - len(c) :] = torch.tensor(c)
+            mask[r, lc - len(c) :] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
-                         logits_to_keep=1)
+        out = self.model(
+            ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True, logits_to_keep=1
+        )
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [n, vocab]
         rows = [(g, c) for g, (_, conts) in enumerate(groups) for c in conts]
         lo = max(len(c) for _, c in rows)
@@ -160,8 +161,13 @@ class LocalLM:
             gidx = torch.tensor([g for g, _ in rows])
             full_mask = torch.cat([mask[gidx], torch.ones((len(rows), lo - 1), dtype=torch.long)], dim=-1)
             opt_pos = torch.tensor([len(ctxs[g]) for g, _ in rows])[:, None] + torch.arange(lo - 1)[None]
-            logits = self.model(inp.to(dev), attention_mask=full_mask.to(dev), position_ids=opt_pos.to(dev),
-                                past_key_values=cache, use_cache=True).logits.float()
+            logits = self.model(
+                inp.to(dev),
+                attention_mask=full_mask.to(dev),
+                position_ids=opt_pos.to(dev),
+                past_key_values=cache,
+                use_cache=True,
+            ).logits.float()
             logp = torch.log_softmax(logits, dim=-1)
         res: list[list[tuple[float, bool, bool]]] = [[] for _ in groups]
         for r, (g, c) in enumerate(rows):
@@ -181,8 +187,8 @@ class LocalLM:
         out = []
         for context, continuation in requests:
             ctx, cont = self.encode_pair(context, continuation)
-            ids = (ctx + cont)[-(self.max_length + 1):][:-1]
-            logits = self.model(torch.tensor([ids], device=self.device)).logits[0, -len(cont):].float()
+            ids = (ctx + cont)[-(self.max_length + 1) :][:-1]
+            logits = self.model(torch.tensor([ids], device=self.device)).logits[0, -len(cont) :].float()
             logp = torch.log_softmax(logits, dim=-1)
             tgt = torch.tensor(cont, device=self.device)
             lp = logp.gather(-1, tgt[:, None]).sum().item()
@@ -193,8 +199,13 @@ class LocalLM:
 
     # ---------------------------------------------------------------- generation
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str], config: GenerationConfig | None = None,
-                 add_special_tokens: bool = True, on_result: Callable[[int, str], None] | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        config: GenerationConfig | None = None,
+        add_special_tokens: bool = True,
+        on_result: Callable[[int, str], None] | None = None,
+    ) -> list[str]:
         """Decode a continuation for each prompt (batched, left padding); stop strings are applied.
 
         `on_result(i, text)` is called as soon as prompt i is done (e.g. to save it at once).
@@ -206,18 +217,23 @@ class LocalLM:
         tok.padding_side = "left"
         try:
             for start in range(0, len(prompts), self.batch_size):
-                batch = list(prompts[start:start + self.batch_size])
+                batch = list(prompts[start : start + self.batch_size])
                 enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
                 enc = {k: v.to(self.device) for k, v in enc.items()}
-                kwargs = dict(max_new_tokens=config.max_new_tokens, do_sample=config.do_sample,
-                              pad_token_id=tok.pad_token_id, num_beams=1, repetition_penalty=1.0)
+                kwargs = dict(
+                    max_new_tokens=config.max_new_tokens,
+                    do_sample=config.do_sample,
+                    pad_token_id=tok.pad_token_id,
+                    num_beams=1,
+                    repetition_penalty=1.0,
+                )
                 if config.do_sample:
                     torch.manual_seed(config.seed + start)
                     kwargs.update(temperature=config.temperature, top_p=config.top_p)
                 else:
                     kwargs.update(temperature=None, top_p=None, top_k=None)
                 gen = self.model.generate(**enc, **kwargs)
-                new = gen[:, enc["input_ids"].shape[1]:]
+                new = gen[:, enc["input_ids"].shape[1] :]
                 self.usage["prompt_tokens"] += int(enc["attention_mask"].sum())
                 for row in new:
                     n = int((row != tok.pad_token_id).sum()) if tok.pad_token_id is not None else len(row)
@@ -235,8 +251,12 @@ class LocalLM:
             raise UserError(f"model {self.name} has no chat template; evaluate it with --mode base")
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def chat(self, conversations: Sequence[list[dict[str, str]]], config: GenerationConfig | None = None,
-             on_result: Callable[[int, str], None] | None = None) -> list[str]:
+    def chat(
+        self,
+        conversations: Sequence[list[dict[str, str]]],
+        config: GenerationConfig | None = None,
+        on_result: Callable[[int, str], None] | None = None,
+    ) -> list[str]:
         """Reply to each conversation (a list of {'role', 'content'} messages)."""
         prompts = [self.render_chat(m) for m in conversations]
         return self.generate(prompts, config, add_special_tokens=False, on_result=on_result)
@@ -264,8 +284,9 @@ def _resolve(name_or_path: str) -> tuple[str, dict]:
     return str(p) if p.exists() else name_or_path, {}
 
 
-def load_local_lm(name_or_path: str, device: str | None = None, dtype: str | None = None,
-                  max_length: int = 2048, batch_size: int = 8) -> LocalLM:
+def load_local_lm(
+    name_or_path: str, device: str | None = None, dtype: str | None = None, max_length: int = 2048, batch_size: int = 8
+) -> LocalLM:
     """Load a Hugging Face model id, a local folder, a `.gguf` file, or the alias `smollm2`.
 
     GGUF files are dequantised once into an fp32 folder under the distillkit cache, so later loads are fast.

@@ -22,8 +22,13 @@ from distillkit.lm.cache import ResponseCache, request_key
 from distillkit.lm.config import GenerationConfig, apply_stop
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
-_RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError,
-              openai.APIResponseValidationError)
+_RETRYABLE = (
+    openai.RateLimitError,
+    openai.InternalServerError,
+    openai.APITimeoutError,
+    openai.APIConnectionError,
+    openai.APIResponseValidationError,
+)
 
 
 class _Garbage(Exception):
@@ -37,9 +42,18 @@ class OpenAICompatLM:
     prompt/completion tokens, requests, retries and cache hits.
     """
 
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 8, max_retries: int = 5, timeout: float = 120.0, backoff: float = 1.0,
-                 max_backoff: float = 30.0, cache_dir: Path | None | bool = None):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        max_retries: int = 5,
+        timeout: float = 120.0,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        cache_dir: Path | None | bool = None,
+    ):
         from distillkit.lm.offline import cache_dir as default_cache
 
         self.model = model
@@ -58,8 +72,13 @@ class OpenAICompatLM:
 
     def describe(self) -> dict:
         """What to record with results (never the key)."""
-        return {"backend": "openai", "name": self.model, "base_url": self.base_url,
-                "concurrency": self.concurrency, "max_retries": self.max_retries}
+        return {
+            "backend": "openai",
+            "name": self.model,
+            "base_url": self.base_url,
+            "concurrency": self.concurrency,
+            "max_retries": self.max_retries,
+        }
 
     def _client(self) -> openai.AsyncOpenAI:
         key = os.environ.get(self.api_key_env) or "EMPTY"
@@ -100,11 +119,15 @@ class OpenAICompatLM:
                     f"the server at {self.base_url} refused the API key; set {self.api_key_env} in the environment"
                 ) from None
             except openai.NotFoundError as e:
-                raise UserError(f"the server at {self.base_url} does not know model {self.model!r} or the "
-                                f"endpoint ({_short(e)}); check --model and --base-url") from None
+                raise UserError(
+                    f"the server at {self.base_url} does not know model {self.model!r} or the "
+                    f"endpoint ({_short(e)}); check --model and --base-url"
+                ) from None
             except openai.APIStatusError as e:
-                raise UserError(f"the server at {self.base_url} rejected the request (HTTP {e.status_code}: "
-                                f"{_short(e)}); check the model name and generation settings") from None
+                raise UserError(
+                    f"the server at {self.base_url} rejected the request (HTTP {e.status_code}: "
+                    f"{_short(e)}); check the model name and generation settings"
+                ) from None
         raise UserError(_explain(last, self.base_url, self.max_retries)) from None
 
     def _delay(self, attempt: int, err: Exception) -> float:
@@ -115,7 +138,7 @@ class OpenAICompatLM:
                 retry_after = float(resp.headers.get("retry-after"))
             except (TypeError, ValueError):
                 retry_after = None
-        base = retry_after if retry_after is not None else self.backoff * (2 ** attempt)
+        base = retry_after if retry_after is not None else self.backoff * (2**attempt)
         return min(self.max_backoff, base) * (0.5 + random.random() / 2)
 
     # ------------------------------------------------------------------ many requests
@@ -124,6 +147,7 @@ class OpenAICompatLM:
         results: list[str | None] = [None] * len(payloads)
         errors: list[Exception] = []
         async with self._client() as client:
+
             async def one(i: int) -> None:
                 async with sem:
                     try:
@@ -160,9 +184,13 @@ class OpenAICompatLM:
             args["stop"] = list(config.stop)
         return args
 
-    def chat(self, conversations: Sequence[list[dict[str, str]]], config: GenerationConfig | None = None,
-             on_result: Callable[[int, str], None] | None = None,
-             extra: dict[str, Any] | Sequence[dict[str, Any]] | None = None) -> list[str]:
+    def chat(
+        self,
+        conversations: Sequence[list[dict[str, str]]],
+        config: GenerationConfig | None = None,
+        on_result: Callable[[int, str], None] | None = None,
+        extra: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+    ) -> list[str]:
         """One reply per conversation; finished replies reach `on_result` even if a later one fails.
 
         `extra`: more request fields (e.g. `response_format`, `presence_penalty`, a per-item `seed`), one dict
@@ -170,13 +198,18 @@ class OpenAICompatLM:
         """
         config = config or GenerationConfig()
         extras = [extra or {}] * len(conversations) if extra is None or isinstance(extra, dict) else list(extra)
-        payloads = [{**self._gen_args(config), **x, "messages": list(m)}
-                    for m, x in zip(conversations, extras, strict=True)]
+        payloads = [
+            {**self._gen_args(config), **x, "messages": list(m)} for m, x in zip(conversations, extras, strict=True)
+        ]
         out = self._sync(self._run_all("chat", payloads, on_result))
         return [apply_stop(t, config.stop) for t in out]
 
-    def generate(self, prompts: Sequence[str], config: GenerationConfig | None = None,
-                 on_result: Callable[[int, str], None] | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        config: GenerationConfig | None = None,
+        on_result: Callable[[int, str], None] | None = None,
+    ) -> list[str]:
         """Plain completions (the legacy /completions endpoint)."""
         config = config or GenerationConfig()
         payloads = [{**self._gen_args(config), "prompt": p} for p in prompts]
@@ -200,5 +233,7 @@ def _explain(err: Exception | None, base_url: str, retries: int) -> str:
         return f"the server at {base_url} kept rate-limiting (HTTP 429) after {retries} retries; lower --concurrency"
     if isinstance(err, openai.InternalServerError):
         return f"the server at {base_url} kept failing (HTTP {err.status_code}) after {retries} retries; check its logs"
-    return (f"the server at {base_url} answered garbage ({_short(err) if err else 'no answer'}) after "
-            f"{retries} retries; check that it speaks the OpenAI API")
+    return (
+        f"the server at {base_url} answered garbage ({_short(err) if err else 'no answer'}) after "
+        f"{retries} retries; check that it speaks the OpenAI API"
+    )

@@ -41,7 +41,6 @@ def canonical_arch(name: str) -> str:
 def build_net(name: str, channels: int, num_classes: int, image_size: int, **options) -> nn.Module:
     """Build a registered network; `options` (width, depth, norm, pooling, ...) go to its constructor."""
     try:
-        return NETS[canonical_arch(name)](channels=channels, num_classes=num_classes, image_size=image_size,
-                                          **options)
+        return NETS[canonical_arch(name)](channels=channels, num_classes=num_classes, image_size=image_size, **options)
     except TypeError as e:
         raise UserError(f"architecture '{name}' does not take these options {sorted(options)}: {e}") from None

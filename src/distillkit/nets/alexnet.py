@@ -12,11 +12,19 @@ class AlexNet(nn.Module):
         super().__init__()
         pad = 4 if channels == 1 else 2
         self.features = nn.Sequential(
-            nn.Conv2d(channels, 128, 5, 1, pad), nn.ReLU(inplace=True), nn.MaxPool2d(2, 2, ceil_mode=True),
-            nn.Conv2d(128, 192, 5, 1, 2), nn.ReLU(inplace=True), nn.MaxPool2d(2, 2, ceil_mode=True),
-            nn.Conv2d(192, 256, 3, 1, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(256, 192, 3, 1, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(192, 192, 3, 1, 1), nn.ReLU(inplace=True), nn.MaxPool2d(2, 2, ceil_mode=True),
+            nn.Conv2d(channels, 128, 5, 1, pad),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, 2, ceil_mode=True),
+            nn.Conv2d(128, 192, 5, 1, 2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, 2, ceil_mode=True),
+            nn.Conv2d(192, 256, 3, 1, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(256, 192, 3, 1, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(192, 192, 3, 1, 1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, 2, ceil_mode=True),
         )
         self.classifier = nn.Linear(192 * 4 * 4, num_classes)
 

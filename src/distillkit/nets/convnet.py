@@ -9,8 +9,16 @@ from distillkit.nets.layers import norm2d, pool2d
 
 
 class ConvNet(nn.Module):
-    def __init__(self, channels: int, num_classes: int, image_size: int, width: int = 128, depth: int = 3,
-                 norm: str = "instance", pooling: str = "avg") -> None:
+    def __init__(
+        self,
+        channels: int,
+        num_classes: int,
+        image_size: int,
+        width: int = 128,
+        depth: int = 3,
+        norm: str = "instance",
+        pooling: str = "avg",
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         size, c_in = image_size, channels

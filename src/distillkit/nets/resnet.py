@@ -26,8 +26,9 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    def __init__(self, channels: int, num_classes: int, image_size: int, norm: str = "instance",
-                 width: int = 64) -> None:
+    def __init__(
+        self, channels: int, num_classes: int, image_size: int, norm: str = "instance", width: int = 64
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(channels, width, 3, 1, 1, bias=False)
         self.bn1 = norm2d(norm, width)

@@ -12,8 +12,9 @@ VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 
 
 class VGG11Net(nn.Module):
-    def __init__(self, channels: int, num_classes: int, image_size: int, norm: str = "instance",
-                 width: int = 64) -> None:
+    def __init__(
+        self, channels: int, num_classes: int, image_size: int, norm: str = "instance", width: int = 64
+    ) -> None:
         """`width` is the first stage's channels (64 in VGG-11); later stages scale with it."""
         super().__init__()
         layers: list[nn.Module] = []

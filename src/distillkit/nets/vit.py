@@ -7,16 +7,27 @@ from torch import nn
 
 
 class ViT(nn.Module):
-    def __init__(self, channels: int, num_classes: int, image_size: int, patch: int = 4, dim: int = 512,
-                 depth: int = 3, heads: int = 4, mlp_dim: int = 512, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        channels: int,
+        num_classes: int,
+        image_size: int,
+        patch: int = 4,
+        dim: int = 512,
+        depth: int = 3,
+        heads: int = 4,
+        mlp_dim: int = 512,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         patch = patch if image_size % patch == 0 else 1
         n = (image_size // patch) ** 2
         self.patchify = nn.Conv2d(channels, dim, patch, patch)
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos = nn.Parameter(torch.randn(1, n + 1, dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, mlp_dim, dropout, activation="gelu", batch_first=True,
-                                           norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, mlp_dim, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.classifier = nn.Linear(dim, num_classes)

@@ -9,8 +9,16 @@ from difflib import SequenceMatcher
 
 from distillkit.dialogbench.schema import Instance
 
-CHECKS = ("option_count", "two_party", "dialogue_length", "duplicate_options", "near_duplicate_options",
-          "answer_leak", "duplicate_dialogue", "near_duplicate_dialogue")
+CHECKS = (
+    "option_count",
+    "two_party",
+    "dialogue_length",
+    "duplicate_options",
+    "near_duplicate_options",
+    "answer_leak",
+    "duplicate_dialogue",
+    "near_duplicate_dialogue",
+)
 
 
 @dataclass(frozen=True)
@@ -37,8 +45,8 @@ def shingles(text: str, k: int = 3) -> set[str]:
     words = t.split()
     if len(words) < 2 * k:
         t = t.replace(" ", "")
-        return {t[i:i + k] for i in range(max(1, len(t) - k + 1))}
-    return {" ".join(words[i:i + k]) for i in range(len(words) - k + 1)}
+        return {t[i : i + k] for i in range(max(1, len(t) - k + 1))}
+    return {" ".join(words[i : i + k]) for i in range(len(words) - k + 1)}
 
 
 def jaccard(a: set[str], b: set[str]) -> float:

@@ -21,8 +21,9 @@ def _reason_name(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
-def finalize(s: GenSettings, out: Path, jobs: list[Job], gen_log: ItemLog, judge_log: ItemLog | None, budget,
-             seconds: float) -> dict:
+def finalize(
+    s: GenSettings, out: Path, jobs: list[Job], gen_log: ItemLog, judge_log: ItemLog | None, budget, seconds: float
+) -> dict:
     """Assemble accepted instances and rejects from the logs; write every output file; return the summary."""
     from distillkit.dialogbench.generate.pipeline import checked
 
@@ -32,12 +33,29 @@ def finalize(s: GenSettings, out: Path, jobs: list[Job], gen_log: ItemLog, judge
     for j in jobs:
         rec = gen_log.records.get(j.key)
         if rec is not None and rec["status"] == "invalid":
-            rejects.append({"id": j.id, "task": j.task, "domain": j.domain, "stage": "generate",
-                            "reason": rec["reason"], "errors": rec["errors"], "last_reply": rec["last_reply"]})
+            rejects.append(
+                {
+                    "id": j.id,
+                    "task": j.task,
+                    "domain": j.domain,
+                    "stage": "generate",
+                    "reason": rec["reason"],
+                    "errors": rec["errors"],
+                    "last_reply": rec["last_reply"],
+                }
+            )
     for inst_id, reason in failed.items():
         j = by_id[inst_id]
-        rejects.append({"id": inst_id, "task": j.task, "domain": j.domain, "stage": "check", "reason": reason,
-                        "instance": gen_log.records[j.key]["instance"]})
+        rejects.append(
+            {
+                "id": inst_id,
+                "task": j.task,
+                "domain": j.domain,
+                "stage": "check",
+                "reason": reason,
+                "instance": gen_log.records[j.key]["instance"],
+            }
+        )
     accepted: list[Instance] = []
     unjudged = 0
     for inst in survivors:
@@ -51,10 +69,22 @@ def finalize(s: GenSettings, out: Path, jobs: list[Job], gen_log: ItemLog, judge
             inst.provenance["filter"] = {"judge": s.judge_llm or s.llm, "judge_answer": rec["pred"]}
             accepted.append(inst)
         else:
-            why = "judge_unparsed: no letter in the judge's answer" if rec["pred"] is None else \
-                f"judge_wrong: judge chose {rec['pred']}, gold {rec['gold']}"
-            rejects.append({"id": inst.id, "task": inst.task, "domain": inst.domain, "stage": "judge", "reason": why,
-                            "judge_output": rec["output"][:500], "instance": inst.model_dump()})
+            why = (
+                "judge_unparsed: no letter in the judge's answer"
+                if rec["pred"] is None
+                else f"judge_wrong: judge chose {rec['pred']}, gold {rec['gold']}"
+            )
+            rejects.append(
+                {
+                    "id": inst.id,
+                    "task": inst.task,
+                    "domain": inst.domain,
+                    "stage": "judge",
+                    "reason": why,
+                    "judge_output": rec["output"][:500],
+                    "instance": inst.model_dump(),
+                }
+            )
     write_jsonl(out / "instances.jsonl", accepted)
     with (out / "rejects.jsonl").open("w", encoding="utf-8") as f:
         for r in rejects:
@@ -63,13 +93,20 @@ def finalize(s: GenSettings, out: Path, jobs: list[Job], gen_log: ItemLog, judge
     done = sum(j.key in gen_log for j in jobs)
     usage = budget.used()
     summary = {
-        "planned": len(jobs), "generated": done, "valid": done - sum(r["stage"] == "generate" for r in rejects),
+        "planned": len(jobs),
+        "generated": done,
+        "valid": done - sum(r["stage"] == "generate" for r in rejects),
         "repaired": sum(r["status"] == "valid" and bool(r["errors"]) for r in gen_log.records.values()),
-        "accepted": len(accepted), "rejected": len(rejects),
+        "accepted": len(accepted),
+        "rejected": len(rejects),
         "rejected_by_reason": dict(Counter(_reason_name(r["reason"]) for r in rejects)),
-        "unjudged": unjudged, "complete": done == len(jobs) and unjudged == 0,
-        "budget_reached": budget.reached, "usage": usage, "seconds": round(seconds, 2),
-        "rounding_note": s.rounding_note, "mitigation": s.mitigation(),
+        "unjudged": unjudged,
+        "complete": done == len(jobs) and unjudged == 0,
+        "budget_reached": budget.reached,
+        "usage": usage,
+        "seconds": round(seconds, 2),
+        "rounding_note": s.rounding_note,
+        "mitigation": s.mitigation(),
     }
     write_json(out / "summary.json", summary)
     write_datasheet(out, s, accepted, rejects, summary)
@@ -79,9 +116,13 @@ def finalize(s: GenSettings, out: Path, jobs: list[Job], gen_log: ItemLog, judge
 def datasheet(accepted: list[Instance], rejects: list[dict]) -> dict:
     """Counts per task, domain, gold letter, speaker style, and rejection reason."""
     style = Counter(st for i in accepted for st in (i.provenance.get("styles") or ["(not set)"]))
-    return {"task": dict(Counter(i.task for i in accepted)), "domain": dict(Counter(i.domain for i in accepted)),
-            "answer_position": dict(sorted(Counter(i.label for i in accepted).items())), "style": dict(style),
-            "rejection_reason": dict(Counter(_reason_name(r["reason"]) for r in rejects))}
+    return {
+        "task": dict(Counter(i.task for i in accepted)),
+        "domain": dict(Counter(i.domain for i in accepted)),
+        "answer_position": dict(sorted(Counter(i.label for i in accepted).items())),
+        "style": dict(style),
+        "rejection_reason": dict(Counter(_reason_name(r["reason"]) for r in rejects)),
+    }
 
 
 def _table(title: str, counts: dict) -> str:
@@ -93,16 +134,23 @@ def write_datasheet(out: Path, s: GenSettings, accepted: list[Instance], rejects
     """datasheet.json, datasheet.md and datasheet.png (four bar charts)."""
     sheet = datasheet(accepted, rejects)
     write_json(out / "datasheet.json", {"summary": summary, "counts": sheet, "settings": s.model_dump()})
-    head = (f"# Datasheet: generated DialogBench ({s.lang})\n\n"
-            f"Generator `{s.llm}`; judge `{(s.judge_llm or s.llm) if s.judge else 'none'}`; seed {s.seed}; "
-            f"{s.per_task} planned per task over {len(s.domains)} domains"
-            f"{f' ({s.rounding_note})' if s.rounding_note else ''}. Mitigations: "
-            + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in s.mitigation().items())
-            + f".\n\nAccepted {summary['accepted']} of {summary['planned']} planned; rejected {summary['rejected']}; "
-            f"tokens {summary['usage']['prompt_tokens']} prompt + {summary['usage']['completion_tokens']} completion "
-            f"in {summary['usage']['requests']} requests.\n\n![counts](datasheet.png)\n")
-    titles = {"task": "Per task", "domain": "Per domain", "answer_position": "Per answer position",
-              "style": "Per speaker style", "rejection_reason": "Rejection reasons"}
+    head = (
+        f"# Datasheet: generated DialogBench ({s.lang})\n\n"
+        f"Generator `{s.llm}`; judge `{(s.judge_llm or s.llm) if s.judge else 'none'}`; seed {s.seed}; "
+        f"{s.per_task} planned per task over {len(s.domains)} domains"
+        f"{f' ({s.rounding_note})' if s.rounding_note else ''}. Mitigations: "
+        + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in s.mitigation().items())
+        + f".\n\nAccepted {summary['accepted']} of {summary['planned']} planned; rejected {summary['rejected']}; "
+        f"tokens {summary['usage']['prompt_tokens']} prompt + {summary['usage']['completion_tokens']} completion "
+        f"in {summary['usage']['requests']} requests.\n\n![counts](datasheet.png)\n"
+    )
+    titles = {
+        "task": "Per task",
+        "domain": "Per domain",
+        "answer_position": "Per answer position",
+        "style": "Per speaker style",
+        "rejection_reason": "Rejection reasons",
+    }
     body = "".join(_table(titles[k], v) for k, v in sheet.items())
     (out / "datasheet.md").write_text(head + body, encoding="utf-8")
     _plot(out / "datasheet.png", sheet)
@@ -126,8 +174,7 @@ def _plot(path: Path, sheet: dict) -> None:
     for ax, key in zip(axes, ("task", "answer_position", "domain", "rejection_reason"), strict=True):
         counts = {_latin(k): v for k, v in sheet[key].items()}
         ax.bar(range(len(counts)), list(counts.values()), color="#4c72b0")
-        ax.set_xticks(range(len(counts)), list(counts), rotation=60 if len(counts) > 4 else 0, ha="right",
-                      fontsize=7)
+        ax.set_xticks(range(len(counts)), list(counts), rotation=60 if len(counts) > 4 else 0, ha="right", fontsize=7)
         ax.set_title(key.replace("_", " "))
     fig.tight_layout()
     fig.savefig(path, dpi=100)

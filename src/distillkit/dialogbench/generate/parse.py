@@ -74,9 +74,17 @@ def parse_reply(text: str, job: Job, n_options: int, provenance: dict[str, Any])
     if not isinstance(dialogue, list) or not all(isinstance(t, dict) for t in dialogue):
         raise InvalidReply("`dialogue` must be a list of {speaker, text} objects")
     options, label = options_from(obj, job, n_options)
-    record = {"id": job.id, "task": job.task, "language": job.lang, "domain": job.domain or "unspecified",
-              "dialogue": dialogue, "slot": obj.get("slot"), "options": options, "label": label,
-              "provenance": provenance}
+    record = {
+        "id": job.id,
+        "task": job.task,
+        "language": job.lang,
+        "domain": job.domain or "unspecified",
+        "dialogue": dialogue,
+        "slot": obj.get("slot"),
+        "options": options,
+        "label": label,
+        "provenance": provenance,
+    }
     try:
         return Instance.model_validate(record)
     except ValidationError as e:

@@ -67,17 +67,39 @@ class _State:
 
 def provenance(s: GenSettings, job: Job, attempts: int) -> dict:
     """What every generated instance records about how it was made."""
-    return {"source": "distillkit-generate", "generator": s.llm, "base_url": s.base_url,
-            "prompt_version": prompt_data()["version"], "job": job.key, "seed": job.seed, "attempts": attempts,
-            "mitigation": s.mitigation(), "styles": list(job.styles) if job.styles else None,
-            "gold_position": job.gold or "llm", "json_schema": s.json_schema,
-            "sampling": {"temperature": s.temperature, "presence_penalty": s.presence_penalty,
-                         "max_new_tokens": s.max_new_tokens}}
+    return {
+        "source": "distillkit-generate",
+        "generator": s.llm,
+        "base_url": s.base_url,
+        "prompt_version": prompt_data()["version"],
+        "job": job.key,
+        "seed": job.seed,
+        "attempts": attempts,
+        "mitigation": s.mitigation(),
+        "styles": list(job.styles) if job.styles else None,
+        "gold_position": job.gold or "llm",
+        "json_schema": s.json_schema,
+        "sampling": {
+            "temperature": s.temperature,
+            "presence_penalty": s.presence_penalty,
+            "max_new_tokens": s.max_new_tokens,
+        },
+    }
 
 
 def plan_for(s: GenSettings) -> list[Job]:
-    return make_plan(s.tasks, s.per_task, s.lang, s.n_options, s.seed, s.domains, styles(s.lang),
-                     s.domain_balance, s.style_mix, s.position_balance)
+    return make_plan(
+        s.tasks,
+        s.per_task,
+        s.lang,
+        s.n_options,
+        s.seed,
+        s.domains,
+        styles(s.lang),
+        s.domain_balance,
+        s.style_mix,
+        s.position_balance,
+    )
 
 
 def _generate(lm, s: GenSettings, jobs: list[Job], log: ItemLog, budget: Budget, show: bool) -> None:
@@ -88,7 +110,9 @@ def _generate(lm, s: GenSettings, jobs: list[Job], log: ItemLog, budget: Budget,
     chunk = max(8, 4 * s.concurrency)
     try:
         for start in range(0, len(todo), chunk):
-            active = [_State(j, build_messages(j, s.n_options, s.prompt_min_turns)) for j in todo[start:start + chunk]]
+            active = [
+                _State(j, build_messages(j, s.n_options, s.prompt_min_turns)) for j in todo[start : start + chunk]
+            ]
             while active:
                 n = budget.allowance(len(active))
                 if n == 0:
@@ -106,15 +130,29 @@ def _generate(lm, s: GenSettings, jobs: list[Job], log: ItemLog, budget: Budget,
                             st.messages = repair_messages(st.messages, text, str(e), s.lang)
                             retry.append(st)
                             return
-                        log.write({"key": st.job.key, "status": "invalid", "job": st.job.to_dict(),
-                                   "reason": f"invalid_output: {st.errors[-1]}", "errors": st.errors,
-                                   "last_reply": text[:2000]})
+                        log.write(
+                            {
+                                "key": st.job.key,
+                                "status": "invalid",
+                                "job": st.job.to_dict(),
+                                "reason": f"invalid_output: {st.errors[-1]}",
+                                "errors": st.errors,
+                                "last_reply": text[:2000],
+                            }
+                        )
                         streak["n"] += 1
                         streak["last"] = st.errors[-1]
                         bar.update(1)
                         return
-                    log.write({"key": st.job.key, "status": "valid", "job": st.job.to_dict(),
-                               "instance": inst.model_dump(), "errors": st.errors})
+                    log.write(
+                        {
+                            "key": st.job.key,
+                            "status": "valid",
+                            "job": st.job.to_dict(),
+                            "instance": inst.model_dump(),
+                            "errors": st.errors,
+                        }
+                    )
                     streak["n"] = 0
                     bar.update(1)
 
@@ -123,22 +161,27 @@ def _generate(lm, s: GenSettings, jobs: list[Job], log: ItemLog, budget: Budget,
                     lm.chat([st.messages for st in batch], gen, on_result=done, extra=extras)
                 except UserError as e:
                     if s.json_schema and "rejected the request (HTTP 400" in str(e):
-                        raise UserError(f"{e}; if the server does not support response_format (JSON schema), "
-                                        "add --no-json-schema") from None
+                        raise UserError(
+                            f"{e}; if the server does not support response_format (JSON schema), add --no-json-schema"
+                        ) from None
                     raise
                 if streak["n"] >= min(s.max_invalid_streak, len(jobs)):
                     raise UserError(
                         f"model {s.llm!r} returned no usable instance for {streak['n']} jobs in a row, each tried "
                         f"{s.max_attempts} times (last problem: {streak['last']}); use a stronger model"
-                        + ("" if s.json_schema else " or drop --no-json-schema"))
+                        + ("" if s.json_schema else " or drop --no-json-schema")
+                    )
                 active = retry + active
     finally:
         bar.close()
 
 
 def _extra(s: GenSettings, st: _State) -> dict:
-    x: dict = {"seed": st.job.seed + 7919 * len(st.errors), "presence_penalty": s.presence_penalty,
-               "frequency_penalty": 0.0}
+    x: dict = {
+        "seed": st.job.seed + 7919 * len(st.errors),
+        "presence_penalty": s.presence_penalty,
+        "frequency_penalty": 0.0,
+    }
     if s.json_schema:
         x["response_format"] = response_format(st.job.task, s.n_options, st.job.gold is None)
     return x
@@ -146,8 +189,11 @@ def _extra(s: GenSettings, st: _State) -> dict:
 
 def checked(s: GenSettings, jobs: list[Job], log: ItemLog) -> tuple[list[Instance], dict[str, str]]:
     """Valid instances that pass every no-LLM check (in plan order), and id -> reason for the others."""
-    valid = [Instance.model_validate(log.records[j.key]["instance"]) for j in jobs
-             if j.key in log and log.records[j.key]["status"] == "valid"]
+    valid = [
+        Instance.model_validate(log.records[j.key]["instance"])
+        for j in jobs
+        if j.key in log and log.records[j.key]["status"] == "valid"
+    ]
     failed: dict[str, str] = {}
     passing = []
     for inst in valid:
@@ -167,16 +213,17 @@ def _judge(lm, s: GenSettings, items: list[Instance], log: ItemLog, budget: Budg
     chunk = max(8, 4 * s.concurrency)
     try:
         for start in range(0, len(todo), chunk):
-            batch = todo[start:start + chunk]
-            batch = batch[:budget.allowance(len(batch))]
+            batch = todo[start : start + chunk]
+            batch = batch[: budget.allowance(len(batch))]
             if not batch:
                 return
 
             def done(i: int, text: str, batch=batch) -> None:
                 inst = batch[i]
                 pred = extract(text, inst.language, inst.options).lenient
-                log.write({"key": inst.id, "output": text, "pred": pred, "gold": inst.label,
-                           "kept": pred == inst.label})
+                log.write(
+                    {"key": inst.id, "output": text, "pred": pred, "gold": inst.label, "kept": pred == inst.label}
+                )
                 bar.update(1)
 
             lm.chat([chat_messages(inst) for inst in batch], gen, on_result=done)
@@ -203,6 +250,7 @@ def run_generation(s: GenSettings, out_dir: Path, lm, judge_lm=None, show: bool 
     finally:
         gen_log.close()
         judge_log.close()
-        summary = finalize(s, out_dir, jobs, gen_log, judge_log if judge_lm is not None else None, budget,
-                           time.time() - t0)
+        summary = finalize(
+            s, out_dir, jobs, gen_log, judge_log if judge_lm is not None else None, budget, time.time() - t0
+        )
     return summary

@@ -45,8 +45,10 @@ def balanced_count(per_task: int, n_domains: int, rounding: str | None) -> tuple
     elif rounding == "down":
         n = down
     else:
-        raise UserError(f"--per-task {per_task} cannot be split evenly over {n_domains} domains; use --per-task "
-                        f"{down or up} or {up}, or pass --round up/down (or --no-domain-balance)")
+        raise UserError(
+            f"--per-task {per_task} cannot be split evenly over {n_domains} domains; use --per-task "
+            f"{down or up} or {up}, or pass --round up/down (or --no-domain-balance)"
+        )
     return n, f"--per-task {per_task} rounded {'up' if n == up else 'down'} to {n} ({n // n_domains} per domain)"
 
 
@@ -60,9 +62,18 @@ def _cycle(items: list, n: int, rng: random.Random) -> list:
     return out[:n]
 
 
-def make_plan(tasks: list[str], per_task: int, lang: str, n_options: int, seed: int, domain_list: list[str],
-              style_list: list[str], domain_balance: bool = True, style_mix: bool = True,
-              position_balance: bool = True) -> list[Job]:
+def make_plan(
+    tasks: list[str],
+    per_task: int,
+    lang: str,
+    n_options: int,
+    seed: int,
+    domain_list: list[str],
+    style_list: list[str],
+    domain_balance: bool = True,
+    style_mix: bool = True,
+    position_balance: bool = True,
+) -> list[Job]:
     """Jobs for every task: domains round-robin (exact counts), styles and gold letters in shuffled passes."""
     jobs: list[Job] = []
     for t_i, task in enumerate(tasks):

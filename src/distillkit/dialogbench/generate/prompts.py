@@ -39,26 +39,39 @@ def response_schema(task: str, n_options: int, llm_places_gold: bool = False) ->
 
     With `llm_places_gold` (position mitigation off) the model returns `options` and `answer_index` instead.
     """
-    turn = {"type": "object", "properties": {"speaker": {"type": "string"}, "text": {"type": "string"}},
-            "required": ["speaker", "text"], "additionalProperties": False}
+    turn = {
+        "type": "object",
+        "properties": {"speaker": {"type": "string"}, "text": {"type": "string"}},
+        "required": ["speaker", "text"],
+        "additionalProperties": False,
+    }
     props: dict[str, Any] = {"dialogue": {"type": "array", "items": turn, "minItems": 2}}
     if all_tasks()[task].slot is not None:
         props["slot"] = {"type": "string"}
     if llm_places_gold:
-        props["options"] = {"type": "array", "items": {"type": "string"}, "minItems": n_options,
-                            "maxItems": n_options}
+        props["options"] = {"type": "array", "items": {"type": "string"}, "minItems": n_options, "maxItems": n_options}
         props["answer_index"] = {"type": "integer", "minimum": 0, "maximum": n_options - 1}
     else:
         props["correct"] = {"type": "string"}
-        props["distractors"] = {"type": "array", "items": {"type": "string"}, "minItems": n_options - 1,
-                                "maxItems": n_options - 1}
+        props["distractors"] = {
+            "type": "array",
+            "items": {"type": "string"},
+            "minItems": n_options - 1,
+            "maxItems": n_options - 1,
+        }
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
 
 def response_format(task: str, n_options: int, llm_places_gold: bool = False) -> dict[str, Any]:
     """The `response_format` request field (OpenAI structured outputs)."""
-    return {"type": "json_schema", "json_schema": {"name": f"dialogbench_{task.lower()}", "strict": True,
-                                                   "schema": response_schema(task, n_options, llm_places_gold)}}
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": f"dialogbench_{task.lower()}",
+            "strict": True,
+            "schema": response_schema(task, n_options, llm_places_gold),
+        },
+    }
 
 
 def build_messages(job: Job, n_options: int, min_turns: int = MIN_TURNS) -> list[dict[str, str]]:
@@ -67,17 +80,30 @@ def build_messages(job: Job, n_options: int, min_turns: int = MIN_TURNS) -> list
     tpl = prompt_data()["template"][lang]
     spec = prompt_data()["tasks"][job.task][lang]
     a, b = speakers(lang)
-    style = tpl["style"].format(speaker_a=a, speaker_b=b, style_a=job.styles[0], style_b=job.styles[1]) \
-        if job.styles else ""
+    style = (
+        tpl["style"].format(speaker_a=a, speaker_b=b, style_a=job.styles[0], style_b=job.styles[1])
+        if job.styles
+        else ""
+    )
     slot_instruction = tpl["slot"].format(slot_desc=spec["slot"]) if spec["slot"] else ""
     keys = list(response_schema(job.task, n_options, job.gold is None)["properties"])
     domain = job.domain if job.domain else ("任意话题" if lang == "zh" else "any everyday or professional topic")
     user = tpl["user"].format(
-        goal=spec["goal"], speaker_a=a, speaker_b=b, domain=domain, min_turns=min_turns,
-        min_utterances=2 * min_turns, style=style, slot_instruction=slot_instruction, n_options=n_options,
-        n_distractors=n_options - 1, options_desc=spec["options"],
-        leak=tpl["leak"] if spec["slot"] else "", ending=spec.get("ending", "").format(speaker_a=a, speaker_b=b),
-        keys=", ".join(f"`{k}`" for k in keys))
+        goal=spec["goal"],
+        speaker_a=a,
+        speaker_b=b,
+        domain=domain,
+        min_turns=min_turns,
+        min_utterances=2 * min_turns,
+        style=style,
+        slot_instruction=slot_instruction,
+        n_options=n_options,
+        n_distractors=n_options - 1,
+        options_desc=spec["options"],
+        leak=tpl["leak"] if spec["slot"] else "",
+        ending=spec.get("ending", "").format(speaker_a=a, speaker_b=b),
+        keys=", ".join(f"`{k}`" for k in keys),
+    )
     return [{"role": "system", "content": tpl["system"]}, {"role": "user", "content": user}]
 
 

@@ -17,11 +17,13 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-WORDS = ("apple river budget ticket coffee window garden meeting laptop violin ferry museum salary doctor "
-         "neighbor recipe stadium battery theory planet enzyme market history fever guitar kettle ladder "
-         "monsoon notebook orchard parcel quartz rental scooter tablet umbrella voyage wallet yoghurt zipper "
-         "anchor blanket candle dentist engine festival glacier harbor island jacket kitchen lantern mirror "
-         "noodle ocean pepper quilt rocket saddle tunnel uniform valley walnut circuit protein thesis").split()
+WORDS = (
+    "apple river budget ticket coffee window garden meeting laptop violin ferry museum salary doctor "
+    "neighbor recipe stadium battery theory planet enzyme market history fever guitar kettle ladder "
+    "monsoon notebook orchard parcel quartz rental scooter tablet umbrella voyage wallet yoghurt zipper "
+    "anchor blanket candle dentist engine festival glacier harbor island jacket kitchen lantern mirror "
+    "noodle ocean pepper quilt rocket saddle tunnel uniform valley walnut circuit protein thesis"
+).split()
 GEN_STEPS = ("invalid", "missing_key", "short", "dup", "near_dup", "dup_options", "leak")
 
 
@@ -33,8 +35,14 @@ class ReplayServer:
     every generation request. `delay` adds seconds per request.
     """
 
-    def __init__(self, script: list | None = None, judge_wrong_every: int = 0, always: str | None = None,
-                 delay: float = 0.0, utterances: int = 12):
+    def __init__(
+        self,
+        script: list | None = None,
+        judge_wrong_every: int = 0,
+        always: str | None = None,
+        delay: float = 0.0,
+        utterances: int = 12,
+    ):
         self.script = list(script or [])
         self.judge_wrong_every = judge_wrong_every
         self.always = always
@@ -58,11 +66,23 @@ class ReplayServer:
                 if code != 200:
                     self._send(code, {"error": {"message": f"injected {code}"}}, {"retry-after": "0"})
                     return
-                self._send(200, {"id": "r", "object": "chat.completion", "created": 0, "model": body["model"],
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": text}}],
-                                 "usage": {"prompt_tokens": sum(len(m["content"]) // 4 for m in body["messages"]),
-                                           "completion_tokens": len(text) // 4, "total_tokens": 0}})
+                self._send(
+                    200,
+                    {
+                        "id": "r",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                        ],
+                        "usage": {
+                            "prompt_tokens": sum(len(m["content"]) // 4 for m in body["messages"]),
+                            "completion_tokens": len(text) // 4,
+                            "total_tokens": 0,
+                        },
+                    },
+                )
 
             def _send(self, code, obj, headers=None):
                 data = json.dumps(obj).encode()
@@ -115,8 +135,9 @@ class ReplayServer:
             return " ".join(rng.choice(WORDS) for _ in range(n))
 
         n_utt = 4 if step == "short" else self.utterances
-        dialogue = [{"speaker": ("User", "Assistant")[i % 2], "text": phrase(10).capitalize() + "?"}
-                    for i in range(n_utt)]
+        dialogue = [
+            {"speaker": ("User", "Assistant")[i % 2], "text": phrase(10).capitalize() + "?"} for i in range(n_utt)
+        ]
         with self.lock:
             prev = self.last_dialogue
             if step in ("dup", "near_dup") and prev is not None:
@@ -131,8 +152,9 @@ class ReplayServer:
         if "correct" in props:
             n = props["distractors"].get("minItems", 3)
             obj["correct"] = correct
-            obj["distractors"] = [correct if step == "dup_options" and k == 0 else "Wrong " + phrase(5)
-                                  for k in range(n)]
+            obj["distractors"] = [
+                correct if step == "dup_options" and k == 0 else "Wrong " + phrase(5) for k in range(n)
+            ]
         else:
             n = props["options"]["minItems"]
             obj["options"] = [correct] + ["Wrong " + phrase(5) for _ in range(n - 1)]

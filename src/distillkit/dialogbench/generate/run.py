@@ -11,8 +11,15 @@ from distillkit.dialogbench.tasks import check_lang, parse_tasks
 from distillkit.errors import UserError
 
 
-def resolve(llm: str, tasks: str | list[str] | None, per_task: int, lang: str, rounding: str | None = None,
-            domain_balance: bool = True, **kw) -> GenSettings:
+def resolve(
+    llm: str,
+    tasks: str | list[str] | None,
+    per_task: int,
+    lang: str,
+    rounding: str | None = None,
+    domain_balance: bool = True,
+    **kw,
+) -> GenSettings:
     """Settings with the task list, the language and the domain-balanced per-task count checked."""
     check_lang(lang)
     if rounding not in (None, "up", "down"):
@@ -20,20 +27,33 @@ def resolve(llm: str, tasks: str | list[str] | None, per_task: int, lang: str, r
     task_list = [t.abbr for t in parse_tasks(tasks)]
     doms = domains(lang) if domain_balance else []
     n, note = balanced_count(per_task, len(doms), rounding) if domain_balance else (per_task, None)
-    return GenSettings(llm=llm, tasks=task_list, lang=lang, per_task=n, requested_per_task=per_task,
-                       rounding_note=note, domains=doms, domain_balance=domain_balance, **kw)
+    return GenSettings(
+        llm=llm,
+        tasks=task_list,
+        lang=lang,
+        per_task=n,
+        requested_per_task=per_task,
+        rounding_note=note,
+        domains=doms,
+        domain_balance=domain_balance,
+        **kw,
+    )
 
 
 def clients(s: GenSettings, cache_dir: Path | None = None, **client_kw):
     """Generator and judge clients (distillkit.lm.OpenAICompatLM); the judge is None when filtering is off."""
     from distillkit.lm.openai_compat import OpenAICompatLM
 
-    lm = OpenAICompatLM(model=s.llm, base_url=s.base_url, concurrency=s.concurrency, cache_dir=cache_dir,
-                        **client_kw)
+    lm = OpenAICompatLM(model=s.llm, base_url=s.base_url, concurrency=s.concurrency, cache_dir=cache_dir, **client_kw)
     judge = None
     if s.judge and (s.judge_llm or s.judge_base_url):
-        judge = OpenAICompatLM(model=s.judge_llm or s.llm, base_url=s.judge_base_url or s.base_url,
-                               concurrency=s.concurrency, cache_dir=cache_dir, **client_kw)
+        judge = OpenAICompatLM(
+            model=s.judge_llm or s.llm,
+            base_url=s.judge_base_url or s.base_url,
+            concurrency=s.concurrency,
+            cache_dir=cache_dir,
+            **client_kw,
+        )
     return lm, judge
 
 

@@ -47,8 +47,11 @@ class GenSettings(BaseModel):
         return CheckSettings(n_options=self.n_options, min_turns=self.check_min_turns, max_turns=self.check_max_turns)
 
     def mitigation(self) -> dict[str, bool]:
-        return {"domain_balance": self.domain_balance, "style_mix": self.style_mix,
-                "position_balance": self.position_balance}
+        return {
+            "domain_balance": self.domain_balance,
+            "style_mix": self.style_mix,
+            "position_balance": self.position_balance,
+        }
 
     def fixed(self) -> dict:
         """The part of the settings a resumed run must share."""

@@ -30,7 +30,7 @@ from distillkit.data.images import ImageData
 from distillkit.errors import UserError
 from distillkit.image.augment import DSA
 from distillkit.image.checkpoints import load_state, save_state
-from distillkit.image.distilled import DistilledSet
+from distillkit.image.distilled import DistilledSet, provenance
 from distillkit.image.losses import label_loss
 from distillkit.image.seeding import derive_seed, generator, seeded
 from distillkit.image.teacher import TeacherPool
@@ -358,13 +358,7 @@ def distill(
     label_net = teachers[cfg.label_teacher]
     soft = predict(label_net, images)
     meta = {
-        "method": "apm",
-        "dataset": data.name,
-        "classes": data.classes,
-        "ipc": cfg.ipc,
-        "mean": data.mean,
-        "std": data.std,
-        "data_options": data.options,
+        **provenance("apm", data, cfg.ipc),
         "label_teacher": pool.ids[cfg.label_teacher],
         "teacher_pool": pool.ids,
         "arch": pool.metas[0]["arch"],

@@ -11,7 +11,7 @@ from torch import nn
 
 from distillkit.data.images import ImageData
 from distillkit.errors import UserError
-from distillkit.image.distilled import DistilledSet
+from distillkit.image.distilled import DistilledSet, provenance
 from distillkit.image.evaluate import random_subset
 from distillkit.image.train import predict
 
@@ -74,13 +74,7 @@ def coreset(data: ImageData, method: str, ipc: int, net: nn.Module, seed: int = 
             ys.append(data.y_train[chosen])
         x, y = torch.cat(xs), torch.cat(ys)
     meta = {
-        "method": method,
-        "dataset": data.name,
-        "classes": data.classes,
-        "ipc": ipc,
-        "mean": data.mean,
-        "std": data.std,
-        "data_options": data.options,
+        **provenance(method, data, ipc),
         "features": "teacher embedding",
     }
     return DistilledSet(x.clone(), y.clone(), predict(net, x), meta, data.zca)

@@ -13,11 +13,24 @@ from typing import Any
 
 import torch
 
-from distillkit.data.images import to_pixels
+from distillkit.data.images import ImageData, to_pixels
 from distillkit.errors import UserError
 from distillkit.image.checkpoints import read_safetensors
 
 REQUIRED = ("images", "labels")
+
+
+def provenance(method: str, data: ImageData, ipc: int) -> dict[str, Any]:
+    """The metadata every distilled set starts with: how it was made and how to read its pixels back."""
+    return {
+        "method": method,
+        "dataset": data.name,
+        "classes": data.classes,
+        "ipc": ipc,
+        "mean": data.mean,
+        "std": data.std,
+        "data_options": data.options,
+    }
 
 
 @dataclass

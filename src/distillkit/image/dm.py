@@ -19,7 +19,7 @@ from distillkit.data.images import ImageData
 from distillkit.image.apm import init_images
 from distillkit.image.augment import DSA
 from distillkit.image.checkpoints import load_state, save_state
-from distillkit.image.distilled import DistilledSet
+from distillkit.image.distilled import DistilledSet, provenance
 from distillkit.image.seeding import derive_seed, generator, seeded
 from distillkit.image.train import frozen, predict
 from distillkit.nets import build_net
@@ -105,13 +105,7 @@ def distill_dm(
             save_state(state_path, blob, cfg.model_dump())
     out = images.detach().cpu()
     meta = {
-        "method": "dm",
-        "dataset": data.name,
-        "classes": data.classes,
-        "ipc": cfg.ipc,
-        "mean": data.mean,
-        "std": data.std,
-        "data_options": data.options,
+        **provenance("dm", data, cfg.ipc),
         "arch": cfg.arch,
         "dm_config": cfg.model_dump(),
         "distill_seconds": seconds,

@@ -48,7 +48,7 @@ from distillkit.errors import UserError
 from distillkit.image.apm import APMConfig, init_images
 from distillkit.image.augment import DSA
 from distillkit.image.checkpoints import file_hash, load_state, save_state
-from distillkit.image.distilled import DistilledSet
+from distillkit.image.distilled import DistilledSet, provenance
 from distillkit.image.losses import label_loss
 from distillkit.image.seeding import generator, seeded
 from distillkit.image.teacher import data_signature
@@ -443,13 +443,7 @@ def distill_mtt(
     images = state.images.detach().cpu()
     soft = predict(label_net, images) if label_net is not None else None
     meta = {
-        "method": method,
-        "dataset": data.name,
-        "classes": data.classes,
-        "ipc": cfg.ipc,
-        "mean": data.mean,
-        "std": data.std,
-        "data_options": data.options,
+        **provenance(method, data, cfg.ipc),
         "arch": experts.meta["arch"],
         "experts": experts.ids,
         "label_mode": cfg.label_mode,

@@ -10,11 +10,12 @@ import pytest
 from test_lm_openai import ScriptedServer
 
 from distillkit.dialogbench.evaluate import EvalSettings, evaluate, make_units
-from distillkit.dialogbench.render import base_context
+from distillkit.dialogbench.render import base_context, chat_messages
 from distillkit.dialogbench.report import write_report
 from distillkit.dialogbench.schema import load_sample
 from distillkit.errors import UserError
 from distillkit.lm import load_local_lm
+from distillkit.lm.local import LoglikelihoodResult
 from distillkit.lm.offline import tiny_llama_folder
 from distillkit.lm.openai_compat import OpenAICompatLM
 
@@ -53,8 +54,115 @@ def test_circular_asks_every_position(tiny, tmp_path):
         assert u.options[u.gold] == u.inst.gold_text
     m = evaluate(settings(circular=True), tmp_path / "c", progress=False, lm=tiny)
     assert m["n_items"] == sum(len(i.options) for i in load_sample() if i.task in TASKS)
+    # base mode scores option texts, so a real LM picks the same text in every rotation: an instance is
+    # right in all rotations or in none, and the three accuracies coincide
+    recs = [json.loads(x) for x in (tmp_path / "c" / "items.jsonl").read_text().splitlines()]
+    picked: dict[str, set[str]] = {}
+    for r in recs:
+        picked.setdefault(r["id"], set()).add(r["options"][r["pred"]["token"]])
+    assert len(picked) == 12 and all(len(v) == 1 for v in picked.values())
     for t in m["tasks"].values():
-        assert t["circular_accuracy"] <= t["accuracy"]
+        assert t["circular_accuracy"] == t["accuracy"] == t["rotation_accuracy"]
+
+
+# Per sample instance: "right" answers the gold option, "A" always answers letter A (a position bias),
+# "wrong" always a wrong option. Labels: SF B D A, KRG D A B, DI C A B, NLI (3 options) A C B.
+POLICY = {
+    "sample-sf-1": "right",
+    "sample-sf-2": "A",  # gold D: wrong unrotated, right in 1 of 4 rotations
+    "sample-sf-3": "A",  # gold A: right unrotated, right in 1 of 4 rotations
+    "sample-krg-1": "right",
+    "sample-krg-2": "right",
+    "sample-krg-3": "right",
+    "sample-di-1": "wrong",
+    "sample-di-2": "wrong",
+    "sample-di-3": "A",  # gold B
+    "sample-nli-1": "A",  # gold A: right unrotated, right in 1 of 3 rotations
+    "sample-nli-2": "right",
+    "sample-nli-3": "A",  # gold B
+}
+# task: (accuracy, circular_accuracy, rotation_accuracy), by hand from POLICY
+EXPECTED = {
+    "SF": (66.67, 33.33, 50.0),  # rotations right: 4 + 1 + 1 of 12
+    "KRG": (100.0, 100.0, 100.0),
+    "DI": (0.0, 0.0, 8.33),  # 0 + 0 + 1 of 12
+    "NLI": (66.67, 33.33, 55.56),  # 1 + 3 + 1 of 9
+}
+
+
+class PolicyChat:
+    """A chat model that answers each rendered question by POLICY (looked up from the exact conversation)."""
+
+    def __init__(self):
+        self.questions: dict[str, tuple] = {}
+        for inst in load_sample():
+            letters, texts = list(inst.options), list(inst.options.values())
+            for k in range(len(texts)):  # every cyclic arrangement of the options
+                shown = dict(zip(letters, texts[k:] + texts[:k], strict=True))
+                self.questions[json.dumps(chat_messages(inst, shown))] = (inst, shown)
+        self.asked: list[str] = []
+
+    def chat(self, convs, config, on_result=None):
+        outs = []
+        for i, conv in enumerate(convs):
+            inst, shown = self.questions[json.dumps(conv)]
+            self.asked.append(inst.id)
+            right = next(k for k, v in shown.items() if v == inst.gold_text)
+            letters = list(shown)
+            letter = {
+                "right": right,
+                "A": "A",
+                "wrong": letters[(letters.index(right) + 1) % len(letters)],
+            }[POLICY[inst.id]]
+            outs.append(f"The answer is {letter}.")
+            if on_result is not None:
+                on_result(i, outs[-1])
+        return outs
+
+
+class PolicyBase:
+    """A base model whose option log-likelihoods follow POLICY: "right" favours the gold text, "wrong" a
+    fixed wrong text, and "A" ties every option (the first letter wins a tie, so it answers A)."""
+
+    def __init__(self):
+        self.by_context = {base_context(i): i for i in load_sample()}
+        assert len(self.by_context) == len(load_sample())
+        self.calls = 0
+
+    def loglikelihood_detailed(self, reqs):
+        self.calls += 1
+        out = []
+        for ctx, text in reqs:
+            inst = self.by_context[ctx]
+            wrong = next(v for v in inst.options.values() if v != inst.gold_text)
+            favoured = {"right": inst.gold_text, "wrong": wrong, "A": None}[POLICY[inst.id]]
+            lp = -1.0 if text == favoured else -3.0
+            out.append(LoglikelihoodResult(lp, n_tokens=1, n_chars=len(text), is_greedy=False, truncated=False))
+        return out
+
+
+@pytest.mark.parametrize("mode", ["chat", "base"])
+def test_circular_accuracy_with_a_scripted_model(mode, tmp_path):
+    lm = PolicyChat() if mode == "chat" else PolicyBase()
+    m = evaluate(settings(mode=mode, circular=True), tmp_path / mode, progress=False, lm=lm)
+    assert m["complete"] and m["n_items"] == 9 * 4 + 3 * 3
+    for task, (acc, circ, rot) in EXPECTED.items():
+        t = m["tasks"][task]
+        assert (t["accuracy"], t["circular_accuracy"], t["rotation_accuracy"]) == (acc, circ, rot), task
+        assert t["n"] == 3
+    # unweighted means of the task accuracies, 175/3 and 125/3 (the report averages the task accuracies after
+    # rounding them to 2 decimals, so the last digit may be off by one)
+    assert m["overall"] == pytest.approx(175 / 3, abs=0.01)
+    assert m["overall_circular"] == pytest.approx(125 / 3, abs=0.01)
+    # "A" answers A in all 18 rotations of its 5 instances; "right" and "wrong" answer A once per instance (7)
+    assert m["letters"]["predicted"]["A"] == 25 and sum(m["letters"]["predicted"].values()) == 45
+    assert m["letters"]["gold"] == {"A": 12, "B": 12, "C": 12, "D": 9}  # the gold visits every position once
+    if mode == "chat":
+        assert sorted(lm.asked) == sorted(i.id for i in load_sample() for _ in i.options if i.task in TASKS)
+        assert m["unparsed"] == 0
+    plain = evaluate(settings(mode=mode), tmp_path / f"{mode}-plain", progress=False, lm=type(lm)())
+    assert {t: v["accuracy"] for t, v in plain["tasks"].items()} == {t: e[0] for t, e in EXPECTED.items()}
+    assert "circular_accuracy" not in plain["tasks"]["SF"] and plain["n_items"] == 12
 
 
 class Killer:

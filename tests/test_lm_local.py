@@ -63,8 +63,18 @@ def test_greedy_generation_is_deterministic_and_batched(tiny):
 
 
 def test_sampling_uses_the_seed(tiny):
-    cfg = GenerationConfig(max_new_tokens=8, do_sample=True, seed=3)
-    assert tiny.generate(["Once"], cfg) == tiny.generate(["Once"], cfg)
+    import torch
+
+    prompts = ["Once", "Twice upon"]
+    a = GenerationConfig(max_new_tokens=8, do_sample=True, seed=3)
+    first = tiny.generate(prompts, a)
+    torch.manual_seed(12345)  # the global RNG state in between must not matter: the seed decides
+    torch.rand(7)
+    assert tiny.generate(prompts, a) == first
+    other = tiny.generate(prompts, GenerationConfig(max_new_tokens=8, do_sample=True, seed=4))
+    assert other[0] != first[0] and other[1] != first[1]
+    greedy = tiny.generate(prompts, GenerationConfig(max_new_tokens=8))
+    assert greedy != first and greedy != other  # do_sample really samples
 
 
 def test_missing_model_is_one_clear_error(tmp_path):

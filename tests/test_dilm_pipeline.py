@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -9,18 +10,22 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
+from sklearn.cluster import KMeans
 
 from distillkit.cli.common import run_app
 from distillkit.cli.text import app
 from distillkit.data.text import load_text_dataset, subsample
 from distillkit.errors import UserError
 from distillkit.text.api import build_config
-from distillkit.text.coreset import SelectionEncoder
+from distillkit.text.coreset import SelectionEncoder, select_per_class
+from distillkit.text.evaluate import evaluate_set
 from distillkit.text.generator import Generator
 from distillkit.text.gm import GMConfig, GradientMatcher
 from distillkit.text.learner import Learner
-from distillkit.text.pipeline import run_dilm
+from distillkit.text.pipeline import load_splits, run_dilm
 from distillkit.text.stage1 import Stage1Config, train_stage1
+from distillkit.text.synthetic import generate_pool, load_text_set
+from distillkit.text.train_utils import derive_seed
 
 TINY = [
     'generator="tiny-gpt2"',
@@ -98,13 +103,134 @@ def test_run_directory_has_everything(run):
     assert (out / "generator_dilm" / "distillkit_generator.json").exists()
 
 
+CORESETS = ("kmeans_medoid", "greedy_k_center", "herding", "random")
+
+
+def _rows(d):
+    return [json.loads(x) for x in (d / "texts.jsonl").read_text().splitlines()]
+
+
+def test_coreset_sets_are_the_selected_training_rows(run):
+    out, _ = run
+    train = load_splits(tiny_config()).train
+    emb = np.load(out / "ckpt" / "real_emb.npy")
+    np.testing.assert_allclose(emb, SelectionEncoder("tiny-bert", 20).embed(train.texts), rtol=1e-4, atol=1e-5)
+    for method in CORESETS:
+        for dpc in (2, 3):
+            for r in range(1 if method == "herding" else 2):
+                d = out / "sets" / method / f"dpc{dpc}" / f"set{r}"
+                idx = np.asarray(json.loads((d / "provenance.json").read_text())["train_indices"])
+                expect = select_per_class(method, emb, train.labels, dpc, derive_seed(0, 50, r))
+                assert idx.tolist() == expect.tolist(), (method, dpc, r)
+                assert len(set(idx.tolist())) == 2 * dpc
+                rows = _rows(d)
+                assert [x["review"] for x in rows] == [train.texts[i][0] for i in idx]
+                assert [x["label"] for x in rows] == train.labels[idx].tolist() == [0] * dpc + [1] * dpc
+                assert [x["label_name"] for x in rows] == ["great"] * dpc + ["other"] * dpc
+    # the seed differs between sets: two random draws of 3 of 31 + 3 of 17 rows are not the same
+    pick = [json.loads((out / f"sets/random/dpc3/set{r}/provenance.json").read_text()) for r in (0, 1)]
+    assert pick[0]["train_indices"] != pick[1]["train_indices"]
+
+
+def test_generated_sets_are_kmeans_medoids_of_a_reproducible_pool(run):
+    out, metrics = run
+    train = load_splits(tiny_config()).train
+    val = metrics["generator_validation"]
+    best = max(val["scores"], key=lambda k: (val["scores"][k]["validation_accuracy"], -val["scores"][k]["step"]))
+    assert val["best"] == best  # the earliest of the best validation scores
+    dilm = Generator.load(out / "generator_dilm")
+    vanilla = Generator.load(out / "generator_vanilla").model.state_dict()
+    for k, v in Generator.load(out / "ckpt" / "best_generator").model.state_dict().items():
+        torch.testing.assert_close(dilm.model.state_dict()[k], v, rtol=0, atol=0)
+    # "step0" is the stage-1 generator before any gradient matching
+    same = all(torch.equal(v, vanilla[k]) for k, v in dilm.model.state_dict().items())
+    assert same == (best == "step0")
+    for method in ("dilm", "vanilla_lm"):
+        for dpc in (2, 3):
+            for r in (0, 1):
+                rows = _rows(out / "sets" / method / f"dpc{dpc}" / f"set{r}")
+                assert [x["label"] for x in rows] == [0] * dpc + [1] * dpc
+                assert [x["label_name"] for x in rows] == ["great"] * dpc + ["other"] * dpc
+                assert len({x["review"] for x in rows}) == 2 * dpc and all(x["review"].strip() for x in rows)
+    # one set regenerated (sampling a tiny generator takes seconds): oversample x DPC texts per class with the
+    # set's seed, and the set holds exactly the class's K-means medoids of that pool
+    dpc, seed = 3, derive_seed(0, 50, 0)
+    rows = _rows(out / "sets" / "dilm" / f"dpc{dpc}" / "set0")
+    pool = generate_pool(dilm, train, 2 * dpc, seed, 16)
+    assert pool.class_counts().tolist() == [6, 6]
+    pool_emb = SelectionEncoder("tiny-bert", 20).embed(pool.texts).astype(np.float64)
+    for c in (0, 1):
+        members = np.flatnonzero(pool.labels == c)
+        x = pool_emb[members]
+        km = KMeans(dpc, init="k-means++", n_init=1, max_iter=300, random_state=seed).fit(x)
+        medoids = set()
+        for k in range(dpc):
+            inside = np.flatnonzero(km.labels_ == k)
+            medoids.add(
+                pool.texts[members[inside[np.argmin(np.linalg.norm(x[inside] - km.cluster_centers_[k], axis=1))]]]
+            )
+        assert {(x["review"],) for x in rows if x["label"] == c} == medoids, c
+
+
+def test_results_match_the_runs_and_evaluation_repeats(run):
+    out, metrics = run
+    res = metrics["learners"]["tiny-bert"]
+    for method in ("dilm", "vanilla_lm", *CORESETS):
+        n_sets = 1 if method == "herding" else 2
+        for dpc in ("2", "3"):
+            cell = res[method][dpc]
+            files = []
+            for r in range(n_sets):
+                files += json.loads((out / "results" / "tiny-bert" / f"{method}_dpc{dpc}_set{r}.json").read_text())
+            assert cell["runs"] == files
+            # herding is deterministic: one set, num_sets x runs_per_set runs of it
+            seeds = (
+                [derive_seed(0, 60, 0, k) for k in range(2)]
+                if method == "herding"
+                else [derive_seed(0, 60, r, 0) for r in range(2)]
+            )
+            assert [x["seed"] for x in files] == seeds
+            acc = [x["accuracy"] for x in files]
+            assert cell["mean"] == pytest.approx(np.mean(acc)) and cell["std"] == pytest.approx(np.std(acc))
+            assert cell["n"] == 2
+            for a in acc:  # a whole number of the 24 test reviews
+                assert a * 24 / 100 == pytest.approx(round(a * 24 / 100))
+    full = res["full"]["all"]
+    assert [x["seed"] for x in full["runs"]] == [derive_seed(0, 61, k) for k in range(2)]
+    assert full["mean"] == pytest.approx(np.mean([x["accuracy"] for x in full["runs"]]))
+    hist = json.loads((out / "ckpt" / "stage2_history.json").read_text())
+    assert [h["step"] for h in hist] == [0, 1, 2, 3]  # outer_loops x inner_loops generator steps
+    assert metrics["gm_seconds_per_step"] == pytest.approx(np.mean([h["seconds"] for h in hist]))
+    # the same set, learner and seeds give the same scores in a fresh learner
+    cfg = tiny_config()
+    data = load_splits(cfg)
+    small = load_text_set(out / "sets" / "kmeans_medoid" / "dpc3" / "set1")
+    lrn = Learner.load("tiny-bert", 2, 20, seed=0)
+    again = evaluate_set(lrn, small, data.test, cfg.finetune, [derive_seed(0, 60, 1, 0)], data.validation)
+    assert again == res["kmeans_medoid"]["3"]["runs"][1:]
+
+
 def test_rerun_resumes_without_recomputing(run):
     out, metrics = run
-    before = (out / "results" / "tiny-bert" / "dilm_dpc2_set0.json").stat().st_mtime_ns
+    results = out / "results" / "tiny-bert"
+    before = (results / "dilm_dpc2_set0.json").stat().st_mtime_ns
+    # lost units are redone to the same values: a whole set with its scores, and the scores of a kept set
+    lost_set = out / "sets" / "kmeans_medoid" / "dpc3" / "set1"
+    set_rows = (lost_set / "texts.jsonl").read_text()
+    set_prov = json.loads((lost_set / "provenance.json").read_text())
+    lost = {f: (results / f).read_text() for f in ("kmeans_medoid_dpc3_set1.json", "random_dpc2_set0.json")}
+    shutil.rmtree(lost_set)
+    for f in lost:
+        (results / f).unlink()
     again = run_dilm(tiny_config(), out, progress=False)
-    assert (out / "results" / "tiny-bert" / "dilm_dpc2_set0.json").stat().st_mtime_ns == before
+    assert (results / "dilm_dpc2_set0.json").stat().st_mtime_ns == before
     strip = lambda m: {k: v for k, v in m.items() if k != "seconds"}  # noqa: E731
     assert strip(again) == strip(json.loads(json.dumps(metrics)))
+    assert (lost_set / "texts.jsonl").read_text() == set_rows
+    prov = json.loads((lost_set / "provenance.json").read_text())
+    assert {k: v for k, v in prov.items() if k != "created"} == {k: v for k, v in set_prov.items() if k != "created"}
+    for f, text in lost.items():
+        assert json.loads((results / f).read_text()) == json.loads(text), f
 
 
 def test_other_config_is_refused(run):

@@ -1,9 +1,12 @@
 """The demo section runs the quick DiLM job and shows generated texts (tiny models here)."""
 
+import json
 import os
+import re
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np
 import pytest
 
 import distillkit.text.demo as demo
@@ -36,6 +39,29 @@ TINY = [
 def test_demo_section_markdown(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "quick_preset", lambda dataset: build_config(dataset, "quick", overrides=TINY))
     md = demo.demo_section(tmp_path)
-    assert "| DiLM |" in md and "| random |" in md and "| full data |" in md
+    metrics = json.loads((tmp_path / "dilm" / "metrics.json").read_text())
+    res = metrics["learners"]["tiny-bert"]
     assert "![accuracy vs DPC](dilm/accuracy_vs_dpc.png)" in md and (tmp_path / "dilm/accuracy_vs_dpc.png").exists()
-    assert md.count("- **great**:") == 2 and md.count("- **other**:") == 2
+    # the setting line: split sizes of max_train / max_test, stage-1 and stage-2 step counts, sets x runs
+    assert metrics["split_sizes"]["train"]["size"] == 40 and metrics["split_sizes"]["test"]["size"] == 20
+    assert "40 training reviews, 20 test reviews" in md
+    assert "(stage 1: 2 steps; gradient matching: 2 generator steps" in md and "1 sets x 1 runs per cell" in md
+    # the table: one row per method, "mean ± std" over the runs in metrics.json, to one decimal
+    table = {}
+    for line in md.splitlines():
+        m = re.fullmatch(r"\| (.+?) \| (-?[\d.]+) ± ([\d.]+) \|", line)
+        if m:
+            table[m.group(1)] = (float(m.group(2)), float(m.group(3)))
+    assert set(table) == {"DiLM", "random", "full data"}
+    for name, cell in (("DiLM", res["dilm"]["2"]), ("random", res["random"]["2"]), ("full data", res["full"]["all"])):
+        acc = [r["accuracy"] for r in cell["runs"]]
+        assert cell["n"] == len(acc) == 1
+        assert table[name] == (round(float(np.mean(acc)), 1), round(float(np.std(acc)), 1)), name
+        assert acc[0] * 20 / 100 == pytest.approx(round(acc[0] * 20 / 100))  # a whole number of 20 reviews
+    # the texts shown are the first rows of each class of the DiLM set at DPC 2 (2 per class), cut at 220 chars
+    rows = [json.loads(x) for x in (tmp_path / "dilm/sets/dilm/dpc2/set0/texts.jsonl").read_text().splitlines()]
+    assert [(r["label"], r["label_name"]) for r in rows] == [(0, "great"), (0, "great"), (1, "other"), (1, "other")]
+    assert md.count("\n- **") == 4
+    for r in rows:
+        text = r["review"] if len(r["review"]) <= 220 else r["review"][:217] + "..."
+        assert f"\n- **{r['label_name']}**: {text}\n" in md

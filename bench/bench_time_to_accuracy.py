@@ -48,7 +48,7 @@ def snapshots(cmp, method: str, ipc: int, every: int, out: Path) -> list[dict]:
         distill(cmp.data, cmp.pool, cfg.apm.model_copy(update={"ipc": ipc}), None, cfg.device, keep)
     else:
         mcfg = cfg.mtt.model_copy(update={"ipc": ipc, "gradient": "unrolled"})
-        distill_mtt(cmp.data, cmp._experts(), mcfg, None, cfg.device, cmp.label_net, keep)
+        distill_mtt(cmp.data, cmp.experts(), mcfg, None, cfg.device, cmp.label_net, keep)
     index.write_text(json.dumps(kept, indent=2))
     return kept
 

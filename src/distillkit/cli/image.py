@@ -26,9 +26,17 @@ SEED = typer.Option(0, help="Seed of every random stream.")
 DEVICE = typer.Option("cpu", help="cpu or cuda")
 
 
-def parse_sets(sets: list[str]) -> dict[str, Any]:
-    """Turn ["apm.iterations=300", "eval.runs=5"] into nested overrides (the typed config validates them)."""
-    return apply_overrides({}, sets)
+CONFIG = typer.Option(None, "--config", help="YAML/JSON settings file (e.g. a tune run's preset.yaml); --set wins.")
+
+
+def parse_sets(sets: list[str], config: Path | None = None) -> dict[str, Any]:
+    """Nested overrides: the `--config` file's settings, then ["apm.iterations=300", ...] on top."""
+    base: dict[str, Any] = {}
+    if config is not None:
+        from distillkit.image.tune import read_config_file
+
+        base = read_config_file(config)
+    return apply_overrides(base, sets)
 
 
 def _data_overrides(
@@ -75,11 +83,12 @@ def run(
     seed: int = SEED,
     device: str = DEVICE,
     set_: list[str] = typer.Option([], "--set", help="Any config value, e.g. --set apm.alpha_ce=0.2"),
+    config: Path | None = CONFIG,
 ) -> None:
     """Teacher -> APM -> evaluation beside a random real subset and the full data, in one run directory."""
     from distillkit.image.pipeline import make_config, results_table, run_image
 
-    overrides = parse_sets(set_)
+    overrides = parse_sets(set_, config)
     overrides.setdefault("data", {}).update(_data_overrides(dataset, data_root, size, channels, zca, download))
     overrides.setdefault("apm", {}).update(
         _drop_none({"ipc": ipc, "segment_size": segment_size, "iterations": iterations})
@@ -341,11 +350,12 @@ def compare(
     seed: int = SEED,
     device: str = DEVICE,
     set_: list[str] = typer.Option([], "--set", help="Any config value, e.g. --set mtt.syn_steps=30"),
+    config: Path | None = CONFIG,
 ) -> None:
     """Several methods, one teacher pool, one evaluator: a table (markdown, CSV) and plots."""
     from distillkit.image.compare import make_compare_config, run_compare
 
-    overrides = parse_sets(set_)
+    overrides = parse_sets(set_, config)
     overrides.setdefault("data", {}).update(_data_overrides(dataset, data_root, size, channels, zca, download))
     overrides.update(
         methods=_csv(methods),
@@ -360,3 +370,38 @@ def compare(
     run_compare(make_compare_config(preset, overrides), out, teachers, experts)
     typer.echo((out / "results.md").read_text())
     typer.echo(f"run directory: {out} (results.md, results.csv, accuracy_vs_ipc.png, cost.png)")
+
+
+@app.command()
+def tune(
+    method: str = typer.Option("apm", help="apm, dm or mtt: whose knobs to search."),
+    dataset: str = DATASET,
+    ipc: int = typer.Option(10, help="Images per class the settings are chosen for."),
+    trials: int = typer.Option(20, help="Trials in all (finished ones are kept when the search is resumed)."),
+    preset: str = PRESET,
+    out: Path = typer.Option(Path("runs/tune"), help="Search folder: study.db, trials/, preset.yaml, tune.json."),
+    data_root: Path | None = DATA_ROOT,
+    size: int | None = SIZE,
+    channels: int | None = CHANNELS,
+    zca: bool = ZCA,
+    download: bool = DOWNLOAD,
+    teachers: Path | None = typer.Option(None, help="Use this trained teacher pool instead of training one."),
+    experts: Path | None = typer.Option(None, help="Use these MTT expert trajectories instead of training them."),
+    seed: int = SEED,
+    device: str = DEVICE,
+    set_: list[str] = typer.Option([], "--set", help="Fixed settings, e.g. --set apm.iterations=300"),
+    config: Path | None = CONFIG,
+) -> None:
+    """Choose a method's knobs on the validation split (Optuna, resumable); writes OUT/preset.yaml."""
+    from distillkit.image.compare import make_compare_config
+    from distillkit.image.tune import tune as run_tune
+
+    if trials < 1:
+        raise UserError(f"--trials must be at least 1, not {trials}")
+    overrides = parse_sets(set_, config)
+    overrides.setdefault("data", {}).update(_data_overrides(dataset, data_root, size, channels, zca, download))
+    overrides.update(seed=seed, device=device, full={"runs": 0})
+    summary = run_tune(make_compare_config(preset, overrides), method, ipc, trials, out, teachers, experts)
+    best = summary["best"]
+    typer.echo(f"best of {len(summary['trials'])} trials: validation {best['val_acc']:.2f} % with {best['params']}")
+    typer.echo(f"settings: {summary['preset_file']} (use with --config)")

@@ -13,7 +13,7 @@ import pickle
 import tarfile
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +73,10 @@ class ImageData:
 
     def class_indices(self, c: int) -> torch.Tensor:
         return torch.nonzero(self.y_train == c).flatten()
+
+    def validation_view(self) -> ImageData:
+        """The same data with the validation split in the test slot: what every choice of settings is scored on."""
+        return replace(self, x_test=self.x_val, y_test=self.y_val, options={**self.options, "scored_on": "validation"})
 
     def denormalise(self, x: torch.Tensor) -> torch.Tensor:
         """Map normalised images back to [0, 1] pixels (ZCA images are rescaled per image for display)."""

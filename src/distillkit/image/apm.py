@@ -34,7 +34,7 @@ from distillkit.image.distilled import DistilledSet, provenance
 from distillkit.image.losses import label_loss
 from distillkit.image.seeding import derive_seed, generator, seeded
 from distillkit.image.teacher import TeacherPool
-from distillkit.image.train import frozen, predict, train_net
+from distillkit.image.train import agreement, frozen, predict, train_net
 from distillkit.nets import build_net
 from distillkit.progress import progress
 
@@ -254,6 +254,16 @@ def image_gradient(
     return leaf.grad.to(images.device), stats
 
 
+def proxy_fit_of(history: list[dict]) -> float | None:
+    """Mean agreement (%) of the last proxy checkpoint with the teacher on the images it was trained on.
+
+    Near chance (100 / classes) means the proxy students never learned: the images were then pushed away
+    from an untrained network, not from a student (docs/apm.md, "Is the student fitted?").
+    """
+    fits = [h["proxy_fit"] for h in history if "proxy_fit" in h]
+    return sum(fits) / len(fits) if fits else None
+
+
 class APMState:
     """What a checkpoint holds: the images, the optimiser state and the next iteration."""
 
@@ -334,7 +344,8 @@ def distill(
             for param_group in state.opt.param_groups:
                 param_group["lr"] = cfg.lr_img * cfg.lr_img_decay
         idx = torch.randperm(n_syn, generator=generator(run_cfg.seed, "subset", t))[:b_syn]
-        if t % cfg.refresh_every == 0 or not ckpts:
+        refresh = t % cfg.refresh_every == 0 or not ckpts
+        if refresh:
             if cfg.teacher_draw == "fixed":
                 teacher = teachers[cfg.label_teacher]
             else:
@@ -343,8 +354,9 @@ def distill(
             x_sub = state.images.detach()[idx]
             z = predict(teacher, x_sub)
             ckpts = train_proxy(x_sub, z, pool.metas[0], run_cfg, t, device)
+            stats_fit = {"proxy_fit": agreement(ckpts[-1], x_sub, z)}
         grad, stats = image_gradient(state.images, state.labels, idx, teacher, ckpts, run_cfg)
-        state.history.append({"t": t, **stats})
+        state.history.append({"t": t, **stats, **(stats_fit if refresh else {})})
         state.opt.zero_grad(set_to_none=True)
         state.images.grad = grad
         state.opt.step()
@@ -365,6 +377,7 @@ def distill(
         "label_mode": cfg.label_mode,
         "apm_config": cfg.model_dump(),
         "distill_seconds": state.seconds,
+        "proxy_fit": proxy_fit_of(state.history),
     }
     if group is not None:
         start, stop = group.ipc_range(cfg.ipc)

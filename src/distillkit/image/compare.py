@@ -23,10 +23,10 @@ from distillkit.image.apm import APMConfig, distill
 from distillkit.image.coresets import coreset
 from distillkit.image.distilled import DistilledSet
 from distillkit.image.dm import DMConfig, distill_dm
-from distillkit.image.evaluate import EvalConfig, evaluate_set
+from distillkit.image.evaluate import EvalConfig, FullDataConfig, evaluate_full, evaluate_random, evaluate_set, gain
 from distillkit.image.memory import PeakMemory
 from distillkit.image.mtt import ExpertConfig, Experts, MTTConfig, distill_mtt, train_experts
-from distillkit.image.pipeline import DataConfig, FullDataConfig, _cached_eval, _merge, _preset
+from distillkit.image.pipeline import DataConfig, _cached_eval, _merge, _preset
 from distillkit.image.plots import accuracy_lines, cost_bars, cross_arch_bars, image_grid
 from distillkit.image.teacher import TeacherConfig, TeacherPool, train_pool
 from distillkit.nets import canonical_arch
@@ -160,7 +160,7 @@ class Comparison:
             )
         return pool
 
-    def _experts(self) -> Experts:
+    def experts(self) -> Experts:
         path = self.experts_dir or self.out / "experts"
         if self.experts_dir is None:
             train_experts(self.data, self.cfg.experts, path, self.cfg.device)
@@ -175,7 +175,7 @@ class Comparison:
         if path.exists() and cost_path.exists():
             return DistilledSet.load(path), read_json(cost_path)
         cfg, device = self.cfg, self.cfg.device
-        experts = self._experts() if method in ("mtt", "tesla") else None
+        experts = self.experts() if method in ("mtt", "tesla") else None
         start = time.perf_counter()
         with PeakMemory(device, interval=0.001) as pm:
             if method == "apm":
@@ -195,7 +195,7 @@ class Comparison:
         write_json(cost_path, cost)
         return ds, cost
 
-    def _eval_cfg(self, arch: str, label: str) -> EvalConfig:
+    def eval_cfg(self, arch: str, label: str) -> EvalConfig:
         e = self.cfg.eval
         options = (
             e.net_options
@@ -208,11 +208,19 @@ class Comparison:
         return e.model_copy(update={"arch": arch, "net_options": options, "label_mode": label, "loss": loss})
 
     def evaluate(self, name: str, ds: DistilledSet, ipc: int, arch: str, label: str) -> dict:
-        ec = self._eval_cfg(arch, label)
+        ec = self.eval_cfg(arch, label)
         key = f"{name}_ipc{ipc}_{canonical_arch(arch)}_{label}"
         return _cached_eval(
             self.out / "evals" / f"{key}.json",
             lambda: evaluate_set(ds.images, ds.labels, ds.soft_labels, self.data, ec, self.cfg.device, f"eval {key}"),
+        )
+
+    def baseline(self, ipc: int, label: str) -> dict:
+        """The random-subset baseline under `label`, averaged over `eval.random_draws` seeded draws."""
+        ec = self.eval_cfg(self.cfg.eval.arch, label)
+        return _cached_eval(
+            self.out / "evals" / f"random_draws_ipc{ipc}_{label}.json",
+            lambda: evaluate_random(self.data, ipc, self.label_net, ec, self.cfg.device, f"eval random ipc{ipc}"),
         )
 
     def run(self) -> dict:
@@ -220,27 +228,31 @@ class Comparison:
         main_arch = canonical_arch(cfg.eval.arch)
         rows, costs = [], {}
         for ipc in cfg.ipcs:
-            random_set, _ = self.build("random", ipc)
-            baseline = {label: self.evaluate("random", random_set, ipc, main_arch, label) for label in cfg.label_modes}
+            baseline = {label: self.baseline(ipc, label) for label in cfg.label_modes}
             for method in cfg.methods:
                 ds, cost = self.build(method, ipc)
                 costs[f"{method}_ipc{ipc}"] = cost
                 archs = [(main_arch, label) for label in cfg.label_modes]
                 archs += [(a, cfg.cross_arch_label) for a in cfg.cross_archs if a != main_arch]
                 for arch, label in archs:
-                    r = self.evaluate(method, ds, ipc, arch, label)
                     base = baseline.get(label) if arch == main_arch else None
+                    r = base if method == "random" and base else self.evaluate(method, ds, ipc, arch, label)
+                    g = gain(r, base) if base and method != "random" else None
                     rows.append(
                         {
                             "method": method,
                             "ipc": ipc,
                             "arch": arch,
                             "labels": label,
-                            "loss": self._eval_cfg(arch, label).loss,
+                            "loss": self.eval_cfg(arch, label).loss,
                             "mean": r["mean"],
                             "std": r["std"],
                             "runs": len(r["runs"]),
-                            "vs_random": r["mean"] - base["mean"] if base else None,
+                            "std_over": r.get("std_over", "runs"),
+                            "vs_random": g["value"] if g else None,
+                            "vs_random_uncertainty": g["uncertainty"] if g else None,
+                            "significant": g["significant"] if g else None,
+                            "train_fit": r.get("train_fit"),
                             "seconds": cost["seconds"],
                             "peak_mb": cost["peak_mb"],
                             "protocol": r["protocol"],
@@ -248,14 +260,9 @@ class Comparison:
                     )
         full = None
         if cfg.full.runs:
-            fc = self._eval_cfg(main_arch, "hard").model_copy(
-                update={"runs": cfg.full.runs, "epochs": cfg.full.epochs, "lr": cfg.full.lr}
-            )
+            fc = self.eval_cfg(main_arch, "hard")
             full = _cached_eval(
-                self.out / "evals" / "full.json",
-                lambda: evaluate_set(
-                    self.data.x_train, self.data.y_train, None, self.data, fc, cfg.device, "eval full data"
-                ),
+                self.out / "evals" / "full.json", lambda: evaluate_full(self.data, fc, cfg.full, cfg.device)
             )
         metrics = {
             "dataset": self.data.name,
@@ -315,18 +322,25 @@ def cross_arch_drop(rows: list[dict], main_arch: str, label: str) -> list[dict]:
 def results_markdown(metrics: dict) -> str:
     """Markdown tables: accuracy with label mode and loss named per row, cost, and cross-architecture drops."""
     lines = [
-        "| method | IPC | network | labels | loss | test acc. (%) | vs random, same labels | build s | peak MB |",
+        "| method | IPC | network | labels | loss | test acc. (%) | vs random, same labels (± 2 std of draws) "
+        "| build s | peak MB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in metrics["rows"]:
-        vs = f"{r['vs_random']:+.2f}" if r["vs_random"] is not None else "–"
+        vs = "–"
+        if r["vs_random"] is not None:
+            verdict = "" if r.get("significant") else ", within noise"
+            vs = f"{r['vs_random']:+.2f} ± {r['vs_random_uncertainty']:.2f}{verdict}"
+        over = " (std over draws)" if r.get("std_over") == "draws" else ""
         lines.append(
             f"| {r['method']} | {r['ipc']} | {r['arch']} | {r['labels']} | {r['loss']} | "
-            f"{r['mean']:.2f} ± {r['std']:.2f} | {vs} | {r['seconds']:.0f} | {r['peak_mb']:.0f} |"
+            f"{r['mean']:.2f} ± {r['std']:.2f}{over} | {vs} | {r['seconds']:.0f} | {r['peak_mb']:.0f} |"
         )
     if metrics.get("full_data"):
         f = metrics["full_data"]
-        lines += ["", f"Full training set: {f['mean']:.2f} ± {f['std']:.2f} % ({f['protocol']})."]
+        note = "" if f.get("converged", True) else " (still improving at its epoch cap: a lower bound)"
+        lines += ["", f"Full training set: {f['mean']:.2f} ± {f['std']:.2f} % ({f['protocol']}){note}."]
+    lines += ["", f"Teacher test accuracy: {metrics['teacher_test_acc']:.2f} %."]
     if metrics["cross_arch_drop"]:
         lines += ["", "| method | IPC | network | drop from the distillation network (points) |", "|---|---|---|---|"]
         lines += [f"| {d['method']} | {d['ipc']} | {d['arch']} | {d['drop']:.2f} |" for d in metrics["cross_arch_drop"]]

@@ -17,7 +17,7 @@ from distillkit.data.images import ImageData
 from distillkit.errors import UserError
 from distillkit.image.augment import DSA
 from distillkit.image.seeding import generator, seeded
-from distillkit.image.train import accuracy, train_net
+from distillkit.image.train import UntilConverged, accuracy, agreement, predict, train_net
 from distillkit.nets import build_net, canonical_arch
 from distillkit.progress import progress
 
@@ -37,6 +37,7 @@ class EvalConfig(BaseModel):
     loss: Literal["l1", "kl", "mse", "soft_ce", "ce"] = "l1"
     dsa: bool = True
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    random_draws: int = Field(3, ge=1, description="random real subsets the baseline averages over")
     seed: int = 0
 
     def describe(self) -> str:
@@ -45,8 +46,37 @@ class EvalConfig(BaseModel):
         return f"{canonical_arch(self.arch)}, {labels}, {self.loss} loss, {self.epochs} epochs, {aug}, {self.runs} runs"
 
 
+# A student that agrees with its own training targets on fewer of its training images than this is under-fit:
+# its accuracy says more about the schedule than about the set (docs/apm.md, "Is the student fitted?").
+MIN_FIT = 99.0
+
+
+class FullDataConfig(BaseModel):
+    """The full-data reference: the evaluation network trained on every training image (hard labels, CE)
+    until validation accuracy stops improving (`UntilConverged`), so its epochs are chosen on validation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runs: int = Field(3, ge=0)
+    epochs: int = Field(100, ge=1, description="the cap; training usually stops earlier")
+    patience: int = Field(5, ge=1)
+    lr: float = 0.05
+
+
 def summarise(accs: list[float]) -> dict:
     return {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs) if len(accs) > 1 else 0.0, "runs": accs}
+
+
+def fit_warning(result: dict) -> str | None:
+    """A line saying an evaluation's students did not fit their own training set, or None when they did."""
+    fit = result.get("train_fit")
+    if fit is None or fit >= MIN_FIT:
+        return None
+    return (
+        f"the students reach only {fit:.1f} % agreement with their own training targets (under {MIN_FIT:.0f} %): "
+        "the evaluation schedule is too short or its learning rate too low for this set, so its accuracy is "
+        "a lower bound; raise eval.epochs or eval.lr (choose them on the validation split)"
+    )
 
 
 def evaluate_set(
@@ -75,7 +105,7 @@ def evaluate_set(
         if cfg.loss != "ce":
             raise UserError(f"hard labels are trained with 'ce', not '{cfg.loss}'; pass --loss ce")
     c, h, _ = data.shape
-    accs = []
+    accs, fits = [], []
     for r in progress(range(cfg.runs), desc=desc, leave=False):
         with seeded(cfg.seed, "eval_init", r):
             net = build_net(cfg.arch, c, data.num_classes, h, **cfg.net_options).to(device)
@@ -93,12 +123,13 @@ def evaluate_set(
             generator=generator(cfg.seed, "eval_order", r),
         )
         accs.append(accuracy(net, data.x_test, data.y_test))
-    return {**summarise(accs), "protocol": cfg.describe(), "n_images": len(x)}
+        fits.append(agreement(net, x, targets))
+    return {**summarise(accs), "train_fit": statistics.fmean(fits), "protocol": cfg.describe(), "n_images": len(x)}
 
 
-def random_subset(data: ImageData, ipc: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """IPC random real training images per class (seeded): the baseline every table shows."""
-    g = generator(seed, "random_subset")
+def random_subset(data: ImageData, ipc: int, seed: int, draw: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """IPC random real training images per class (seeded; `draw` picks another subset of the same seed)."""
+    g = generator(seed, "random_subset", draw)
     xs, ys = [], []
     for c in range(data.num_classes):
         idx = data.class_indices(c)
@@ -108,3 +139,104 @@ def random_subset(data: ImageData, ipc: int, seed: int) -> tuple[torch.Tensor, t
         xs.append(data.x_train[pick])
         ys.append(data.y_train[pick])
     return torch.cat(xs), torch.cat(ys)
+
+
+def evaluate_random(
+    data: ImageData,
+    ipc: int,
+    label_net: torch.nn.Module | None,
+    cfg: EvalConfig,
+    device: str | torch.device = "cpu",
+    desc: str = "eval random",
+) -> dict:
+    """The random-subset baseline: `cfg.random_draws` seeded subsets, each scored by `evaluate_set`.
+
+    mean is over every run of every draw; std is the standard deviation of the per-draw means (how much
+    the baseline moves with the draw), the uncertainty every "gain over random" is judged against.
+    With soft labels, `label_net` writes each subset's labels (the same teacher as the distilled set's).
+    """
+    per_draw = []
+    for d in range(cfg.random_draws):
+        x, y = random_subset(data, ipc, cfg.seed, d)
+        soft = predict(label_net, x) if label_net is not None and cfg.label_mode == "soft" else None
+        per_draw.append(evaluate_set(x, y, soft, data, cfg, device, f"{desc} {d + 1}/{cfg.random_draws}"))
+    means = [r["mean"] for r in per_draw]
+    runs = [a for r in per_draw for a in r["runs"]]
+    return {
+        "mean": statistics.fmean(runs),
+        "std": statistics.stdev(means) if len(means) > 1 else per_draw[0]["std"],
+        "std_over": "draws" if len(means) > 1 else "runs",
+        "runs": runs,
+        "draw_means": means,
+        "train_fit": statistics.fmean(r["train_fit"] for r in per_draw),
+        "protocol": f"{cfg.describe()}, {cfg.random_draws} random draws",
+        "n_images": per_draw[0]["n_images"],
+    }
+
+
+def gain(result: dict, baseline: dict) -> dict:
+    """Gain of a set over the random baseline, with its uncertainty: 2 x the baseline's std over draws.
+
+    A gain is called significant only when its size exceeds that uncertainty.
+    """
+    value = result["mean"] - baseline["mean"]
+    unc = 2 * baseline["std"]
+    return {"value": value, "uncertainty": unc, "significant": abs(value) > unc}
+
+
+def evaluate_full(data: ImageData, cfg: EvalConfig, full: FullDataConfig, device: str | torch.device = "cpu") -> dict:
+    """The full-data reference: `full.runs` evaluation networks trained on all training images until converged.
+
+    Each run keeps its best validation epoch; the test split is scored once, at that epoch. The result says
+    how many epochs were chosen and whether every run stopped before the cap (`converged`).
+    """
+    c, h, _ = data.shape
+    accs, fits = [], []
+    for r in progress(range(full.runs), desc="eval full data", leave=False):
+        with seeded(cfg.seed, "eval_init", r):
+            net = build_net(cfg.arch, c, data.num_classes, h, **cfg.net_options).to(device)
+        watch = UntilConverged(data.x_val, data.y_val, full.patience)
+        dsa = DSA(cfg.dsa_strategy, generator(cfg.seed, "eval_dsa", r)) if cfg.dsa else None
+        train_net(
+            net,
+            data.x_train,
+            data.y_train,
+            epochs=full.epochs,
+            lr=full.lr,
+            loss="ce",
+            batch_size=cfg.batch_size,
+            decay_after=full.epochs + 1,
+            dsa=dsa,
+            generator=generator(cfg.seed, "eval_order", r),
+            on_epoch=watch,
+        )
+        accs.append(accuracy(watch.restore(net), data.x_test, data.y_test))
+        fits.append(watch.summary())
+    arch = canonical_arch(cfg.arch)
+    aug = "DSA" if cfg.dsa else "no augmentation"
+    return {
+        **summarise(accs),
+        "protocol": f"{arch}, hard labels, ce loss, epochs chosen on validation (cap {full.epochs}), {aug}, "
+        f"{full.runs} runs",
+        "n_images": len(data.x_train),
+        "epochs_chosen": [f["best_epoch"] for f in fits],
+        "epochs_run": [f["epochs_run"] for f in fits],
+        "val_acc": [f["val_acc"] for f in fits],
+        "converged": all(f["converged"] for f in fits),
+    }
+
+
+def convergence_warnings(teacher_meta: dict, full: dict | None) -> list[str]:
+    """Lines a report shows when its teacher or full-data reference stopped at the epoch cap."""
+    out = []
+    if teacher_meta.get("converged") is False:
+        out.append(
+            f"the teacher was still improving on validation when it hit its epoch cap ({teacher_meta['epochs_run']}): "
+            "soft labels and APM come from an under-trained teacher; raise teacher.epochs"
+        )
+    if full is not None and full.get("converged") is False:
+        out.append(
+            "the full-data reference was still improving on validation at its epoch cap: it is a lower bound, "
+            "not the ceiling; raise full.epochs"
+        )
+    return out

@@ -20,10 +20,18 @@ from distillkit.data.images import ImageData, load_images
 from distillkit.errors import UserError
 from distillkit.image.apm import APMConfig, distill
 from distillkit.image.distilled import DistilledSet
-from distillkit.image.evaluate import EvalConfig, evaluate_set, random_subset
+from distillkit.image.evaluate import (
+    EvalConfig,
+    FullDataConfig,
+    convergence_warnings,
+    evaluate_full,
+    evaluate_random,
+    evaluate_set,
+    fit_warning,
+    gain,
+)
 from distillkit.image.plots import accuracy_bars, curve, image_grid
 from distillkit.image.teacher import TeacherConfig, TeacherPool, train_pool
-from distillkit.image.train import predict
 from distillkit.runs import prepare_run_dir, write_json
 
 
@@ -51,16 +59,6 @@ class DataConfig(BaseModel):
             train_limit=self.train_limit,
             download=self.download,
         )
-
-
-class FullDataConfig(BaseModel):
-    """The full-data reference: the same networks trained on every training image, hard labels, CE."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    runs: int = Field(3, ge=0)
-    epochs: int = Field(2, ge=1)
-    lr: float = 0.01
 
 
 class ImageRunConfig(BaseModel):
@@ -168,12 +166,13 @@ def _cached_eval(path: Path, fn) -> dict:
     return result
 
 
+MIN_PROXY_FIT = 90.0  # below this the proxy checkpoints are closer to untrained networks than to students
+
+
 def evaluate_all(ds: DistilledSet, data: ImageData, pool: TeacherPool, cfg: ImageRunConfig, out: Path) -> dict:
-    """APM, a random real subset of the same IPC (same labels and loss) and the full data, one protocol."""
+    """APM, a random real subset of the same IPC (same labels and loss, averaged over draws) and the full data."""
     ipc = cfg.apm.ipc
     label_net = pool.nets[cfg.apm.label_teacher]
-    x_rand, y_rand = random_subset(data, ipc, cfg.seed)
-    soft_rand = predict(label_net, x_rand)
     evals = out / "evals"
     rows: dict[str, dict] = {}
     label = "soft" if cfg.apm.label_mode == "teacher_logits" else "hard"
@@ -181,32 +180,34 @@ def evaluate_all(ds: DistilledSet, data: ImageData, pool: TeacherPool, cfg: Imag
     rows["apm"] = _cached_eval(
         evals / "apm.json", lambda: evaluate_set(ds.images, ds.labels, ds.soft_labels, data, ec, cfg.device, "eval apm")
     )
-    rows["random"] = _cached_eval(
-        evals / "random.json", lambda: evaluate_set(x_rand, y_rand, soft_rand, data, ec, cfg.device, "eval random")
-    )
+    rows["random"] = _cached_eval(evals / "random.json", lambda: evaluate_random(data, ipc, label_net, ec, cfg.device))
     if cfg.hard_label_eval and label == "soft":
         hc = ec.model_copy(update={"label_mode": "hard", "loss": "ce"})
         rows["apm_hard"] = _cached_eval(
             evals / "apm_hard.json", lambda: evaluate_set(ds.images, ds.labels, None, data, hc, cfg.device)
         )
         rows["random_hard"] = _cached_eval(
-            evals / "random_hard.json", lambda: evaluate_set(x_rand, y_rand, None, data, hc, cfg.device)
+            evals / "random_hard.json", lambda: evaluate_random(data, ipc, None, hc, cfg.device)
         )
     if cfg.full.runs:
-        fc = ec.model_copy(
-            update={
-                "label_mode": "hard",
-                "loss": "ce",
-                "runs": cfg.full.runs,
-                "epochs": cfg.full.epochs,
-                "lr": cfg.full.lr,
-            }
-        )
-        rows["full"] = _cached_eval(
-            evals / "full.json",
-            lambda: evaluate_set(data.x_train, data.y_train, None, data, fc, cfg.device, "eval full data"),
-        )
+        rows["full"] = _cached_eval(evals / "full.json", lambda: evaluate_full(data, ec, cfg.full, cfg.device))
     return rows
+
+
+def run_warnings(rows: dict[str, dict], teacher_meta: dict, ds: DistilledSet) -> list[str]:
+    """Every reason a run's numbers may mislead: an under-trained teacher or reference, under-fit students."""
+    out = convergence_warnings(teacher_meta, rows.get("full"))
+    fit = ds.meta.get("proxy_fit")
+    if fit is not None and fit < MIN_PROXY_FIT:
+        out.append(
+            f"APM's proxy students agree with the teacher on only {fit:.1f} % of the images they were trained on: "
+            "the images were pushed away from barely trained networks; raise apm.student_epochs or apm.lr_net"
+        )
+    for name, r in rows.items():
+        line = fit_warning(r)
+        if line:
+            out.append(f"{name}: {line}")
+    return out
 
 
 def run_image(cfg: ImageRunConfig, out: Path, teachers: Path | None = None) -> dict:
@@ -249,7 +250,14 @@ def run_image(cfg: ImageRunConfig, out: Path, teachers: Path | None = None) -> d
         "preset": cfg.preset,
         "results": rows,
         "apm_minus_random": rows["apm"]["mean"] - rows["random"]["mean"],
-        "teacher": {"val_acc": pool.metas[0]["val_acc"], "test_acc": pool.metas[0]["test_acc"]},
+        "gain_over_random": {
+            name: gain(rows[name], rows[base])
+            for name, base in (("apm", "random"), ("apm_hard", "random_hard"))
+            if name in rows
+        },
+        "teacher": {k: pool.metas[0].get(k) for k in ("val_acc", "test_acc", "best_epoch", "epochs_run", "converged")},
+        "proxy_fit": ds.meta.get("proxy_fit"),
+        "warnings": run_warnings(rows, pool.metas[0], ds),
         "time_seconds": {
             "teachers": teacher_seconds,
             "distill": ds.meta.get("distill_seconds"),
@@ -263,7 +271,14 @@ def run_image(cfg: ImageRunConfig, out: Path, teachers: Path | None = None) -> d
 
 def results_table(metrics: dict) -> str:
     """Markdown table of a run's results, label mode and protocol named in every row."""
-    lines = ["| method | images | test acc. (%) | protocol |", "|---|---|---|---|"]
+    lines = [
+        "| method | images | test acc. (%) | ± std over | fit on own set (%) | protocol |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in metrics["results"].items():
-        lines.append(f"| {name} | {r['n_images']} | {r['mean']:.2f} ± {r['std']:.2f} | {r['protocol']} |")
+        over = r.get("std_over", "runs")
+        fit = f"{r['train_fit']:.1f}" if "train_fit" in r else "–"
+        lines.append(
+            f"| {name} | {r['n_images']} | {r['mean']:.2f} ± {r['std']:.2f} | {over} | {fit} | {r['protocol']} |"
+        )
     return "\n".join(lines)

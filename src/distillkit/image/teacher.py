@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from distillkit.errors import UserError
 from distillkit.image.augment import DSA
 from distillkit.image.checkpoints import file_hash, load_net, save_net
 from distillkit.image.seeding import generator, seeded
-from distillkit.image.train import accuracy, train_net
+from distillkit.image.train import UntilConverged, accuracy, train_net
 from distillkit.nets import build_net, canonical_arch
 from distillkit.progress import progress
 
@@ -28,7 +27,10 @@ class TeacherConfig(BaseModel):
     arch: str = "convnet"
     net_options: dict[str, Any] = Field(default_factory=dict)
     num_teachers: int = Field(1, ge=1)
-    epochs: int = Field(100, ge=1)
+    epochs: int = Field(100, ge=1, description="the cap (with patience) or the fixed schedule (without)")
+    patience: int | None = Field(
+        10, ge=1, description="epochs without a better validation accuracy before lr x0.1, then before stopping"
+    )
     lr: float = 0.05
     batch_size: int = 256
     dsa: bool = True
@@ -49,17 +51,15 @@ def data_signature(data: ImageData) -> dict[str, Any]:
 
 
 def train_teacher(data: ImageData, cfg: TeacherConfig, index: int, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """Train teacher `index`; keep the epoch with the best validation accuracy (never the test split)."""
+    """Train teacher `index`; keep the epoch with the best validation accuracy (never the test split).
+
+    With `cfg.patience`, training runs until validation accuracy stops improving (`UntilConverged`, capped
+    at `cfg.epochs`); without it, the published fixed schedule (lr x0.1 after half of `cfg.epochs`).
+    """
     c, h, _ = data.shape
     with seeded(cfg.seed, "teacher_init", index):
         net = build_net(cfg.arch, c, data.num_classes, h, **cfg.net_options).to(device)
-    best = {"val_acc": -1.0, "epoch": 0, "state": None}
-
-    def keep_best(epoch: int, model: nn.Module) -> None:
-        acc = accuracy(model, data.x_val, data.y_val)
-        if acc > best["val_acc"]:
-            best.update(val_acc=acc, epoch=epoch, state=copy.deepcopy(model.state_dict()))
-
+    watch = UntilConverged(data.x_val, data.y_val, cfg.patience or cfg.epochs + 1, min_delta=0.0)
     dsa = DSA(cfg.dsa_strategy, generator(cfg.seed, "teacher_dsa", index)) if cfg.dsa else None
     train_net(
         net,
@@ -69,13 +69,14 @@ def train_teacher(data: ImageData, cfg: TeacherConfig, index: int, device: str =
         lr=cfg.lr,
         loss="ce",
         batch_size=cfg.batch_size,
-        decay_after=cfg.epochs // 2,
+        decay_after=cfg.epochs + 1 if cfg.patience else cfg.epochs // 2,
         dsa=dsa,
         generator=generator(cfg.seed, "teacher_order", index),
-        on_epoch=keep_best,
+        on_epoch=watch,
         desc=f"teacher {index}",
     )
-    net.load_state_dict(best["state"])
+    watch.restore(net)
+    fit = watch.summary()
     meta = {
         "arch": canonical_arch(cfg.arch),
         "net_options": cfg.net_options,
@@ -84,8 +85,10 @@ def train_teacher(data: ImageData, cfg: TeacherConfig, index: int, device: str =
         "std": data.std,
         "data_options": data.options,
         "index": index,
-        "best_epoch": best["epoch"],
-        "val_acc": best["val_acc"],
+        "best_epoch": fit["best_epoch"],
+        "val_acc": fit["val_acc"],
+        "epochs_run": fit["epochs_run"],
+        "converged": fit["converged"] if cfg.patience else None,
         "test_acc": accuracy(net, data.x_test, data.y_test),
         "config": cfg.model_dump(),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -28,14 +29,15 @@ def train_net(
     decay_after: int | None = None,
     dsa: DSA | None = None,
     generator: torch.Generator | None = None,
-    on_epoch: Callable[[int, nn.Module], None] | None = None,
+    on_epoch: Callable[[int, nn.Module], str | None] | None = None,
     desc: str | None = None,
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
 ) -> nn.Module:
     """SGD (momentum 0.9, wd 5e-4 unless given), shuffled batches, lr x0.1 after `decay_after` epochs, DSA on inputs.
 
-    `on_epoch(e, net)` runs after each epoch e = 1..epochs (checkpointing, validation).
+    `on_epoch(e, net)` runs after each epoch e = 1..epochs (checkpointing, validation); it may return "decay"
+    (lr x0.1 from the next epoch on) or "stop" (end training now): that is how `UntilConverged` drives it.
     `x` and `targets` may stay on the CPU: batches are moved to the network's device.
     """
     device = next(net.parameters()).device
@@ -45,8 +47,7 @@ def train_net(
     net.train()
     for epoch in progress(range(1, epochs + 1), desc=desc, leave=False, disable=desc is None):
         if epoch == decay_after + 1:
-            for group in opt.param_groups:
-                group["lr"] = lr * 0.1
+            _decay(opt, lr)
         order = torch.randperm(len(x), generator=g)
         for start in range(0, len(x), batch_size):
             idx = order[start : start + batch_size]
@@ -56,9 +57,66 @@ def train_net(
             opt.zero_grad(set_to_none=True)
             label_loss(loss, net(xb), tb).backward()
             opt.step()
-        if on_epoch is not None:
-            on_epoch(epoch, net)
+        signal = on_epoch(epoch, net) if on_epoch is not None else None
+        if signal == "decay":
+            _decay(opt, lr)
+        elif signal == "stop":
+            break
     return net
+
+
+def _decay(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr * 0.1
+
+
+class UntilConverged:
+    """Train until validation accuracy stops improving: the `on_epoch` of `train_net` for teachers and references.
+
+    After each epoch it scores the validation split. Once accuracy has not improved for `patience` epochs,
+    the learning rate drops x0.1; once it stalls again for `patience` epochs, training stops. The weights of
+    the best validation epoch are kept (`restore`). A run that reaches the epoch cap before stopping is
+    reported as not converged. The test split is never looked at.
+    """
+
+    def __init__(self, x_val: torch.Tensor, y_val: torch.Tensor, patience: int, min_delta: float = 0.05) -> None:
+        self.x_val, self.y_val, self.patience, self.min_delta = x_val, y_val, patience, min_delta
+        self.best_acc, self.best_epoch, self.best_state = -1.0, 0, None
+        self.stalled, self.decayed, self.converged, self.epochs_run = 0, False, False, 0
+        self.curve: list[float] = []
+
+    def __call__(self, epoch: int, net: nn.Module) -> str | None:
+        acc = accuracy(net, self.x_val, self.y_val)
+        self.curve.append(acc)
+        self.epochs_run = epoch
+        if acc > self.best_acc + self.min_delta:
+            self.best_acc, self.best_epoch, self.best_state = acc, epoch, copy.deepcopy(net.state_dict())
+            self.stalled = 0
+            return None
+        self.stalled += 1
+        if self.stalled < self.patience:
+            return None
+        self.stalled = 0
+        if not self.decayed:
+            self.decayed = True
+            return "decay"
+        self.converged = True
+        return "stop"
+
+    def restore(self, net: nn.Module) -> nn.Module:
+        """Load the best validation epoch's weights into `net`."""
+        if self.best_state is not None:
+            net.load_state_dict(self.best_state)
+        return net
+
+    def summary(self) -> dict:
+        return {
+            "best_epoch": self.best_epoch,
+            "val_acc": self.best_acc,
+            "epochs_run": self.epochs_run,
+            "converged": self.converged,
+            "val_curve": self.curve,
+        }
 
 
 @torch.no_grad()
@@ -78,6 +136,12 @@ def predict(
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy in percent."""
     return float((predict(net, x).argmax(1) == y).float().mean() * 100)
+
+
+def agreement(net: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> float:
+    """Percent of x on which the network's top class is the target's (argmax of soft targets, or the class id)."""
+    wanted = targets.argmax(1) if targets.dtype.is_floating_point else targets
+    return float((predict(net, x).argmax(1) == wanted.cpu()).float().mean() * 100)
 
 
 def frozen(net: nn.Module) -> nn.Module:

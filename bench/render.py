@@ -1,0 +1,129 @@
+"""Render the tables of docs/benchmarks.md from the committed JSON under bench/results/.
+
+A rendered block sits between `<!-- render: NAME -->` and `<!-- /render -->`; NAME is a renderer below,
+each a function of one JSON file. `python bench/render.py` rewrites every block; `--check` only compares
+and exits 1 naming the blocks that differ (the test suite runs it, so the docs cannot drift from the JSON).
+
+    python bench/render.py            # rewrite docs/benchmarks.md
+    python bench/render.py --check    # exit 1 if a block differs from what its JSON renders
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+BLOCK = re.compile(r"(<!-- render: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /render -->)", re.S)
+
+
+def _pm(r: dict) -> str:
+    return f"{r['mean']:.2f} ± {r['std']:.2f}"
+
+
+def soft_label_protocol(d: dict) -> str:
+    """Evaluation schedules (validation accuracy, fit) and proxy schedules (fit) from bench_soft_label_protocol."""
+    t, lg = d["teacher"], d["teacher_logits_on_validation"]
+    lines = [
+        f"Dataset {d['dataset']}, ConvNet width {d['width']}. Teacher: validation {t['val_acc']:.2f} % at epoch "
+        f"{t['best_epoch']} (stopped after {t['epochs_run']}, converged: {t['converged']}). Its logits on the "
+        f"validation split: mean |logit| {lg['mean_abs']:.2f}, range {lg['min']:.2f} to {lg['max']:.2f}, "
+        f"mean top-1 minus top-2 margin {lg['mean_top1_minus_top2']:.2f}, "
+        f"mean top softmax probability {lg['mean_max_softmax']:.2f}.",
+        "",
+        "| eval epochs | eval lr | soft (L1) val acc. | soft fit on own set | hard (CE) val acc. "
+        "| hard fit on own set |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in d["eval_schedules"]:
+        chosen = " **(chosen)**" if {"epochs": r["epochs"], "lr": r["lr"]} == d["chosen_eval"] else ""
+        lines.append(
+            f"| {r['epochs']}{chosen} | {r['lr']:g} | {r['soft_val_acc']:.2f} | {r['soft_train_fit']:.1f} | "
+            f"{r['hard_val_acc']:.2f} | {r['hard_train_fit']:.1f} |"
+        )
+    lines += [
+        "",
+        "| IPC | proxy epochs E | proxy lr | agreement with the teacher at each kept checkpoint (%) | seconds |",
+        "|---|---|---|---|---|",
+    ]
+    for r in d["proxy_schedules"]:
+        fits = " / ".join(f"{f:.0f}" for f in r["fit"])
+        lines.append(f"| {r['ipc']} | {r['student_epochs']} | {r['lr_net']:g} | {fits} | {r['seconds']:.1f} |")
+    c = d["chosen_proxy"]
+    lines += [
+        "",
+        f"Chosen proxy schedule: E = {c['student_epochs']}, lr_net = {c['lr_net']:g} "
+        f"(mean final agreement {c['mean_fit']:.1f} %).",
+    ]
+    return "\n".join(lines)
+
+
+def apm_vs_random(d: dict) -> str:
+    """APM beside the random baseline (mean ± std over draws) under both label modes (bench_apm_vs_random)."""
+    lines = [
+        "| dataset | IPC | schedule | labels | APM | random (± std over draws) | gain ± 2 std | verdict | APM fit | "
+        "proxy fit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in d["rows"]:
+        g = r["gain"]
+        verdict = ("gain" if g["value"] > 0 else "loss") if g["significant"] else "within noise"
+        lines.append(
+            f"| {r['dataset']} | {r['ipc']} | {r['schedule']} | {r['labels']} | {_pm(r['apm'])} | {_pm(r['random'])} | "
+            f"{g['value']:+.2f} ± {g['uncertainty']:.2f} | {verdict} | {r['apm']['train_fit']:.1f} | "
+            f"{r['proxy_fit']:.1f} |"
+        )
+    refs = [f"{k}: {v}" for k, v in d.get("references", {}).items()]
+    if refs:
+        lines += ["", "References: " + "; ".join(refs) + "."]
+    return "\n".join(lines)
+
+
+RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
+    "soft-label-protocol-digits": ("soft_label_protocol_digits.json", soft_label_protocol),
+    "apm-vs-random-digits": ("apm_vs_random_digits.json", apm_vs_random),
+}
+
+
+def render_block(name: str) -> str:
+    if name not in RENDERERS:
+        raise SystemExit(f"docs/benchmarks.md names renderer {name!r}, which bench/render.py does not have")
+    file, fn = RENDERERS[name]
+    return fn(json.loads((RESULTS / file).read_text())) + "\n"
+
+
+def render(text: str) -> tuple[str, list[str]]:
+    """The document with every block re-rendered, and the names of the blocks that changed."""
+    changed: list[str] = []
+
+    def sub(m: re.Match) -> str:
+        body = render_block(m["name"])
+        if body != m["body"]:
+            changed.append(m["name"])
+        return m.group(1) + body + m.group(4)
+
+    return BLOCK.sub(sub, text), changed
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="only compare; exit 1 if a block differs")
+    args = p.parse_args()
+    new, changed = render(DOC.read_text())
+    if args.check:
+        if changed:
+            print(f"docs/benchmarks.md differs from its JSON in: {', '.join(changed)}; run python bench/render.py")
+            sys.exit(1)
+        return
+    DOC.write_text(new)
+    print(f"rendered {len(BLOCK.findall(new))} blocks, {len(changed)} changed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""`distill image tune`: search a method's knobs on the VALIDATION split with Optuna, resumable after a kill.
+
+Each trial builds the method's set with sampled knobs (through `Comparison.build`, so APM, DM and MTT
+share one teacher pool and one expert pool across trials) and scores it with the evaluation protocol on the
+validation split; the test split is never read. The study lives in `OUT/study.db` (SQLite), so a killed
+search resumes with every finished trial kept; a trial's set is built in a folder named after its knobs,
+so a trial cut off mid-way is re-run from its own checkpoint. The best knobs are written to
+`OUT/preset.yaml`, a config file that `distill image run --config` and `distill image compare --config` take.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from distillkit.errors import UserError
+from distillkit.image.compare import CompareConfig, Comparison
+from distillkit.image.evaluate import evaluate_set
+from distillkit.runs import write_json
+
+# name -> ("float", low, high, log) | ("int", low, high) | ("cat", choices); each method's main knobs
+SPACES: dict[str, dict[str, tuple]] = {
+    "apm": {
+        "lr_img": ("float", 0.3, 30.0, True),
+        "student_epochs": ("cat", [50, 100, 250]),
+        "num_checkpoints": ("int", 1, 5),
+        "refresh_every": ("cat", [1, 3, 5]),
+        "alpha_ce": ("float", 0.01, 1.0, True),
+        "lr_net": ("float", 0.03, 3.0, True),
+    },
+    "dm": {"lr_img": ("float", 0.1, 100.0, True), "batch_real": ("cat", [64, 128, 256])},
+    "mtt": {
+        "lr_img": ("float", 1.0, 1000.0, True),
+        "lr_lr": ("float", 1e-7, 1e-4, True),
+        "syn_steps": ("cat", [10, 20, 30]),
+    },
+}
+TUNABLE = tuple(SPACES)
+
+
+def suggest(trial: optuna.Trial, space: dict[str, tuple]) -> dict[str, Any]:
+    """Knob values for one trial from a space written as data."""
+    out: dict[str, Any] = {}
+    for name, spec in space.items():
+        if spec[0] == "float":
+            out[name] = trial.suggest_float(name, spec[1], spec[2], log=spec[3])
+        elif spec[0] == "int":
+            out[name] = trial.suggest_int(name, spec[1], spec[2])
+        else:
+            out[name] = trial.suggest_categorical(name, spec[1])
+    return out
+
+
+def _trial_dir(out: Path, knobs: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(knobs, sort_keys=True).encode()).hexdigest()[:12]
+    return out / "trials" / digest
+
+
+def tune(
+    cfg: CompareConfig,
+    method: str,
+    ipc: int,
+    trials: int,
+    out: Path,
+    teachers: Path | None = None,
+    experts: Path | None = None,
+) -> dict:
+    """Run (or resume) the search; returns the summary written to OUT/tune.json."""
+    if method not in SPACES:
+        raise UserError(f"cannot tune '{method}'; choose one of {', '.join(TUNABLE)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = cfg.model_copy(update={"methods": [method], "ipcs": [ipc], "label_modes": ["soft"], "cross_archs": []})
+    shared = Comparison(base, out / "shared", teachers, experts)
+    teachers = shared.pool.manifest.parent
+    if method == "mtt" and experts is None:
+        shared.experts()  # trained once into the shared folder, then reused by every trial
+        experts = shared.out / "experts"
+    val = shared.data.validation_view()
+    ec = shared.eval_cfg(base.eval.arch, cfg.eval.label_mode)
+    study = optuna.create_study(
+        study_name=f"{method}_ipc{ipc}",
+        storage=f"sqlite:///{out / 'study.db'}",
+        load_if_exists=True,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+    )
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # cut off by a kill: run its knobs again
+        study.enqueue_trial(t.params)
+
+    def objective(trial: optuna.Trial) -> float:
+        knobs = suggest(trial, SPACES[method])
+        section = getattr(base, method)
+        trial_cfg = base.model_copy(update={method: section.model_copy(update=knobs)})
+        comp = Comparison(trial_cfg, _trial_dir(out, knobs), teachers, experts)
+        ds, cost = comp.build(method, ipc)
+        r = evaluate_set(ds.images, ds.labels, ds.soft_labels, val, ec, cfg.device, f"trial {trial.number}")
+        trial.set_user_attr("train_fit", r["train_fit"])
+        trial.set_user_attr("build_seconds", cost["seconds"])
+        return r["mean"]
+
+    done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if trials > done:
+        study.optimize(objective, n_trials=trials - done)
+    best = study.best_trial
+    preset = {method: best.params}
+    (out / "preset.yaml").write_text(yaml.safe_dump(preset, sort_keys=True))
+    summary = {
+        "method": method,
+        "ipc": ipc,
+        "scored_on": "validation",
+        "eval_protocol": ec.describe(),
+        "best": {"params": best.params, "val_acc": best.value, **best.user_attrs},
+        "trials": [
+            {"number": t.number, "params": t.params, "val_acc": t.value, **t.user_attrs}
+            for t in study.trials
+            if t.state == optuna.trial.TrialState.COMPLETE
+        ],
+        "preset_file": str(out / "preset.yaml"),
+    }
+    write_json(out / "tune.json", summary)
+    return summary
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Nested overrides from a YAML or JSON config file (a preset.yaml from `tune`, or a run's config.json)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist; pass a YAML or JSON file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0]
+        raise UserError(f"config file {path} is not valid YAML/JSON ({first}); fix or remove it") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of settings, e.g. 'apm: {{lr_img: 3}}'")
+    return data

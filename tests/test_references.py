@@ -1,0 +1,94 @@
+"""Honest references and baselines: converged teachers and full-data rows, fitted students, random draws."""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+
+from distillkit.image.evaluate import (
+    EvalConfig,
+    FullDataConfig,
+    evaluate_full,
+    evaluate_random,
+    evaluate_set,
+    fit_warning,
+    gain,
+    random_subset,
+)
+from distillkit.image.teacher import TeacherConfig, train_teacher
+from distillkit.image.train import UntilConverged, accuracy, predict, train_net
+from distillkit.nets import build_net
+
+TINY_NET = {"width": 16, "depth": 2}
+
+
+def test_until_converged_decays_then_stops_and_keeps_the_best_epoch(digits):
+    net = build_net("convnet", 1, 10, 8, **TINY_NET)
+    watch = UntilConverged(digits.x_val, digits.y_val, patience=2)
+    lrs = []
+
+    def on_epoch(epoch, model):
+        signal = watch(epoch, model)
+        lrs.append(signal)
+        return signal
+
+    train_net(net, digits.x_train, digits.y_train, epochs=200, lr=0.05, decay_after=201, on_epoch=on_epoch)
+    s = watch.summary()
+    assert s["converged"] and s["epochs_run"] < 200  # it stopped by itself, long before the cap
+    assert lrs.count("decay") == 1 and lrs[-1] == "stop"
+    assert s["val_acc"] == max(s["val_curve"]) and s["val_curve"][s["best_epoch"] - 1] == s["val_acc"]
+    watch.restore(net)
+    assert accuracy(net, digits.x_val, digits.y_val) == s["val_acc"]  # the best epoch's weights, not the last
+
+
+def test_teacher_trains_until_validation_stalls(digits):
+    _, meta = train_teacher(digits, TeacherConfig(epochs=150, patience=3, net_options=TINY_NET), 0)
+    assert meta["converged"] is True and meta["epochs_run"] < 150
+    assert meta["val_acc"] > 85
+    _, fixed = train_teacher(digits, TeacherConfig(epochs=4, patience=None, net_options=TINY_NET), 0)
+    assert fixed["converged"] is None and fixed["epochs_run"] == 4  # the published fixed schedule
+
+
+def test_short_l1_schedule_underfits_soft_labels_and_is_flagged(digits, digits_pool):
+    """The defect behind "soft labels lose 32 points": L1 on logits needs far more steps than CE."""
+    x, y = random_subset(digits, 10, 0)
+    soft = predict(digits_pool.nets[0], x)
+    short = EvalConfig(net_options=TINY_NET, runs=1, epochs=60, lr=0.1)  # 100 images: one step per epoch
+    soft_short = evaluate_set(x, y, soft, digits, short)
+    hard_short = evaluate_set(x, y, None, digits, short.model_copy(update={"label_mode": "hard", "loss": "ce"}))
+    assert hard_short["train_fit"] >= 99  # CE fits its 100 images in 60 steps ...
+    assert soft_short["train_fit"] <= hard_short["train_fit"] - 20  # ... L1 on the teacher's logits does not
+    assert fit_warning(soft_short) is not None and fit_warning({"train_fit": 100.0}) is None
+    long = evaluate_set(x, y, soft, digits, short.model_copy(update={"epochs": 600, "lr": 1.0}))
+    # more steps at a higher lr: the same soft labels fit, and the set is worth far more than it seemed
+    assert long["train_fit"] > soft_short["train_fit"] + 25 and long["mean"] > soft_short["mean"] + 15
+
+
+def test_random_baseline_averages_over_draws(digits):
+    cfg = EvalConfig(net_options=TINY_NET, runs=1, epochs=20, lr=0.1, label_mode="hard", loss="ce", random_draws=3)
+    r = evaluate_random(digits, 2, None, cfg)
+    assert len(r["draw_means"]) == 3 and len(r["runs"]) == 3
+    assert len(set(r["draw_means"])) > 1  # other subsets, other accuracies
+    assert r["std"] == statistics.stdev(r["draw_means"]) and r["std_over"] == "draws"
+    assert abs(r["mean"] - statistics.fmean(r["runs"])) < 1e-9
+    # draw 0 is the subset a single-draw baseline always used; other draws pick other images
+    x0, _ = random_subset(digits, 2, 0)
+    x1, _ = random_subset(digits, 2, 0, draw=1)
+    assert torch.equal(x0, random_subset(digits, 2, 0, draw=0)[0]) and not torch.equal(x0, x1)
+
+
+def test_a_gain_is_only_called_one_beyond_twice_the_draw_spread():
+    base = {"mean": 80.0, "std": 1.5}
+    assert gain({"mean": 83.5}, base) == {"value": 3.5, "uncertainty": 3.0, "significant": True}
+    assert gain({"mean": 82.0}, base)["significant"] is False
+    assert gain({"mean": 76.0}, base)["significant"] is True  # a significant loss
+
+
+def test_full_data_reference_chooses_its_epochs_on_validation(digits):
+    cfg = EvalConfig(net_options=TINY_NET, label_mode="hard", loss="ce")
+    r = evaluate_full(digits, cfg, FullDataConfig(runs=1, epochs=150, patience=3, lr=0.05))
+    assert r["converged"] and r["epochs_run"][0] < 150 and 1 <= r["epochs_chosen"][0] <= r["epochs_run"][0]
+    assert r["mean"] > 85 and "chosen on validation" in r["protocol"]
+    capped = evaluate_full(digits, cfg, FullDataConfig(runs=1, epochs=2, patience=3, lr=0.05))
+    assert capped["converged"] is False  # hit the cap while still improving: reports say so

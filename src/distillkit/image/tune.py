@@ -69,10 +69,12 @@ def tune(
     out: Path,
     teachers: Path | None = None,
     experts: Path | None = None,
+    space: dict[str, tuple] | None = None,
 ) -> dict:
-    """Run (or resume) the search; returns the summary written to OUT/tune.json."""
+    """Run (or resume) the search over `space` (default: the method's entry in SPACES); returns OUT/tune.json."""
     if method not in SPACES:
         raise UserError(f"cannot tune '{method}'; choose one of {', '.join(TUNABLE)}")
+    space = space or SPACES[method]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base = cfg.model_copy(update={"methods": [method], "ipcs": [ipc], "label_modes": ["soft"], "cross_archs": []})
@@ -83,6 +85,7 @@ def tune(
         experts = shared.out / "experts"
     val = shared.data.validation_view()
     ec = shared.eval_cfg(base.eval.arch, cfg.eval.label_mode)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=f"{method}_ipc{ipc}",
         storage=f"sqlite:///{out / 'study.db'}",
@@ -95,7 +98,7 @@ def tune(
         study.enqueue_trial(t.params)
 
     def objective(trial: optuna.Trial) -> float:
-        knobs = suggest(trial, SPACES[method])
+        knobs = suggest(trial, space)
         section = getattr(base, method)
         trial_cfg = base.model_copy(update={method: section.model_copy(update=knobs)})
         comp = Comparison(trial_cfg, _trial_dir(out, knobs), teachers, experts)
@@ -106,7 +109,6 @@ def tune(
         return r["mean"]
 
     done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if trials > done:
         study.optimize(objective, n_trials=trials - done)
     best = study.best_trial

@@ -26,7 +26,7 @@ from distillkit.image.dm import DMConfig, distill_dm
 from distillkit.image.evaluate import EvalConfig, FullDataConfig, evaluate_full, evaluate_random, evaluate_set, gain
 from distillkit.image.memory import PeakMemory
 from distillkit.image.mtt import ExpertConfig, Experts, MTTConfig, distill_mtt, train_experts
-from distillkit.image.pipeline import DataConfig, _cached_eval, _merge, _preset
+from distillkit.image.pipeline import DataConfig, _cached_eval, _preset, merge_settings
 from distillkit.image.plots import accuracy_lines, cost_bars, cross_arch_bars, image_grid
 from distillkit.image.teacher import TeacherConfig, TeacherPool, train_pool
 from distillkit.nets import canonical_arch
@@ -98,7 +98,7 @@ def _compare_preset(name: str) -> dict[str, Any]:
     }[name]
     extra["dm"]["net_options"] = dict(net)
     extra["experts"]["net_options"] = dict(net)
-    return _merge(base, extra)
+    return merge_settings(base, extra)
 
 
 def make_compare_config(preset: str = "quick", overrides: dict[str, Any] | None = None) -> CompareConfig:
@@ -114,7 +114,7 @@ def make_compare_config(preset: str = "quick", overrides: dict[str, Any] | None 
                 base[section].pop("net_options", None)
         for section in ("dm", "experts"):
             base[section].setdefault("arch", arch)
-    raw = _merge({"preset": preset, **base}, overrides)
+    raw = merge_settings({"preset": preset, **base}, overrides)
     try:
         cfg = CompareConfig.model_validate(raw)
     except ValidationError as e:

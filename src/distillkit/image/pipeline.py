@@ -76,20 +76,20 @@ class ImageRunConfig(BaseModel):
 
 
 def _preset(name: str) -> dict[str, Any]:
-    if name == "quick":  # minutes on a 2-core CPU: a narrower ConvNet and short schedules
+    if name == "quick":  # minutes on a 2-core CPU for digits; chosen on validation (docs/apm.md, "Presets")
         net = {"width": 64}
         return {
-            "teacher": {"net_options": net, "epochs": 3},
+            "teacher": {"net_options": net, "epochs": 100, "patience": 10},
             "apm": {
                 "iterations": 150,
-                "student_epochs": 30,
+                "student_epochs": 300,
                 "num_checkpoints": 3,
                 "refresh_every": 3,
                 "lr_img": 10.0,
-                "lr_net": 0.1,
+                "lr_net": 1.0,
             },
-            "eval": {"net_options": net, "runs": 3, "epochs": 300, "lr": 0.1},
-            "full": {"runs": 3, "epochs": 1},
+            "eval": {"net_options": net, "runs": 3, "epochs": 1000, "lr": 0.1},
+            "full": {"runs": 3, "epochs": 100, "patience": 5},
         }
     if name == "standard":  # the longest schedule affordable on a CPU in about an hour (width-128 ConvNet)
         return {
@@ -125,10 +125,11 @@ def _preset(name: str) -> dict[str, Any]:
 PRESETS = ("quick", "standard", "paper")
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def merge_settings(base: dict, extra: dict) -> dict:
+    """Nested settings: `extra`'s values over `base`'s, section by section."""
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_settings(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -140,7 +141,7 @@ def make_config(preset: str = "quick", overrides: dict[str, Any] | None = None) 
         for section in ("teacher", "eval"):
             if "net_options" not in overrides.get(section, {}):
                 base.get(section, {}).pop("net_options", None)
-    raw = _merge({"preset": preset, **base}, overrides)
+    raw = merge_settings({"preset": preset, **base}, overrides)
     try:
         cfg = ImageRunConfig.model_validate(raw)
     except ValidationError as e:

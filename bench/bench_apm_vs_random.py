@@ -35,8 +35,7 @@ def main() -> None:
     from distillkit.image.pipeline import make_config, run_image
 
     schedule = args.schedule or args.preset
-    previous = json.loads(args.out.read_text()) if args.out.exists() else {"rows": [], "references": {}}
-    rows = [r for r in previous["rows"] if not (r["dataset"] == args.dataset and r["schedule"] == schedule)]
+    rows, references = [], {}
     pool = None
     for ipc in args.ipcs:
         overrides = parse_sets(args.set)
@@ -52,12 +51,12 @@ def main() -> None:
         pool = pool or run_dir / "teachers"
         res = m["results"]
         if "full" in res:
-            previous["references"][f"{args.dataset} full data ({schedule})"] = (
+            references[f"{args.dataset} full data ({schedule})"] = (
                 f"{res['full']['mean']:.2f} ± {res['full']['std']:.2f} % ({res['full']['protocol']}; "
                 f"epochs chosen {res['full']['epochs_chosen']})"
             )
         t = m["teacher"]
-        previous["references"][f"{args.dataset} teacher ({schedule})"] = (
+        references[f"{args.dataset} teacher ({schedule})"] = (
             f"{t['test_acc']:.2f} % test, best validation epoch {t['best_epoch']} of {t['epochs_run']}"
         )
         for labels, apm, rnd in (("soft (L1)", "apm", "random"), ("hard (CE)", "apm_hard", "random_hard")):
@@ -77,8 +76,13 @@ def main() -> None:
                 }
             )
         print(json.dumps({k: rows[-1][k] for k in ("ipc", "labels", "gain")}), flush=True)
+    # rows of other datasets or schedules already in the file are kept (read now: another run may have added some)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {"rows": [], "references": {}}
+    kept = [r for r in previous["rows"] if not (r["dataset"] == args.dataset and r["schedule"] == schedule)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "references": previous["references"]}, indent=2))
+    args.out.write_text(
+        json.dumps({"rows": kept + rows, "references": {**previous["references"], **references}}, indent=2)
+    )
 
 
 if __name__ == "__main__":

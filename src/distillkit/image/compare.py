@@ -207,12 +207,16 @@ class Comparison:
             loss = "l1"
         return e.model_copy(update={"arch": arch, "net_options": options, "label_mode": label, "loss": loss})
 
-    def evaluate(self, name: str, ds: DistilledSet, ipc: int, arch: str, label: str) -> dict:
+    def evaluate(
+        self, name: str, ds: DistilledSet, ipc: int, arch: str, label: str, split: Literal["test", "val"] = "test"
+    ) -> dict:
+        """`ds` scored by the evaluator on the test split, or on the validation split (for choosing anything)."""
         ec = self.eval_cfg(arch, label)
-        key = f"{name}_ipc{ipc}_{canonical_arch(arch)}_{label}"
+        key = f"{name}_ipc{ipc}_{canonical_arch(arch)}_{label}" + ("_val" if split == "val" else "")
+        data = self.data.validation_view() if split == "val" else self.data
         return _cached_eval(
             self.out / "evals" / f"{key}.json",
-            lambda: evaluate_set(ds.images, ds.labels, ds.soft_labels, self.data, ec, self.cfg.device, f"eval {key}"),
+            lambda: evaluate_set(ds.images, ds.labels, ds.soft_labels, data, ec, self.cfg.device, f"eval {key}"),
         )
 
     def baseline(self, ipc: int, label: str) -> dict:

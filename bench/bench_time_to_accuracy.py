@@ -9,9 +9,9 @@ evaluation, so the timed part can run alone on the machine (`--distill-only`, th
 
 For each label mode the target is the lower of the two methods' best snapshot accuracies on the VALIDATION
 split (a level both reach); a method's time to it is the seconds of its first snapshot at or above it on
-validation, and the test accuracy of that snapshot is reported. The test split chooses nothing. The ratio APM / MTT below
-1 means APM gets there sooner; the paper claims at most 1/5. Snapshots and evaluations are cached in the
-output directory, so a killed run resumes.
+validation, and the test accuracy of that snapshot is reported. The test split chooses nothing. The
+ratio APM / MTT below 1 means APM gets there sooner; the paper claims at most 1/5. Snapshots and
+evaluations are cached in the output directory, so a killed run resumes.
 
     python bench/bench_time_to_accuracy.py --dataset mnist --ipc 10 \
         --teachers bench/results/apm_accuracy/quick/mnist_ipc10/teachers \

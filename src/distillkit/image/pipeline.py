@@ -107,7 +107,7 @@ def _preset(name: str) -> dict[str, Any]:
         }
     if name == "paper":  # the published settings (spec 2.4), for a GPU
         return {
-            "teacher": {"epochs": 100, "num_teachers": 5},
+            "teacher": {"epochs": 100, "num_teachers": 5, "patience": None},  # the published fixed schedule
             "apm": {
                 "iterations": 2500,
                 "student_epochs": 250,

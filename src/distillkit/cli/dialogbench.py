@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -14,6 +16,25 @@ app = typer.Typer(help="DialogBench: LLMs as human-like dialogue systems.", no_a
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip("/")).strip("_")[-60:] or "model"
+
+
+def _json_object(text: str | None, flag: str) -> dict[str, Any] | None:
+    """A JSON object given on the command line, or None."""
+    from distillkit.errors import UserError
+
+    if text is None:
+        return None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{flag} is not valid JSON ({e.msg} at character {e.pos}); e.g. '{{\"top_k\": 20}}'") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{flag} must be a JSON object, e.g. '{{\"top_k\": 20}}'")
+    return obj
+
+
+TIMEOUT_HELP = "seconds a server gets to answer one request (a deadline per attempt)"
+RETRIES_HELP = "tries after the first one per request (429, 5xx, timeouts, dropped connections)"
 
 
 @app.command("tasks")
@@ -93,6 +114,13 @@ def eval_cmd(
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)"),
     seed: int = typer.Option(0, "--seed"),
     release_date: str = typer.Option(None, "--release-date", help="model release date, shown next to scores"),
+    system_prompt: str = typer.Option(None, "--system-prompt", help="chat mode: sent as the first (system) message"),
+    extra_body: str = typer.Option(None, "--extra-body", help="server: JSON object of extra request fields"),
+    token_param: str = typer.Option(
+        None, "--token-param", help="server: max_tokens (default) or max_completion_tokens (OpenAI reasoning models)"
+    ),
+    timeout: float = typer.Option(120.0, "--timeout", help=TIMEOUT_HELP),
+    max_retries: int = typer.Option(5, "--max-retries", help=RETRIES_HELP),
 ) -> None:
     """Evaluate one model; resumes from the run folder's items.jsonl if it exists."""
     from pydantic import ValidationError
@@ -121,10 +149,15 @@ def eval_cmd(
             skip_invalid=skip_invalid,
             device=device,
             release_date=release_date,
+            system_prompt=system_prompt,
+            extra_body=_json_object(extra_body, "--extra-body"),
+            token_param=token_param,
+            timeout=timeout,
+            max_retries=max_retries,
         )
     except ValidationError as e:
         err = e.errors()[0]
-        raise UserError(f"bad value for --{err['loc'][0]}: {err['msg']}") from None
+        raise UserError(f"bad value for --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
     out = out or Path("runs/dialogbench") / f"{_slug(model)}-{mode}-{lang}{'-circular' if circular else ''}"
     m = evaluate(settings, out)
     print(
@@ -199,6 +232,8 @@ def generate_cmd(
     concurrency: int = typer.Option(8, "--concurrency", help="parallel requests"),
     max_requests: int = typer.Option(None, "--max-requests", help="stop after this many requests (this run)"),
     max_tokens: int = typer.Option(None, "--max-tokens", help="stop once this many tokens were used (this run)"),
+    timeout: float = typer.Option(120.0, "--timeout", help=TIMEOUT_HELP),
+    max_retries: int = typer.Option(5, "--max-retries", help=RETRIES_HELP),
 ) -> None:
     """Generate a new, bias-mitigated, filtered DialogBench with any OpenAI-compatible LLM (resumable)."""
     from pydantic import ValidationError
@@ -230,6 +265,8 @@ def generate_cmd(
             concurrency=concurrency,
             max_requests=max_requests,
             max_tokens=max_tokens,
+            timeout=timeout,
+            max_retries=max_retries,
         )
     except ValidationError as e:
         err = e.errors()[0]
@@ -253,6 +290,27 @@ def generate_cmd(
         f"instances: {out / 'instances.jsonl'} (evaluate with: dialogbench eval --data {out / 'instances.jsonl'} "
         f"--lang {lang} ...); rejects: {out / 'rejects.jsonl'}; datasheet: {out / 'datasheet.md'}"
     )
+
+
+cache_app = typer.Typer(help="The on-disk cache of server responses.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("clear")
+def cache_clear_cmd(
+    path: Path = typer.Argument(
+        None, help="cache folder (or the folder holding responses/); default: the distillkit cache"
+    ),
+) -> None:
+    """Empty a response cache folder and say how many entries were removed."""
+    from distillkit.lm.cache import clear_cache
+    from distillkit.lm.offline import cache_dir
+
+    folder, n = clear_cache(path or cache_dir() / "responses")
+    if n is None:
+        print(f"{folder} was unreadable (corrupt); removed its files, the cache starts empty")
+    else:
+        print(f"removed {n} entries from {folder}")
 
 
 def main() -> None:

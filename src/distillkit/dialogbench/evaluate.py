@@ -11,7 +11,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from tqdm import tqdm
@@ -24,7 +24,11 @@ from distillkit.dialogbench.schema import Instance, load_sample, read_jsonl_leni
 from distillkit.dialogbench.tasks import check_lang, parse_tasks
 from distillkit.errors import UserError
 from distillkit.lm.config import GenerationConfig
+from distillkit.lm.reasoning import answer_text
+from distillkit.lm.secrets import mask_url
 from distillkit.runs import prepare_run_dir, write_json
+
+RESUMABLE = ("timeout", "max_retries")  # may differ between a run and its resumption
 
 
 class EvalSettings(BaseModel):
@@ -49,6 +53,16 @@ class EvalSettings(BaseModel):
     skip_invalid: bool = False
     device: str | None = None
     release_date: str | None = None  # shown next to the scores (data public since 2023: contamination)
+    system_prompt: str | None = None  # chat mode: sent as the first message
+    # servers only; None keeps the defaults, so runs saved before these settings existed still resume
+    extra_body: dict[str, Any] | None = None  # more request fields, passed through as they are
+    token_param: Literal["max_tokens", "max_completion_tokens"] | None = None
+    timeout: float = Field(120.0, gt=0)  # seconds per request attempt (may change on resume)
+    max_retries: int = Field(5, ge=0)  # may change on resume
+
+    def saved(self) -> dict:
+        """The settings as written to config.json (credentials in the URL masked)."""
+        return self.model_dump() | {"base_url": mask_url(self.base_url)}
 
     @property
     def headline(self) -> str:
@@ -132,7 +146,17 @@ def load_backend(settings: EvalSettings):
             )
         from distillkit.lm.openai_compat import OpenAICompatLM
 
-        return OpenAICompatLM(model=settings.model, base_url=settings.base_url, concurrency=settings.concurrency)
+        return OpenAICompatLM(
+            model=settings.model,
+            base_url=settings.base_url,
+            concurrency=settings.concurrency,
+            timeout=settings.timeout,
+            max_retries=settings.max_retries,
+            token_param=settings.token_param or "max_tokens",
+            extra_body=settings.extra_body,
+        )
+    if settings.extra_body or settings.token_param:
+        raise UserError("--extra-body and --token-param are request fields for a server; add --base-url")
     from distillkit.lm.local import load_local_lm
 
     return load_local_lm(
@@ -199,11 +223,12 @@ def _run_chat(lm, units: list[Unit], log: ItemLog, settings: EvalSettings, progr
     bar = tqdm(total=len(todo), desc="chat", disable=not progress)
     for start in range(0, len(todo), chunk):
         batch = todo[start : start + chunk]
-        convs = [chat_messages(u.inst, u.options) for u in batch]
+        system = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
+        convs = [system + chat_messages(u.inst, u.options) for u in batch]
 
         def done(i: int, text: str, batch=batch, convs=convs) -> None:
             u = batch[i]
-            ex = extract(text, u.inst.language, u.options)
+            ex = extract(answer_text(text), u.inst.language, u.options)  # reasoning is logged, not read
             pred = {n: ex.get(n) for n in ("strict", "lenient", "anchored", "original")}
             log.write(_record(u, "chat", prompt=convs[i], output=text, pred=pred))
             bar.update(1)
@@ -230,9 +255,11 @@ def _record(u: Unit, mode: str, **fields) -> dict:
 def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm=None) -> dict:
     """Run (or resume) an evaluation into `out_dir`; returns the metrics (also written to metrics.json)."""
     out_dir = Path(out_dir)
+    if settings.system_prompt and settings.mode == "base":
+        raise UserError("--system-prompt applies to chat mode; drop it or use --mode chat")
     instances, skipped, data_hash = load_instances(settings)
-    config = settings.model_dump() | {"data_sha256": data_hash, "generation": settings.generation().to_dict()}
-    prepare_run_dir(out_dir, config)
+    config = settings.saved() | {"data_sha256": data_hash, "generation": settings.generation().to_dict()}
+    prepare_run_dir(out_dir, config, extendable=RESUMABLE)
     units = make_units(instances, settings.circular)
     log = ItemLog(out_dir / "items.jsonl")
     t0 = time.time()

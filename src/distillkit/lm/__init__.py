@@ -5,27 +5,28 @@
   `LocalLM.loglikelihood([(context, continuation), ...]) -> [float]` (summed log-probabilities; requests
   sharing a context reuse one KV cache), `.generate(prompts, GenerationConfig)`, `.chat(conversations)`.
 - `OpenAICompatLM(model, base_url)`: any OpenAI-compatible server, async with a concurrency limit,
-  retries with backoff, an on-disk response cache and token accounting.
+  a deadline per request, retries with backoff, an on-disk response cache and token accounting.
+
+Names are imported lazily, so a server client never pays for importing torch.
 """
 
-from distillkit.lm.config import GenerationConfig
-from distillkit.lm.local import LocalLM, LoglikelihoodResult, load_local_lm
-from distillkit.lm.offline import smollm2_folder, tiny_llama_folder
+from importlib import import_module
 
-__all__ = [
-    "GenerationConfig",
-    "LocalLM",
-    "LoglikelihoodResult",
-    "load_local_lm",
-    "smollm2_folder",
-    "tiny_llama_folder",
-    "OpenAICompatLM",
-]
+from distillkit.lm.config import GenerationConfig
+
+_LAZY = {
+    "LocalLM": "distillkit.lm.local",
+    "LoglikelihoodResult": "distillkit.lm.local",
+    "load_local_lm": "distillkit.lm.local",
+    "smollm2_folder": "distillkit.lm.offline",
+    "tiny_llama_folder": "distillkit.lm.offline",
+    "OpenAICompatLM": "distillkit.lm.openai_compat",
+}
+
+__all__ = ["GenerationConfig", *_LAZY]
 
 
 def __getattr__(name: str):
-    if name == "OpenAICompatLM":  # imported lazily: the openai package is only needed for servers
-        from distillkit.lm.openai_compat import OpenAICompatLM
-
-        return OpenAICompatLM
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(name)

@@ -1,33 +1,44 @@
 """Any OpenAI-compatible server (hosted APIs, vLLM, llama.cpp server, `transformers serve`).
 
-Async requests under a concurrency limit; retries with exponential backoff on 429, 5xx, timeouts,
-dropped connections and unparseable answers; an on-disk response cache keyed by the request;
-token accounting. The API key is read from the environment only and never written anywhere.
+Async requests under a concurrency limit; a deadline per request; retries with exponential backoff on 429,
+5xx, timeouts, dropped connections and unparseable answers; request parameters the server refuses (HTTP 400
+naming them) are dropped once and remembered; reasoning (`reasoning_content`) is kept as a `<think>` block;
+an on-disk response cache keyed by the request (safe across threads and processes); token accounting.
+The API key is read from the environment only and never written anywhere; URLs and server messages are
+shown with credentials masked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import random
-import threading
+import re
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import openai
 
 from distillkit.errors import UserError
 from distillkit.lm.cache import ResponseCache, request_key
 from distillkit.lm.config import GenerationConfig, apply_stop
+from distillkit.lm.reasoning import CLOSE, join_reasoning
+from distillkit.lm.secrets import mask_secrets, mask_url
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+TokenParam = Literal["max_tokens", "max_completion_tokens"]
+TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
+_PROTECTED = ("model", "messages", "prompt")  # never dropped: without them there is no request
 _RETRYABLE = (
     openai.RateLimitError,
     openai.InternalServerError,
     openai.APITimeoutError,
     openai.APIConnectionError,
     openai.APIResponseValidationError,
+    TimeoutError,
 )
 
 
@@ -39,7 +50,10 @@ class OpenAICompatLM:
     """Chat (and plain completion) client for an OpenAI-compatible endpoint.
 
     `chat(conversations, config)` returns one reply per conversation, in order; `usage` counts
-    prompt/completion tokens, requests, retries and cache hits.
+    prompt/completion tokens, requests, retries and cache hits; `refused` names the request parameters
+    the server refused (not sent again by this client). `timeout` is a deadline in seconds for each
+    request attempt; a request is tried at most `max_retries + 1` times. `token_param` names the token
+    limit (`max_completion_tokens` for OpenAI's reasoning models); `extra_body` adds request fields.
     """
 
     def __init__(
@@ -53,82 +67,156 @@ class OpenAICompatLM:
         backoff: float = 1.0,
         max_backoff: float = 30.0,
         cache_dir: Path | None | bool = None,
+        cache_size_mb: int | None = None,
+        token_param: TokenParam = "max_tokens",
+        extra_body: dict[str, Any] | None = None,
     ):
         from distillkit.lm.offline import cache_dir as default_cache
 
+        if token_param not in TOKEN_PARAMS:
+            raise UserError(f"token_param must be one of {', '.join(TOKEN_PARAMS)}, got {token_param!r}")
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.api_key_env = api_key_env
         self.concurrency = max(1, concurrency)
-        self.max_retries = max_retries
+        self.max_retries = max(0, max_retries)
         self.timeout = timeout
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.token_param = token_param
+        self.extra_body = dict(extra_body or {})
+        self.refused: set[str] = set()
+        self._probed = False  # a request went through: the rest may go in parallel
         if cache_dir is False:
             self.cache = None
         else:
-            self.cache = ResponseCache(Path(cache_dir or default_cache()) / "responses.sqlite")
+            self.cache = ResponseCache(Path(cache_dir or default_cache()) / "responses", cache_size_mb)
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0, "retries": 0, "cache_hits": 0}
+
+    @property
+    def shown_url(self) -> str:
+        """The base URL with credentials masked (for messages and saved files)."""
+        return mask_url(self.base_url) or ""
 
     def describe(self) -> dict:
         """What to record with results (never the key)."""
         return {
             "backend": "openai",
             "name": self.model,
-            "base_url": self.base_url,
+            "base_url": self.shown_url,
             "concurrency": self.concurrency,
             "max_retries": self.max_retries,
+            "timeout": self.timeout,
+            "token_param": self.token_param,
+            "refused_params": sorted(self.refused),
         }
 
     def _client(self) -> openai.AsyncOpenAI:
         key = os.environ.get(self.api_key_env) or "EMPTY"
         return openai.AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=self.timeout)
 
+    # ------------------------------------------------------------------ cache
+    def _key(self, kind: str, payload: dict[str, Any]) -> str:
+        return request_key({"base_url": self.shown_url, "kind": kind, **payload})
+
+    def _cached(self, kind: str, payload: dict[str, Any]) -> str | None:
+        if self.cache is None or (hit := self.cache.get(self._key(kind, payload))) is None:
+            return None
+        self.usage["cache_hits"] += 1
+        return hit["text"]
+
     # ------------------------------------------------------------------ one request with retries
-    async def _request(self, client: openai.AsyncOpenAI, kind: str, payload: dict[str, Any]) -> str:
-        key = request_key({"base_url": self.base_url, "kind": kind, **payload})
-        if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            self.usage["cache_hits"] += 1
-            return hit["text"]
+    async def _fetch(self, client: openai.AsyncOpenAI, kind: str, payload: dict[str, Any]) -> str:
+        """Send one request (retrying, dropping refused parameters); the reply goes to the cache."""
         last: Exception | None = None
-        for attempt in range(self.max_retries + 1):
+        attempt = 0
+        while True:
+            sent = self._effective(payload)
             try:
                 self.usage["requests"] += 1
-                if kind == "chat":
-                    resp = await client.chat.completions.create(**payload)
-                    text = resp.choices[0].message.content if resp.choices else None
-                else:
-                    resp = await client.completions.create(**payload)
-                    text = resp.choices[0].text if resp.choices else None
-                if not isinstance(text, str):
-                    raise _Garbage(f"no text in the answer: {str(resp)[:120]}")
-                if resp.usage is not None:
-                    self.usage["prompt_tokens"] += resp.usage.prompt_tokens or 0
-                    self.usage["completion_tokens"] += resp.usage.completion_tokens or 0
+                text = await asyncio.wait_for(self._send(client, kind, sent), self.timeout)
                 if self.cache is not None:
-                    self.cache.put(key, {"text": text})
+                    self.cache.put(self._key(kind, payload), {"text": text})
+                self._probed = True
                 return text
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as e:
+                param = self._refusable(e, sent)
+                if param is None:
+                    raise UserError(
+                        f"the server at {self.shown_url} rejected the request (HTTP {e.status_code}: "
+                        f"{_short(e)}); check the model name and generation settings"
+                    ) from None
+                self._refuse(param)
             except (*_RETRYABLE, _Garbage, ValueError) as e:
                 last = e
                 if attempt == self.max_retries:
                     break
                 self.usage["retries"] += 1
                 await asyncio.sleep(self._delay(attempt, e))
+                attempt += 1
             except openai.AuthenticationError:
                 raise UserError(
-                    f"the server at {self.base_url} refused the API key; set {self.api_key_env} in the environment"
+                    f"the server at {self.shown_url} refused the API key; set {self.api_key_env} in the environment"
                 ) from None
             except openai.NotFoundError as e:
                 raise UserError(
-                    f"the server at {self.base_url} does not know model {self.model!r} or the "
+                    f"the server at {self.shown_url} does not know model {self.model!r} or the "
                     f"endpoint ({_short(e)}); check --model and --base-url"
                 ) from None
             except openai.APIStatusError as e:
                 raise UserError(
-                    f"the server at {self.base_url} rejected the request (HTTP {e.status_code}: "
+                    f"the server at {self.shown_url} rejected the request (HTTP {e.status_code}: "
                     f"{_short(e)}); check the model name and generation settings"
                 ) from None
-        raise UserError(_explain(last, self.base_url, self.max_retries)) from None
+        raise UserError(_explain(last, self.shown_url, self.max_retries, self.timeout)) from None
+
+    async def _send(self, client: openai.AsyncOpenAI, kind: str, sent: dict[str, Any]) -> str:
+        """One HTTP request; every field but the model and the input travels as extra body."""
+        rest = {k: v for k, v in sent.items() if k not in _PROTECTED}
+        if kind == "chat":
+            resp = await client.chat.completions.create(model=sent["model"], messages=sent["messages"], extra_body=rest)
+            text = _reply_text(resp.choices[0].message) if resp.choices else None
+        else:
+            resp = await client.completions.create(model=sent["model"], prompt=sent["prompt"], extra_body=rest)
+            text = resp.choices[0].text if resp.choices else None
+        if not isinstance(text, str):
+            raise _Garbage(f"no text in the answer: {str(resp)[:120]}")
+        if resp.usage is not None:
+            self.usage["prompt_tokens"] += resp.usage.prompt_tokens or 0
+            self.usage["completion_tokens"] += resp.usage.completion_tokens or 0
+        return text
+
+    # ------------------------------------------------------------------ refused parameters
+    def _effective(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """`payload` without refused parameters; a refused token limit travels under its other name."""
+        out = {k: v for k, v in payload.items() if k not in self.refused}
+        for name, other in (TOKEN_PARAMS, TOKEN_PARAMS[::-1]):
+            if name in payload and name in self.refused and other not in self.refused:
+                out.setdefault(other, payload[name])
+        return out
+
+    def _refusable(self, err: openai.APIStatusError, sent: dict[str, Any]) -> str | None:
+        """The sent parameter the error names (its `param`, else the first one its message mentions)."""
+        names = [k for k in sent if k not in _PROTECTED]
+        param = getattr(err, "param", None)
+        if param not in names:
+            text = f"{err.body} {err.message}"
+            hits = [(m.start(), k) for k in names if (m := re.search(rf"(?<!\w){re.escape(k)}(?!\w)", text))]
+            param = min(hits)[1] if hits else None
+        if param in TOKEN_PARAMS and TOKEN_PARAMS[1 - TOKEN_PARAMS.index(param)] in self.refused:
+            return None  # both names refused: the limit itself is the problem, never drop it
+        return param
+
+    def _refuse(self, param: str) -> None:
+        if param in self.refused:
+            return  # another request learnt it meanwhile
+        self.refused.add(param)
+        how = (
+            f"sending the token limit as {TOKEN_PARAMS[1 - TOKEN_PARAMS.index(param)]!r}"
+            if param in TOKEN_PARAMS
+            else "not sending it again in this run"
+        )
+        print(f"warning: the server at {self.shown_url} refused the parameter {param!r}; {how}", file=sys.stderr)
 
     def _delay(self, attempt: int, err: Exception) -> float:
         retry_after = None
@@ -143,46 +231,58 @@ class OpenAICompatLM:
 
     # ------------------------------------------------------------------ many requests
     async def _run_all(self, kind: str, payloads: list[dict], on_result: Callable[[int, str], None] | None):
-        sem = asyncio.Semaphore(self.concurrency)
         results: list[str | None] = [None] * len(payloads)
+        pending = []
+        for i, p in enumerate(payloads):
+            if (hit := self._cached(kind, p)) is None:
+                pending.append(i)
+                continue
+            results[i] = hit
+            if on_result is not None:
+                on_result(i, hit)
+        if not pending:
+            return results
+        sem = asyncio.Semaphore(self.concurrency)
         errors: list[Exception] = []
         async with self._client() as client:
 
             async def one(i: int) -> None:
                 async with sem:
                     try:
-                        results[i] = await self._request(client, kind, payloads[i])
+                        results[i] = await self._fetch(client, kind, payloads[i])
                     except UserError as e:
                         errors.append(e)
                         return
                 if on_result is not None:
                     on_result(i, results[i])
 
-            await asyncio.gather(*(one(i) for i in range(len(payloads))))
+            if not self._probed:  # the first request alone: a refused parameter is learnt once, not N times
+                await one(pending.pop(0))
+            if not errors:
+                await asyncio.gather(*(one(i) for i in pending))
         if errors:
             raise errors[0]
         return results
 
     def _sync(self, coro):
+        """Run `coro` to completion, also when called from inside a running event loop (a notebook)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(coro)
-        box: dict[str, Any] = {}
-        t = threading.Thread(target=lambda: box.update(r=asyncio.run(coro)))
-        t.start()
-        t.join()
-        return box["r"]
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, coro).result()
 
-    def _gen_args(self, config: GenerationConfig) -> dict[str, Any]:
-        args: dict[str, Any] = {"model": self.model, "max_tokens": config.max_new_tokens, "seed": config.seed}
+    def _gen_args(self, config: GenerationConfig, kind: str) -> dict[str, Any]:
+        limit = self.token_param if kind == "chat" else "max_tokens"
+        args: dict[str, Any] = {"model": self.model, limit: config.max_new_tokens, "seed": config.seed}
         if config.do_sample:
             args.update(temperature=config.temperature, top_p=config.top_p)
         else:
             args.update(temperature=0.0)
         if config.stop:
             args["stop"] = list(config.stop)
-        return args
+        return args | self.extra_body
 
     def chat(
         self,
@@ -194,15 +294,17 @@ class OpenAICompatLM:
         """One reply per conversation; finished replies reach `on_result` even if a later one fails.
 
         `extra`: more request fields (e.g. `response_format`, `presence_penalty`, a per-item `seed`), one dict
-        for all conversations or one per conversation; they are part of the cache key.
+        for all conversations or one per conversation; they are part of the cache key. A reasoning model's
+        reasoning comes first in the reply as a `<think>...</think>` block (see `distillkit.lm.reasoning`).
         """
         config = config or GenerationConfig()
         extras = [extra or {}] * len(conversations) if extra is None or isinstance(extra, dict) else list(extra)
         payloads = [
-            {**self._gen_args(config), **x, "messages": list(m)} for m, x in zip(conversations, extras, strict=True)
+            {**self._gen_args(config, "chat"), **x, "messages": list(m)}
+            for m, x in zip(conversations, extras, strict=True)
         ]
         out = self._sync(self._run_all("chat", payloads, on_result))
-        return [apply_stop(t, config.stop) for t in out]
+        return [_stop_answer(t, config.stop) for t in out]
 
     def generate(
         self,
@@ -212,7 +314,7 @@ class OpenAICompatLM:
     ) -> list[str]:
         """Plain completions (the legacy /completions endpoint)."""
         config = config or GenerationConfig()
-        payloads = [{**self._gen_args(config), "prompt": p} for p in prompts]
+        payloads = [{**self._gen_args(config, "completion"), "prompt": p} for p in prompts]
         return [apply_stop(t, config.stop) for t in self._sync(self._run_all("completion", payloads, on_result))]
 
     def loglikelihood(self, requests):  # noqa: D401 - documented refusal
@@ -220,20 +322,38 @@ class OpenAICompatLM:
         raise UserError("log-likelihood scoring needs a local model; chat endpoints return no prompt log-probs")
 
 
+def _reply_text(message: Any) -> str | None:
+    """The message's content, after its reasoning (`reasoning_content` or `reasoning`) as a think block."""
+    content = message.content
+    reasoning = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
+    if not isinstance(reasoning, str):
+        return content
+    return join_reasoning(reasoning, content if isinstance(content, str) else "")
+
+
+def _stop_answer(text: str, stop: tuple[str, ...]) -> str:
+    """Cut at a stop string in the answer, never inside the reasoning."""
+    cut = text.rfind(CLOSE) + len(CLOSE) if CLOSE in text else 0
+    return text[:cut] + apply_stop(text[cut:], stop)
+
+
 def _short(e: Exception) -> str:
-    return " ".join(str(e).split())[:160]
+    return mask_secrets(" ".join(str(e).split()))[:160]
 
 
-def _explain(err: Exception | None, base_url: str, retries: int) -> str:
+def _explain(err: Exception | None, url: str, retries: int, timeout: float) -> str:
     if isinstance(err, openai.APIConnectionError) and not isinstance(err, openai.APITimeoutError):
-        return f"cannot reach the server at {base_url} after {retries} retries; start it or fix --base-url"
-    if isinstance(err, openai.APITimeoutError):
-        return f"the server at {base_url} timed out {retries + 1} times; check it is up, or lower --concurrency"
+        return f"cannot reach the server at {url} after {retries} retries; start it or fix --base-url"
+    if isinstance(err, openai.APITimeoutError | TimeoutError):
+        return (
+            f"the server at {url} gave no answer within {timeout:g} s, {retries + 1} times; check it is up, "
+            "raise --timeout or lower --concurrency"
+        )
     if isinstance(err, openai.RateLimitError):
-        return f"the server at {base_url} kept rate-limiting (HTTP 429) after {retries} retries; lower --concurrency"
+        return f"the server at {url} kept rate-limiting (HTTP 429) after {retries} retries; lower --concurrency"
     if isinstance(err, openai.InternalServerError):
-        return f"the server at {base_url} kept failing (HTTP {err.status_code}) after {retries} retries; check its logs"
+        return f"the server at {url} kept failing (HTTP {err.status_code}) after {retries} retries; check its logs"
     return (
-        f"the server at {base_url} answered garbage ({_short(err) if err else 'no answer'}) after "
+        f"the server at {url} answered garbage ({_short(err) if err else 'no answer'}) after "
         f"{retries} retries; check that it speaks the OpenAI API"
     )

@@ -133,7 +133,7 @@ def _table(title: str, counts: dict) -> str:
 def write_datasheet(out: Path, s: GenSettings, accepted: list[Instance], rejects: list[dict], summary: dict) -> None:
     """datasheet.json, datasheet.md and datasheet.png (four bar charts)."""
     sheet = datasheet(accepted, rejects)
-    write_json(out / "datasheet.json", {"summary": summary, "counts": sheet, "settings": s.model_dump()})
+    write_json(out / "datasheet.json", {"summary": summary, "counts": sheet, "settings": s.saved()})
     head = (
         f"# Datasheet: generated DialogBench ({s.lang})\n\n"
         f"Generator `{s.llm}`; judge `{(s.judge_llm or s.llm) if s.judge else 'none'}`; seed {s.seed}; "

@@ -28,6 +28,8 @@ from distillkit.dialogbench.render import chat_messages
 from distillkit.dialogbench.schema import Instance
 from distillkit.errors import UserError
 from distillkit.lm.config import GenerationConfig
+from distillkit.lm.reasoning import answer_text
+from distillkit.lm.secrets import mask_url
 from distillkit.progress import progress
 from distillkit.runs import prepare_run_dir
 
@@ -70,7 +72,7 @@ def provenance(s: GenSettings, job: Job, attempts: int) -> dict:
     return {
         "source": "distillkit-generate",
         "generator": s.llm,
-        "base_url": s.base_url,
+        "base_url": mask_url(s.base_url),
         "prompt_version": prompt_data()["version"],
         "job": job.key,
         "seed": job.seed,
@@ -123,11 +125,13 @@ def _generate(lm, s: GenSettings, jobs: list[Job], log: ItemLog, budget: Budget,
                 def done(i: int, text: str, batch=batch, retry=retry) -> None:
                     st = batch[i]
                     try:
-                        inst = parse_reply(text, st.job, s.n_options, provenance(s, st.job, len(st.errors) + 1))
+                        inst = parse_reply(
+                            answer_text(text), st.job, s.n_options, provenance(s, st.job, len(st.errors) + 1)
+                        )
                     except InvalidReply as e:
                         st.errors.append(str(e))
                         if len(st.errors) < s.max_attempts:
-                            st.messages = repair_messages(st.messages, text, str(e), s.lang)
+                            st.messages = repair_messages(st.messages, answer_text(text), str(e), s.lang)
                             retry.append(st)
                             return
                         log.write(
@@ -220,7 +224,7 @@ def _judge(lm, s: GenSettings, items: list[Instance], log: ItemLog, budget: Budg
 
             def done(i: int, text: str, batch=batch) -> None:
                 inst = batch[i]
-                pred = extract(text, inst.language, inst.options).lenient
+                pred = extract(answer_text(text), inst.language, inst.options).lenient
                 log.write(
                     {"key": inst.id, "output": text, "pred": pred, "gold": inst.label, "kept": pred == inst.label}
                 )

@@ -44,6 +44,7 @@ def clients(s: GenSettings, cache_dir: Path | None = None, **client_kw):
     """Generator and judge clients (distillkit.lm.OpenAICompatLM); the judge is None when filtering is off."""
     from distillkit.lm.openai_compat import OpenAICompatLM
 
+    client_kw = {"timeout": s.timeout, "max_retries": s.max_retries} | client_kw
     lm = OpenAICompatLM(model=s.llm, base_url=s.base_url, concurrency=s.concurrency, cache_dir=cache_dir, **client_kw)
     judge = None
     if s.judge and (s.judge_llm or s.judge_base_url):

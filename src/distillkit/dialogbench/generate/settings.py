@@ -7,8 +7,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from distillkit.dialogbench.generate.checks import CheckSettings
+from distillkit.lm.secrets import mask_url
 
-RESUMABLE = ("max_requests", "max_tokens", "concurrency")  # may differ between a run and its resumption
+# may differ between a run and its resumption
+RESUMABLE = ("max_requests", "max_tokens", "concurrency", "timeout", "max_retries")
 
 
 class GenSettings(BaseModel):
@@ -42,6 +44,8 @@ class GenSettings(BaseModel):
     concurrency: int = 8
     max_requests: int | None = None
     max_tokens: int | None = None
+    timeout: float = Field(120.0, gt=0)  # seconds per request attempt
+    max_retries: int = Field(5, ge=0)
 
     def checks(self) -> CheckSettings:
         return CheckSettings(n_options=self.n_options, min_turns=self.check_min_turns, max_turns=self.check_max_turns)
@@ -53,6 +57,11 @@ class GenSettings(BaseModel):
             "position_balance": self.position_balance,
         }
 
+    def saved(self) -> dict:
+        """The settings as written to disk (credentials in the URLs masked)."""
+        masked = {"base_url": mask_url(self.base_url), "judge_base_url": mask_url(self.judge_base_url)}
+        return self.model_dump() | masked
+
     def fixed(self) -> dict:
         """The part of the settings a resumed run must share."""
-        return self.model_dump(exclude=set(RESUMABLE))
+        return {k: v for k, v in self.saved().items() if k not in RESUMABLE}

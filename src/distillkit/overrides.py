@@ -1,4 +1,9 @@
-"""`--set key.sub=value` overrides, shared by every command that takes them."""
+"""`--set key.sub=value` overrides and explicit flags, shared by every command that takes them.
+
+Resolution order, lowest to highest: the preset, the `--config` file, `--set key=value`, then the flags the
+user actually typed (e.g. `--ipc 3`). A flag left out never overrides anything; a flag and a `--set` of the same
+key that disagree are refused with one line.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,39 @@ import json
 from typing import Any
 
 from distillkit.errors import UserError
+
+_MISSING = object()
+
+
+def get_dotted(data: dict[str, Any], key: str) -> Any:
+    """The value at `a.b.c` in nested `data`, or `_MISSING`."""
+    node: Any = data
+    for p in key.split("."):
+        if not isinstance(node, dict) or p not in node:
+            return _MISSING
+        node = node[p]
+    return node
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Write `value` at `a.b.c` in nested `data`, creating missing levels."""
+    *parents, last = key.split(".")
+    node = data
+    for p in parents:
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    node[last] = value
+
+
+def _known(data: dict[str, Any], key: str) -> list[str]:
+    """The keys of the deepest level of `data` that the dotted `key` reaches."""
+    node = data
+    for p in key.split(".")[:-1]:
+        if not isinstance(node.get(p), dict):
+            break
+        node = node[p]
+    return sorted(node)
 
 
 def apply_overrides(data: dict[str, Any], items: list[str], known_only: bool = False) -> dict[str, Any]:
@@ -15,22 +53,36 @@ def apply_overrides(data: dict[str, Any], items: list[str], known_only: bool = F
     otherwise missing levels are created (the caller's typed config then validates them).
     """
     for item in items:
-        if "=" not in item:
+        if "=" not in item or not item.split("=", 1)[0].strip():
             raise UserError(f"override '{item}' is not key=value; write e.g. --set apm.iterations=300")
         key, raw = item.split("=", 1)
+        key = key.strip()
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        node = data
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            if not isinstance(node.get(p), dict):
-                if known_only:
-                    raise UserError(f"unknown setting '{key}'; see config.json of a run for the names")
-                node[p] = {}
-            node = node[p]
-        if known_only and parts[-1] not in node:
-            raise UserError(f"unknown setting '{key}'; see config.json of a run for the names")
-        node[parts[-1]] = value
+        if known_only and get_dotted(data, key) is _MISSING:
+            raise UserError(f"unknown setting '{key}' (given {raw!r}); known here: {', '.join(_known(data, key))}")
+        set_dotted(data, key, value)
+    return data
+
+
+def check_conflicts(sets: list[str], flags: dict[str, tuple[str, Any]]) -> None:
+    """Refuse a flag the user passed (value not None) whose key a `--set` gives another value.
+
+    `flags` maps a dotted key to (flag name, value), e.g. {"apm.ipc": ("--ipc", 3)}.
+    """
+    given = apply_overrides({}, sets)
+    for key, (flag, value) in flags.items():
+        other = get_dotted(given, key)
+        if value is not None and other is not _MISSING and other != value:
+            raise UserError(f"{flag} {value} and --set {key}={json.dumps(other)} disagree; pass only one of them")
+
+
+def apply_flags(data: dict[str, Any], sets: list[str], flags: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """The flags the user passed (value not None) written over `data` (the preset/config/--set settings)."""
+    check_conflicts(sets, flags)
+    for key, (_, value) in flags.items():
+        if value is not None:
+            set_dotted(data, key, value)
     return data

@@ -1,10 +1,19 @@
-"""What every console script shares: one-line errors and offline-friendly environment defaults."""
+"""What every console script shares: one line on stderr for every way a command ends badly.
+
+Exit codes: 0 done; 2 a mistake the user can fix (an `error: ...` line); 130 interrupted by SIGINT (Ctrl-C)
+and 143 by SIGTERM, each with the line INTERRUPTED (finished work stays on disk; the same command resumes).
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 import typer
 
@@ -16,34 +25,117 @@ ENV_DEFAULTS = {
     "TOKENIZERS_PARALLELISM": "false",
 }
 
+INTERRUPTED = "interrupted; rerun the same command to resume"
 
-def run_app(app: typer.Typer, argv: list[str] | None = None) -> None:
-    """Run a typer app; a UserError (or a missing file) ends with one line on stderr and exit code 2."""
+_OS_HINTS = {
+    errno.ENOENT: "check the path",
+    errno.EACCES: "check its permissions or choose another path",
+    errno.EPERM: "check its permissions or choose another path",
+    errno.EROFS: "it is read-only; choose another path",
+    errno.EISDIR: "it is a directory; pass a file",
+    errno.ENOTDIR: "a part of that path is a file; choose another path",
+    errno.EEXIST: "something is already there; choose another path",
+    errno.ENOSPC: "the disk is full; free some space, then rerun the same command to resume",
+}
+
+_signal_received: int | None = None
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    """SIGINT and SIGTERM both unwind the command as a KeyboardInterrupt; which one it was is remembered."""
+    global _signal_received
+    _signal_received = signum
+    raise KeyboardInterrupt
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    print(" ".join(message.split()), file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _interrupted() -> NoReturn:
+    signum = _signal_received or signal.SIGINT
+    _fail(INTERRUPTED, 128 + signum)
+
+
+def usage_message(e: typer.TyperException) -> str:
+    """A click/typer usage error (missing or unknown option, bad value) as one line naming the fix."""
+    ctx = getattr(e, "ctx", None)
+    where = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+    message = e.format_message().rstrip(".").replace(": Input should be ", ": should be ")
+    return f"error: {message}{where}"
+
+
+def os_message(e: OSError) -> str:
+    """A file-system error as one line: the path, what went wrong, and what to do."""
+    what = (e.strerror or str(e)).lower()
+    path = f"{e.filename}: " if e.filename else ""
+    return f"error: {path}{what}; {_OS_HINTS.get(e.errno or 0, 'check the path and rerun')}"
+
+
+def _run(app: typer.Typer, argv: list[str] | None) -> int:
+    """Run the app and return its exit code; every user-facing failure ends in `_fail`."""
+    try:
+        code = app(args=argv, standalone_mode=False)  # returns the exit code of typer.Exit / Ctrl-C (130)
+    except UserError as e:
+        _fail(f"error: {e}")
+    except typer.TyperException as e:  # click/typer usage errors (missing/unknown option, bad value)
+        if type(e).__name__ == "NoArgsIsHelpError":  # a bare group name: its help, as click does
+            print(e.format_message(), file=sys.stderr)
+            raise SystemExit(2) from None
+        _fail(usage_message(e), getattr(e, "exit_code", 2) or 2)
+    except typer.Abort:  # typer's answer to end of input (EOF)
+        _fail("error: aborted: the input ended; rerun the same command to resume", 1)
+    except OSError as e:
+        if e.filename is None and e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        _fail(os_message(e))
+    except Exception as e:
+        pydantic = sys.modules.get("pydantic")
+        if pydantic is None or not isinstance(e, pydantic.ValidationError):
+            raise
+        from distillkit.errors import validation_message
+
+        _fail(f"error: {validation_message(e)}")  # a config the command did not validate itself
+    return code if isinstance(code, int) else 0
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """While the command runs, SIGINT and SIGTERM raise KeyboardInterrupt (main thread only); restored after."""
+    global _signal_received
+    _signal_received = None
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def run_app(app: typer.Typer, argv: list[str] | None = None, setup: Callable[[], None] | None = None) -> None:
+    """Run a typer app the way every console script does.
+
+    A UserError, a usage error, a bad setting or a file problem ends with one `error:` line and exit code 2;
+    SIGINT/SIGTERM end with the line INTERRUPTED and exit code 130/143. `setup` (e.g. registering
+    subcommands) runs after the signal handlers are in place.
+    """
     for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    try:
-        app(args=argv, standalone_mode=False)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except FileNotFoundError as e:
-        print(f"error: file not found: {e.filename or e}; check the path", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("interrupted; finished work is saved, run the same command again to resume", file=sys.stderr)
-        raise SystemExit(130) from None
-    except (typer.Exit, SystemExit) as e:
-        code = getattr(e, "exit_code", getattr(e, "code", 0))
-        raise SystemExit(code) from None
-    except typer.Abort:
-        raise SystemExit(1) from None
-    except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.ClickException):
-            print(f"error: {e.format_message()}", file=sys.stderr)
-            raise SystemExit(2) from None
-        raise
+    with _signals_interrupt():
+        try:
+            if setup is not None:
+                setup()
+            code = _run(app, argv)
+        except KeyboardInterrupt:
+            _interrupted()
+        if _signal_received is not None or code == 130:  # typer turns Ctrl-C into a returned 130
+            _interrupted()
+    if code:
+        raise SystemExit(code)
 
 
 def entry(app: typer.Typer) -> Callable[[], None]:

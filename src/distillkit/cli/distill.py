@@ -28,8 +28,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Directory for the dem
 
 
 def main() -> None:
-    _register()
-    run_app(app)
+    run_app(app, setup=_register)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""`distill image ...`: APM image dataset distillation (a thin layer over distillkit.image)."""
+"""`distill image ...`: APM image dataset distillation (a thin layer over distillkit.image).
+
+Where a setting comes from, lowest to highest: the preset, the `--config` file, `--set key=value`, then the
+flags actually typed (`--ipc 3`). A flag left out overrides nothing (its help names the default); a typed
+flag and a `--set` of the same key that disagree are refused.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +13,37 @@ from typing import Any
 
 import typer
 
-from distillkit.errors import UserError
-from distillkit.overrides import apply_overrides
+from distillkit.errors import UserError, validated
+from distillkit.overrides import apply_flags, apply_overrides, set_dotted
+from distillkit.runs import check_out_file, make_dir
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(
+    no_args_is_help=True,
+    help="APM image dataset distillation. Settings: preset < --config < --set < the flags you type.",
+)
 
+SEED_MAX = 2**32 - 1  # numpy's seeds stop here
 DATASET = typer.Option(
-    "mnist", help="mnist, fashion_mnist, digits, cifar10, cifar100, tiny_imagenet, image_folder, npz"
+    None, help="mnist (default), fashion_mnist, digits, cifar10, cifar100, tiny_imagenet, image_folder, npz"
 )
 DATA_ROOT = typer.Option(None, help="Folder (or .npz file) holding the data; offline defaults need none.")
 PRESET = typer.Option("quick", help="quick (minutes on a CPU), standard (about an hour on a CPU), paper (GPU).")
-SIZE = typer.Option(None, help="Pad/resize images to SIZE x SIZE (e.g. 32).")
-CHANNELS = typer.Option(None, help="Repeat grey images to this many channels (e.g. 3).")
-ZCA = typer.Option(False, help="ZCA-whiten (eps 0.1) with training-split statistics.")
-DOWNLOAD = typer.Option(False, help="Download the dataset when it is not found locally.")
-SEED = typer.Option(0, help="Seed of every random stream.")
+SIZE = typer.Option(None, min=1, max=1024, help="Pad/resize images to SIZE x SIZE (e.g. 32).")
+CHANNELS = typer.Option(None, min=1, max=4, help="Repeat grey images to this many channels (e.g. 3).")
+ZCA = typer.Option(None, "--zca/--no-zca", help="ZCA-whiten (eps 0.1) with training-split statistics [default: no].")
+DOWNLOAD = typer.Option(
+    None, "--download/--no-download", help="Download the dataset when it is not found locally [default: no]."
+)
+SEED = typer.Option(0, min=0, max=SEED_MAX, help="Seed of every random stream.")
 DEVICE = typer.Option("cpu", help="cpu or cuda")
+SEED_FLAG = typer.Option(None, min=0, max=SEED_MAX, help="Seed of every random stream [default: 0].")
+DEVICE_FLAG = typer.Option(None, help="cpu or cuda [default: cpu]")
+WIDTH = typer.Option(None, min=1, help="Network width (ConvNet default 128).")
 
 
-CONFIG = typer.Option(None, "--config", help="YAML/JSON settings file (e.g. a tune run's preset.yaml); --set wins.")
+CONFIG = typer.Option(
+    None, "--config", help="YAML/JSON settings file (e.g. a tune run's preset.yaml); --set and typed flags win."
+)
 
 
 def parse_sets(sets: list[str], config: Path | None = None) -> dict[str, Any]:
@@ -39,129 +56,133 @@ def parse_sets(sets: list[str], config: Path | None = None) -> dict[str, Any]:
     return apply_overrides(base, sets)
 
 
-def _data_overrides(
-    dataset: str, data_root: Path | None, size: int | None, channels: int | None, zca: bool, download: bool
-) -> dict[str, Any]:
-    d: dict[str, Any] = {"dataset": dataset, "zca": zca, "download": download}
-    if data_root:
-        d["root"] = str(data_root)
-    if size:
-        d["size"] = size
-    if channels:
-        d["channels"] = channels
-    return d
+def _data_flags(
+    dataset: str | None,
+    data_root: Path | None,
+    size: int | None,
+    channels: int | None,
+    zca: bool | None,
+    download: bool | None,
+    prefix: str = "data.",
+) -> dict[str, tuple[str, Any]]:
+    """The shared data flags as {dotted key: (flag, value or None when not typed)}."""
+    return {
+        f"{prefix}dataset": ("--dataset", dataset),
+        f"{prefix}root": ("--data-root", str(data_root) if data_root is not None else None),
+        f"{prefix}size": ("--size", size),
+        f"{prefix}channels": ("--channels", channels),
+        f"{prefix}zca": ("--zca", zca),
+        f"{prefix}download": ("--download", download),
+    }
 
 
-def _load_data(
-    dataset: str, data_root: Path | None, size: int | None, channels: int | None, zca: bool, download: bool, seed: int
+def _data_config(
+    dataset: str | None,
+    data_root: Path | None,
+    size: int | None,
+    channels: int | None,
+    zca: bool | None,
+    download: bool | None,
 ):
-    """The image splits the shared data options name."""
+    """The DataConfig of the typed data flags (DataConfig's defaults for the rest)."""
     from distillkit.image.pipeline import DataConfig
 
-    return DataConfig(**_data_overrides(dataset, data_root, size, channels, zca, download)).load(seed)
-
-
-def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if v is not None}
+    return DataConfig(**apply_flags({}, [], _data_flags(dataset, data_root, size, channels, zca, download, "")))
 
 
 @app.command()
 def run(
-    dataset: str = DATASET,
-    ipc: int = typer.Option(10, help="Images per class."),
+    dataset: str | None = DATASET,
+    ipc: int | None = typer.Option(None, min=1, help="Images per class [default: 10]."),
     preset: str = PRESET,
     out: Path = typer.Option(Path("runs/image"), help="Run directory (resumed when it exists)."),
     data_root: Path | None = DATA_ROOT,
     size: int | None = SIZE,
     channels: int | None = CHANNELS,
-    zca: bool = ZCA,
-    download: bool = DOWNLOAD,
+    zca: bool | None = ZCA,
+    download: bool | None = DOWNLOAD,
     arch: str | None = typer.Option(None, help="Teacher/student architecture (default ConvNet)."),
     teachers: Path | None = typer.Option(None, help="Use this trained teacher pool instead of training one."),
-    segment_size: int | None = typer.Option(None, help="APM segment size (the memory knob)."),
-    iterations: int | None = typer.Option(None, help="APM image updates T."),
-    seed: int = SEED,
-    device: str = DEVICE,
+    segment_size: int | None = typer.Option(None, min=1, help="APM segment size (the memory knob)."),
+    iterations: int | None = typer.Option(None, min=1, help="APM image updates T."),
+    seed: int | None = SEED_FLAG,
+    device: str | None = DEVICE_FLAG,
     set_: list[str] = typer.Option([], "--set", help="Any config value, e.g. --set apm.alpha_ce=0.2"),
     config: Path | None = CONFIG,
 ) -> None:
     """Teacher -> APM -> evaluation beside a random real subset and the full data, in one run directory."""
     from distillkit.image.pipeline import make_config, results_table, run_image
 
-    overrides = parse_sets(set_, config)
-    overrides.setdefault("data", {}).update(_data_overrides(dataset, data_root, size, channels, zca, download))
-    overrides.setdefault("apm", {}).update(
-        _drop_none({"ipc": ipc, "segment_size": segment_size, "iterations": iterations})
-    )
-    if arch:
-        overrides.setdefault("teacher", {})["arch"] = arch
-    overrides.update(seed=seed, device=device)
-    metrics = run_image(make_config(preset, overrides), out, teachers)
+    flags = {
+        **_data_flags(dataset, data_root, size, channels, zca, download),
+        "apm.ipc": ("--ipc", ipc),
+        "apm.segment_size": ("--segment-size", segment_size),
+        "apm.iterations": ("--iterations", iterations),
+        "teacher.arch": ("--arch", arch),
+        "seed": ("--seed", seed),
+        "device": ("--device", device),
+    }
+    cfg = make_config(preset, apply_flags(parse_sets(set_, config), set_, flags))
+    make_dir(out)
+    metrics = run_image(cfg, out, teachers)
     typer.echo(results_table(metrics))
     typer.echo(f"run directory: {out}")
 
 
 @app.command()
 def teacher(
-    dataset: str = DATASET,
+    dataset: str | None = DATASET,
     out: Path = typer.Option(Path("runs/teachers"), help="Folder for teacher_i.safetensors and pool.json."),
     num_teachers: int = typer.Option(1, help="Pool size N."),
     epochs: int = typer.Option(100, help="Epochs per teacher (spec: 100)."),
     arch: str = typer.Option("convnet"),
-    width: int | None = typer.Option(None, help="Network width (ConvNet default 128)."),
+    width: int | None = WIDTH,
     data_root: Path | None = DATA_ROOT,
     size: int | None = SIZE,
     channels: int | None = CHANNELS,
-    zca: bool = ZCA,
-    download: bool = DOWNLOAD,
+    zca: bool | None = ZCA,
+    download: bool | None = DOWNLOAD,
     seed: int = SEED,
     device: str = DEVICE,
 ) -> None:
     """Train a pool of N teachers, each kept at its best validation epoch."""
     from distillkit.image.teacher import TeacherConfig, train_pool
 
-    data = _load_data(dataset, data_root, size, channels, zca, download, seed)
-    cfg = TeacherConfig(
-        arch=arch, num_teachers=num_teachers, epochs=epochs, seed=seed, net_options={"width": width} if width else {}
-    )
-    manifest = train_pool(data, cfg, out, device)
+    cfg = validated(TeacherConfig, {"arch": arch, "num_teachers": num_teachers, "epochs": epochs, "seed": seed}, True)
+    cfg.net_options = {"width": width} if width else {}
+    data_cfg = _data_config(dataset, data_root, size, channels, zca, download)
+    make_dir(out)
+    manifest = train_pool(data_cfg.load(seed), cfg, out, device)
     for t in json.loads(manifest.read_text())["teachers"]:
         typer.echo(f"{t['file']}: validation {t['val_acc']:.2f} %, test {t['test_acc']:.2f} %")
 
 
 @app.command()
 def experts(
-    dataset: str = DATASET,
+    dataset: str | None = DATASET,
     out: Path = typer.Option(Path("runs/experts"), help="Folder for expert_i.safetensors and experts.json."),
     num_experts: int = typer.Option(10, help="Number of expert trajectories (MTT: 100)."),
     epochs: int = typer.Option(50, help="Epochs per expert (MTT: 50); parameters are kept after every epoch."),
     lr: float = typer.Option(0.01, help="Constant SGD learning rate, no momentum (MTT: 0.01)."),
     arch: str = typer.Option("convnet"),
-    width: int | None = typer.Option(None, help="Network width (ConvNet default 128)."),
+    width: int | None = WIDTH,
     data_root: Path | None = DATA_ROOT,
     size: int | None = SIZE,
     channels: int | None = CHANNELS,
-    zca: bool = ZCA,
-    download: bool = DOWNLOAD,
+    zca: bool | None = ZCA,
+    download: bool | None = DOWNLOAD,
     seed: int = SEED,
     device: str = DEVICE,
 ) -> None:
     """Train expert trajectories for the MTT/TESLA baselines; finished experts are kept when re-run."""
     from distillkit.image.mtt import ExpertConfig, train_experts
 
-    try:
-        cfg = ExpertConfig(
-            arch=arch,
-            num_experts=num_experts,
-            epochs=epochs,
-            lr=lr,
-            seed=seed,
-            net_options={"width": width} if width else {},
-        )
-    except ValueError as e:
-        raise UserError(f"bad expert setting: {str(e).splitlines()[-1].strip()}") from None
-    data = _load_data(dataset, data_root, size, channels, zca, download, seed)
-    manifest = train_experts(data, cfg, out, device)
+    values = {"arch": arch, "num_experts": num_experts, "epochs": epochs, "lr": lr, "seed": seed}
+    cfg = validated(ExpertConfig, values, flags=True)
+    cfg.net_options = {"width": width} if width else {}
+    data_cfg = _data_config(dataset, data_root, size, channels, zca, download)
+    make_dir(out)
+    manifest = train_experts(data_cfg.load(seed), cfg, out, device)
     for e in json.loads(manifest.read_text())["experts"]:
         typer.echo(f"{e['file']}: validation {e['val_acc']:.2f} % after {epochs} epochs")
     typer.echo(f"experts: {manifest}")
@@ -170,20 +191,21 @@ def experts(
 @app.command("distill")
 def distill_cmd(
     teachers: Path = typer.Option(..., help="Teacher pool folder (from `distill image teacher`)."),
-    dataset: str = DATASET,
-    ipc: int = typer.Option(10),
+    dataset: str | None = DATASET,
+    ipc: int | None = typer.Option(None, min=1, help="Images per class [default: 10]."),
     preset: str = PRESET,
     out: Path = typer.Option(Path("runs/apm"), help="Run directory (resumed when it exists)."),
     data_root: Path | None = DATA_ROOT,
     size: int | None = SIZE,
     channels: int | None = CHANNELS,
-    zca: bool = ZCA,
-    download: bool = DOWNLOAD,
-    seed: int = SEED,
+    zca: bool | None = ZCA,
+    download: bool | None = DOWNLOAD,
+    seed: int | None = SEED_FLAG,
     device: str = DEVICE,
     set_: list[str] = typer.Option([], "--set", help="APM knobs, e.g. --set segment_size=50 --set discrepancy=kl"),
     groups: int | None = typer.Option(
         None,
+        min=1,
         help="Distil G disjoint groups (each with its own seed) and merge them; "
         "under torchrun the groups are shared among the processes.",
     ),
@@ -191,16 +213,17 @@ def distill_cmd(
 ) -> None:
     """APM distillation only: write distilled.safetensors and grid.png into OUT."""
     from distillkit.image.apm import APMConfig, distill
-    from distillkit.image.pipeline import DataConfig, _preset
+    from distillkit.image.pipeline import _preset
     from distillkit.image.plots import image_grid
     from distillkit.image.teacher import TeacherPool
     from distillkit.runs import prepare_run_dir
 
-    data_cfg = DataConfig(**_data_overrides(dataset, data_root, size, channels, zca, download))
-    try:
-        cfg = APMConfig(**{**_preset(preset)["apm"], "ipc": ipc, "seed": seed, **parse_sets(set_)})
-    except ValueError as e:
-        raise UserError(f"bad APM setting: {str(e).splitlines()[-1].strip()}") from None
+    data_cfg = _data_config(dataset, data_root, size, channels, zca, download)
+    flags = {"ipc": ("--ipc", ipc), "seed": ("--seed", seed)}
+    cfg = validated(APMConfig, apply_flags({**_preset(preset)["apm"], **parse_sets(set_)}, set_, flags))
+    seed = cfg.seed
+    if not teachers.is_dir():
+        raise UserError(f"--teachers {teachers} is not a folder; pass a teacher pool from `distill image teacher`")
     if groups is not None:
         _distill_groups_cmd(data_cfg, cfg, teachers, out, groups, group_split, device, seed)
         return
@@ -253,6 +276,7 @@ def merge(
     """Concatenate distilled groups into one set (sorted by class, soft labels kept) and draw its grid."""
     from distillkit.image.parallel import merge_files
 
+    check_out_file(out)
     merged, grid = merge_files(files, out)
     typer.echo(f"merged {len(files)} groups: {out} ({len(merged.labels)} images); grid: {grid}")
 
@@ -261,7 +285,7 @@ def merge(
 def eval_cmd(
     distilled: Path = typer.Argument(..., help="A distilled-set file (distilled.safetensors)."),
     arch: str = typer.Option("convnet", help="Architecture of the fresh networks."),
-    width: int | None = typer.Option(None),
+    width: int | None = WIDTH,
     runs: int = typer.Option(5, help="R fresh networks."),
     epochs: int = typer.Option(1000, help="Training epochs per network (spec: 1000)."),
     lr: float = typer.Option(0.02),
@@ -282,6 +306,11 @@ def eval_cmd(
     from distillkit.image.train import predict
     from distillkit.runs import write_json
 
+    values = {"arch": arch, "runs": runs, "epochs": epochs, "lr": lr, "label_mode": label_mode, "loss": loss}
+    cfg = validated(EvalConfig, {**values, "seed": seed}, flags=True)
+    cfg.net_options = {"width": width} if width else {}
+    if out is not None:
+        check_out_file(out)
     ds = DistilledSet.load(distilled)
     if "dataset" not in ds.meta:
         raise UserError(f"{distilled} names no dataset in its metadata; it was not written by distillkit")
@@ -293,19 +322,6 @@ def eval_cmd(
     data = DataConfig(dataset=ds.meta["dataset"], root=str(data_root) if data_root else None, **opts).load(
         ds.meta.get("data_options", {}).get("seed", seed)
     )
-    try:
-        cfg = EvalConfig(
-            arch=arch,
-            runs=runs,
-            epochs=epochs,
-            lr=lr,
-            label_mode=label_mode,
-            loss=loss,
-            seed=seed,
-            net_options={"width": width} if width else {},
-        )
-    except ValueError as e:
-        raise UserError(f"bad evaluation setting: {str(e).splitlines()[-1].strip()}") from None
     results = {"distilled": evaluate_set(ds.images, ds.labels, ds.soft_labels, data, cfg, device)}
     if baselines:
         ipc = len(ds.labels) // data.num_classes
@@ -321,7 +337,10 @@ def eval_cmd(
         write_json(out, results)
 
 
-def _csv(value: str, cast=str) -> list:
+def _csv(value: str | None, cast=str) -> list | None:
+    """A comma-separated flag as a list (None when the flag was not typed)."""
+    if value is None:
+        return None
     try:
         return [cast(v.strip()) for v in value.split(",") if v.strip()]
     except ValueError:
@@ -330,44 +349,49 @@ def _csv(value: str, cast=str) -> list:
 
 @app.command()
 def compare(
-    methods: str = typer.Option(
-        "apm,mtt,dm,herding,random", help="Comma-separated: apm, mtt, tesla, dm, herding, kcenter, random."
+    methods: str | None = typer.Option(
+        None,
+        help="Comma-separated: apm, mtt, tesla, dm, herding, kcenter, random [default: apm,mtt,dm,herding,random].",
     ),
-    dataset: str = DATASET,
-    ipc: str = typer.Option("1,10", help="Comma-separated images-per-class values, e.g. 1,10,50."),
+    dataset: str | None = DATASET,
+    ipc: str | None = typer.Option(None, help="Comma-separated images-per-class values, e.g. 1,10,50 [default: 1,10]."),
     preset: str = PRESET,
     out: Path = typer.Option(Path("runs/compare"), help="Run directory (resumed when it exists)."),
     data_root: Path | None = DATA_ROOT,
     size: int | None = SIZE,
     channels: int | None = CHANNELS,
-    zca: bool = ZCA,
-    download: bool = DOWNLOAD,
+    zca: bool | None = ZCA,
+    download: bool | None = DOWNLOAD,
     arch: str | None = typer.Option(None, help="Distillation and main evaluation network (default ConvNet)."),
-    cross_arch: str = typer.Option("", help="Also evaluate on these networks, e.g. resnet18,vgg11,alexnet,vit."),
-    labels: str = typer.Option("soft,hard", help="Label modes every set is trained with: soft, hard or both."),
+    cross_arch: str | None = typer.Option(
+        None, help="Also evaluate on these networks, e.g. resnet18,vgg11,alexnet,vit [default: none]."
+    ),
+    labels: str | None = typer.Option(
+        None, help="Label modes every set is trained with: soft, hard or both [default: soft,hard]."
+    ),
     teachers: Path | None = typer.Option(None, help="Use this trained teacher pool instead of training one."),
     experts: Path | None = typer.Option(None, help="Use these MTT expert trajectories instead of training them."),
-    seed: int = SEED,
-    device: str = DEVICE,
+    seed: int | None = SEED_FLAG,
+    device: str | None = DEVICE_FLAG,
     set_: list[str] = typer.Option([], "--set", help="Any config value, e.g. --set mtt.syn_steps=30"),
     config: Path | None = CONFIG,
 ) -> None:
     """Several methods, one teacher pool, one evaluator: a table (markdown, CSV) and plots."""
     from distillkit.image.compare import make_compare_config, run_compare
 
-    overrides = parse_sets(set_, config)
-    overrides.setdefault("data", {}).update(_data_overrides(dataset, data_root, size, channels, zca, download))
-    overrides.update(
-        methods=_csv(methods),
-        ipcs=_csv(ipc, int),
-        label_modes=_csv(labels),
-        cross_archs=_csv(cross_arch),
-        seed=seed,
-        device=device,
-    )
-    if arch:
-        overrides.setdefault("teacher", {})["arch"] = arch
-    run_compare(make_compare_config(preset, overrides), out, teachers, experts)
+    flags = {
+        **_data_flags(dataset, data_root, size, channels, zca, download),
+        "methods": ("--methods", _csv(methods)),
+        "ipcs": ("--ipc", _csv(ipc, int)),
+        "label_modes": ("--labels", _csv(labels)),
+        "cross_archs": ("--cross-arch", _csv(cross_arch)),
+        "teacher.arch": ("--arch", arch),
+        "seed": ("--seed", seed),
+        "device": ("--device", device),
+    }
+    cfg = make_compare_config(preset, apply_flags(parse_sets(set_, config), set_, flags))
+    make_dir(out)
+    run_compare(cfg, out, teachers, experts)
     typer.echo((out / "results.md").read_text())
     typer.echo(f"run directory: {out} (results.md, results.csv, accuracy_vs_ipc.png, cost.png)")
 
@@ -375,20 +399,20 @@ def compare(
 @app.command()
 def tune(
     method: str = typer.Option("apm", help="apm, dm or mtt: whose knobs to search."),
-    dataset: str = DATASET,
-    ipc: int = typer.Option(10, help="Images per class the settings are chosen for."),
+    dataset: str | None = DATASET,
+    ipc: int = typer.Option(10, min=1, help="Images per class the settings are chosen for."),
     trials: int = typer.Option(20, help="Trials in all (finished ones are kept when the search is resumed)."),
     preset: str = PRESET,
     out: Path = typer.Option(Path("runs/tune"), help="Search folder: study.db, trials/, preset.yaml, tune.json."),
     data_root: Path | None = DATA_ROOT,
     size: int | None = SIZE,
     channels: int | None = CHANNELS,
-    zca: bool = ZCA,
-    download: bool = DOWNLOAD,
+    zca: bool | None = ZCA,
+    download: bool | None = DOWNLOAD,
     teachers: Path | None = typer.Option(None, help="Use this trained teacher pool instead of training one."),
     experts: Path | None = typer.Option(None, help="Use these MTT expert trajectories instead of training them."),
-    seed: int = SEED,
-    device: str = DEVICE,
+    seed: int | None = SEED_FLAG,
+    device: str | None = DEVICE_FLAG,
     set_: list[str] = typer.Option([], "--set", help="Fixed settings, e.g. --set apm.iterations=300"),
     config: Path | None = CONFIG,
 ) -> None:
@@ -398,10 +422,16 @@ def tune(
 
     if trials < 1:
         raise UserError(f"--trials must be at least 1, not {trials}")
-    overrides = parse_sets(set_, config)
-    overrides.setdefault("data", {}).update(_data_overrides(dataset, data_root, size, channels, zca, download))
-    overrides.update(seed=seed, device=device, full={"runs": 0})
-    summary = run_tune(make_compare_config(preset, overrides), method, ipc, trials, out, teachers, experts)
+    flags = {
+        **_data_flags(dataset, data_root, size, channels, zca, download),
+        "seed": ("--seed", seed),
+        "device": ("--device", device),
+    }
+    settings = apply_flags(parse_sets(set_, config), set_, flags)
+    set_dotted(settings, "full.runs", 0)  # the search never trains on the full data
+    cfg = make_compare_config(preset, settings)
+    make_dir(out)
+    summary = run_tune(cfg, method, ipc, trials, out, teachers, experts)
     best = summary["best"]
     typer.echo(f"best of {len(summary['trials'])} trials: validation {best['val_acc']:.2f} % with {best['params']}")
     typer.echo(f"settings: {summary['preset_file']} (use with --config)")

@@ -19,17 +19,21 @@ class ItemLog:
         self._f = self.path.open("a", encoding="utf-8")
 
     def _load(self) -> None:
+        """Read the records; rewrite the file when a line is cut or the last line lacks its newline."""
+        text = self.path.read_text(encoding="utf-8")
         good: list[str] = []
         dropped = False
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for line in text.splitlines():
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:  # a line cut by a kill: drop it, the item is redone
+                rec = None
+            if not isinstance(rec, dict) or "key" not in rec:
                 dropped = True
                 continue
             self.records[rec["key"]] = rec
             good.append(line)
-        if dropped:
+        if dropped or (text and not text.endswith("\n")):  # else the next record would be glued to the last
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text("".join(g + "\n" for g in good), encoding="utf-8")
             os.replace(tmp, self.path)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from distillkit.errors import UserError
+from distillkit.errors import UserError, validated
 from distillkit.text.evaluate import FinetuneConfig
 from distillkit.text.gm import GMConfig
 from distillkit.text.stage1 import Stage1Config
@@ -151,3 +152,21 @@ def preset_config(name: str, dataset: str) -> DiLMConfig:
     if name not in PRESETS:
         raise UserError(f"unknown preset '{name}'; choose one of {sorted(PRESETS)}")
     return PRESETS[name](dataset)
+
+
+def config_from_dict(data: dict[str, Any]) -> DiLMConfig:
+    """Validate settings (a preset's, a config file's, with overrides); a bad one is one line naming it."""
+    return validated(DiLMConfig, data)
+
+
+def read_config_file(path: Path) -> DiLMConfig:
+    """A run's config.json as a DiLMConfig; a missing, corrupt or invalid file is one clear line."""
+    from distillkit.runs import read_json
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist or is not a file; pass a run's config.json")
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a JSON object of settings, like a run's config.json")
+    return config_from_dict(data)

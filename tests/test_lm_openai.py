@@ -24,14 +24,33 @@ from distillkit.lm.openai_compat import OpenAICompatLM
 class ScriptedServer:
     """A small OpenAI-compatible chat server that plays a script of failures before answering.
 
-    `script` is a list consumed one entry per request: 'ok', 503, 429, 500, 'garbage', 'empty', 'slow'.
-    When the script is empty every request is answered 'ok'. The reply is `answer(messages)`.
+    `script` is a list consumed one entry per request: 'ok', 503, 429, 500, 'garbage', 'empty', 'slow', or
+    (code, message) for an error with that body message. When the script is empty every request is answered
+    'ok'. The reply is `answer(messages)`: the content, or a dict for the whole message (e.g. with
+    `reasoning_content`). `reject` maps request fields to the message of an HTTP 400 sent whenever one is
+    present (with the OpenAI `param` field unless `name_param=False`). Request bodies and paths are kept.
+    With `hold_at=n` the n-th request waits for `release` after setting `held` (to kill a client mid-run).
     """
 
-    def __init__(self, script=None, answer=None, port: int = 0, delay: float = 0.0):
+    def __init__(
+        self,
+        script=None,
+        answer=None,
+        port: int = 0,
+        delay: float = 0.0,
+        reject=None,
+        name_param: bool = True,
+        hold_at: int | None = None,
+    ):
         self.script = list(script or [])
         self.answer = answer or (lambda msgs: "B")
         self.delay = delay
+        self.reject = dict(reject or {})
+        self.name_param = name_param
+        self.hold_at = hold_at
+        self.held, self.release = threading.Event(), threading.Event()
+        self.bodies: list[dict] = []
+        self.paths: list[str] = []
         self.lock = threading.Lock()
         self.ok = 0
         self.requests = 0
@@ -52,12 +71,25 @@ class ScriptedServer:
                     outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
                     step = outer.script.pop(0) if outer.script else "ok"
                     outer.auth_headers.append(self.headers.get("Authorization", ""))
+                    outer.bodies.append(body)
+                    outer.paths.append(self.path)
+                    n = outer.requests
+                refused = [k for k in outer.reject if k in body]
                 try:
+                    if n == outer.hold_at:
+                        outer.held.set()
+                        outer.release.wait(30)
+                        step = 503
                     time.sleep(outer.delay)
                     if step == "slow":
                         time.sleep(3)
                         step = "ok"
-                    if isinstance(step, int):
+                    if refused:
+                        err = {"message": outer.reject[refused[0]], "type": "invalid_request_error"}
+                        self._send(400, {"error": err | ({"param": refused[0]} if outer.name_param else {})})
+                    elif isinstance(step, tuple):
+                        self._send(step[0], {"error": {"message": step[1]}}, {"retry-after": "0"})
+                    elif isinstance(step, int):
                         self._send(step, {"error": {"message": f"injected {step}"}}, {"retry-after": "0"})
                     elif step == "garbage":
                         self._raw(200, b"<html>definitely not json")
@@ -65,6 +97,7 @@ class ScriptedServer:
                         self._send(200, {"id": "x", "object": "chat.completion", "choices": []})
                     else:
                         text = outer.answer(body["messages"])
+                        message = text if isinstance(text, dict) else {"content": text}
                         with outer.lock:
                             outer.ok += 1
                         self._send(
@@ -78,7 +111,7 @@ class ScriptedServer:
                                     {
                                         "index": 0,
                                         "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": text},
+                                        "message": {"role": "assistant", **message},
                                     }
                                 ],
                                 "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
@@ -92,6 +125,12 @@ class ScriptedServer:
                 self._raw(code, json.dumps(obj).encode(), headers)
 
             def _raw(self, code, data, headers=None):
+                try:
+                    self._write(code, data, headers)
+                except OSError:  # the client is gone (killed or timed out)
+                    pass
+
+            def _write(self, code, data, headers=None):
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import openai
 
@@ -112,8 +113,16 @@ class OpenAICompatLM:
         }
 
     def _client(self) -> openai.AsyncOpenAI:
+        """A client; query parameters of the base URL (api-version=..., api-key=...) go with every request."""
         key = os.environ.get(self.api_key_env) or "EMPTY"
-        return openai.AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=self.timeout)
+        parts = urlsplit(self.base_url)
+        return openai.AsyncOpenAI(
+            base_url=urlunsplit(parts._replace(query="")),
+            default_query=dict(parse_qsl(parts.query)) or None,
+            api_key=key,
+            max_retries=0,
+            timeout=self.timeout,
+        )
 
     # ------------------------------------------------------------------ cache
     def _key(self, kind: str, payload: dict[str, Any]) -> str:

@@ -235,6 +235,22 @@ def test_reasoning_is_logged_but_not_read_by_extraction(tmp_path):
     }
 
 
+def test_generate_reads_replies_after_the_reasoning(tmp_path):
+    from distillkit.dialogbench.generate.replay import ReplayServer
+    from distillkit.dialogbench.generate.run import generate, resolve
+
+    srv = ReplayServer(think=True)
+    try:
+        s = resolve("m", "SF", 20, "en", base_url=srv.url, concurrency=4)
+        summ = generate(s, tmp_path / "out", show=False, cache_dir=tmp_path / "c", backoff=0.01, max_retries=1)
+    finally:
+        srv.stop()
+    assert summ["accepted"] == 20 and summ["repaired"] == 0  # the JSON and the judge's letter after the block
+    judged = [json.loads(x) for x in (tmp_path / "out" / "judged.jsonl").read_text().splitlines()]
+    assert len(judged) == 20 and all(j["output"].startswith("<think>") for j in judged)
+    assert {j["gold"] for j in judged} > {"A"}
+
+
 def test_think_blocks_are_split_from_the_answer():
     assert split_reasoning("<think>a</think>The answer is B.") == ("a", "The answer is B.")
     assert split_reasoning("opened by the template</think> B") == ("opened by the template", "B")

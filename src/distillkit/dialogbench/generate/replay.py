@@ -24,6 +24,7 @@ WORDS = (
     "anchor blanket candle dentist engine festival glacier harbor island jacket kitchen lantern mirror "
     "noodle ocean pepper quilt rocket saddle tunnel uniform valley walnut circuit protein thesis"
 ).split()
+THINK = '<think>Is it A? The answer is A. {"dialogue": []}</think>'
 GEN_STEPS = ("invalid", "missing_key", "short", "dup", "near_dup", "dup_options", "leak")
 
 
@@ -32,7 +33,8 @@ class ReplayServer:
 
     Entries: an HTTP status (int), 'ok', or one of GEN_STEPS. `judge_wrong_every=k` makes the judge answer
     wrongly for about one request in k (decided by a hash of the request). `always` applies one entry to
-    every generation request. `delay` adds seconds per request.
+    every generation request. `delay` adds seconds per request. `think=True` puts a reasoning block that
+    names a wrong letter and holds stray JSON in front of every reply (a reasoning model).
     """
 
     def __init__(
@@ -42,12 +44,14 @@ class ReplayServer:
         always: str | None = None,
         delay: float = 0.0,
         utterances: int = 12,
+        think: bool = False,
     ):
         self.script = list(script or [])
         self.judge_wrong_every = judge_wrong_every
         self.always = always
         self.delay = delay
         self.utterances = utterances
+        self.think = think
         self.lock = threading.Lock()
         self.counts = {"requests": 0, "generate": 0, "judge": 0, "response_format": 0}
         self.models: dict[str, int] = {}  # "generate:<model>" / "judge:<model>" -> requests
@@ -112,9 +116,8 @@ class ReplayServer:
             step = self.script.pop(0) if self.script else (self.always if is_gen and self.always else "ok")
         if isinstance(step, int):
             return step, ""
-        if not is_gen:
-            return 200, self._judge(body, digest)
-        return 200, self._generate(body, digest, step)
+        text = self._judge(body, digest) if not is_gen else self._generate(body, digest, step)
+        return 200, (THINK + text if self.think else text)
 
     def _judge(self, body: dict, digest: str) -> str:
         last = body["messages"][-1]["content"]

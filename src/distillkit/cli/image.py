@@ -52,6 +52,10 @@ def parse_sets(sets: list[str], config: Path | None = None) -> dict[str, Any]:
     if config is not None:
         from distillkit.image.tune import read_config_file
 
+        if config.is_dir():
+            raise UserError(
+                f"--config {config} is a directory; pass a YAML or JSON file, e.g. a tune run's preset.yaml"
+            )
         base = read_config_file(config)
     return apply_overrides(base, sets)
 
@@ -268,6 +272,13 @@ def _distill_groups_cmd(
         )
 
 
+def _check_set_files(files: list[Path]) -> None:
+    """Refuse a folder given where a distilled-set file is expected."""
+    for f in files:
+        if f.is_dir():
+            raise UserError(f"{f} is a directory; pass a distilled-set file, e.g. {f / 'distilled.safetensors'}")
+
+
 @app.command()
 def merge(
     files: list[Path] = typer.Argument(..., help="Group files (OUT/group_*/distilled.safetensors) of one run."),
@@ -276,6 +287,7 @@ def merge(
     """Concatenate distilled groups into one set (sorted by class, soft labels kept) and draw its grid."""
     from distillkit.image.parallel import merge_files
 
+    _check_set_files(files)
     check_out_file(out)
     merged, grid = merge_files(files, out)
     typer.echo(f"merged {len(files)} groups: {out} ({len(merged.labels)} images); grid: {grid}")
@@ -311,6 +323,7 @@ def eval_cmd(
     cfg.net_options = {"width": width} if width else {}
     if out is not None:
         check_out_file(out)
+    _check_set_files([distilled])
     ds = DistilledSet.load(distilled)
     if "dataset" not in ds.meta:
         raise UserError(f"{distilled} names no dataset in its metadata; it was not written by distillkit")

@@ -126,14 +126,14 @@ def eval_(
     seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed."),
 ) -> None:
     """Fine-tune fresh learners on a saved set and report test accuracy mean ± std."""
+    if not (set_path / "provenance.json").exists():
+        raise UserError(f"{set_path} is not a saved text set (no provenance.json); pass a folder under RUN/sets/")
     from distillkit.data.text import load_text_dataset, subsample
     from distillkit.text.evaluate import FinetuneConfig, evaluate_set, summarize
     from distillkit.text.learner import Learner
     from distillkit.text.synthetic import load_text_set
     from distillkit.text.train_utils import derive_seed
 
-    if not (set_path / "provenance.json").exists():
-        raise UserError(f"{set_path} is not a saved text set (no provenance.json); pass a folder under RUN/sets/")
     small = load_text_set(set_path)
     data = load_text_dataset(dataset, seed=seed)
     test = subsample(data.test, max_test, seed)
@@ -165,13 +165,13 @@ def icl(
     seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed."),
 ) -> None:
     """In-context learning: k-shot prompts from a small set, label-word likelihood on a causal LM."""
+    if not (set_path / "provenance.json").exists():
+        raise UserError(f"{set_path} is not a saved text set (no provenance.json); pass a folder under RUN/sets/")
     from distillkit.data.text import load_text_dataset, subsample
     from distillkit.lm import load_local_lm
     from distillkit.text.icl import icl_evaluate
     from distillkit.text.synthetic import load_text_set
 
-    if not (set_path / "provenance.json").exists():
-        raise UserError(f"{set_path} is not a saved text set (no provenance.json); pass a folder under RUN/sets/")
     small = load_text_set(set_path)
     test = subsample(load_text_dataset(dataset, seed=seed).test, max_test, seed)
     words = label_words.split(",") if label_words else list(test.label_names)

@@ -39,6 +39,31 @@ def test_a_signal_ends_with_one_line_and_its_exit_code(tmp_path, signum, code):
     assert "Traceback" not in stdout + stderr
 
 
+def test_an_interrupted_generation_with_requests_in_flight_ends_in_one_line_and_resumes(tmp_path):
+    from distillkit.dialogbench.generate.replay import ReplayServer
+
+    srv = ReplayServer(delay=0.05)
+    out = tmp_path / "out"
+    args = ["generate", "--llm", "m", "--base-url", srv.url, "--tasks", "SF", "--per-task", "20", "--out", str(out)]
+    cmd = [sys.executable, "-c", "from distillkit.cli.dialogbench import main; main()", *args, "--concurrency", "2"]
+    env = {**os.environ, "DISTILLKIT_CACHE": str(tmp_path / "cache"), "DISTILLKIT_PROGRESS": "0"}
+    log = out / "generated.jsonl"
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 5):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 143 and stderr.splitlines() == [INTERRUPTED], stderr
+        kept = log.read_text().splitlines()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert log.read_text().splitlines()[: len(kept)] == kept and "accepted 20 of 20 planned" in done.stdout
+    finally:
+        srv.stop()
+
+
 def _capture_run(monkeypatch, tmp_path: Path, *args: str):
     """`distill image run ARGS` up to the resolved config (nothing is trained)."""
     import distillkit.image.pipeline as pipeline

@@ -7,6 +7,7 @@ and 143 by SIGTERM, each with the line INTERRUPTED (finished work stays on disk;
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import signal
 import sys
@@ -42,9 +43,15 @@ _signal_received: int | None = None
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
-    """SIGINT and SIGTERM both unwind the command as a KeyboardInterrupt; which one it was is remembered."""
+    """SIGINT and SIGTERM both unwind the command as a KeyboardInterrupt; which one it was is remembered.
+
+    From here on, reports of what the interrupt cut short (asyncio's cancelled requests, objects that could not
+    be finalised) are silenced: the one INTERRUPTED line says it all.
+    """
     global _signal_received
     _signal_received = signum
+    logging.getLogger("asyncio").disabled = True
+    sys.unraisablehook = lambda _unraisable: None
     raise KeyboardInterrupt
 
 

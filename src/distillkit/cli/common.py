@@ -29,7 +29,7 @@ ENV_DEFAULTS = {
 INTERRUPTED = "interrupted; rerun the same command to resume"
 
 _OS_HINTS = {
-    errno.ENOENT: "check the path",
+    errno.ENOENT: "check the path (for an output: choose a place that can be created)",
     errno.EACCES: "check its permissions or choose another path",
     errno.EPERM: "check its permissions or choose another path",
     errno.EROFS: "it is read-only; choose another path",

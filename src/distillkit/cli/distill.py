@@ -22,8 +22,9 @@ def _register() -> None:
 def demo(out: Path = typer.Option(Path("runs/demo"), help="Directory for the demo's runs and report.")) -> None:
     """Run every system's quick job on embedded data and write one report (report.md)."""
     from distillkit.demo import run_demo
+    from distillkit.runs import make_dir
 
-    report = run_demo(out)
+    report = run_demo(make_dir(out))
     typer.echo(f"report: {report}")
 
 

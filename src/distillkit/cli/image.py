@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 
 SEED_MAX = 2**32 - 1  # numpy's seeds stop here
+ORDER = "Wins over the preset and --config; a typed flag wins over it, and must agree with it."
 DATASET = typer.Option(
     None, help="mnist (default), fashion_mnist, digits, cifar10, cifar100, tiny_imagenet, image_folder, npz"
 )
@@ -30,14 +31,14 @@ DATA_ROOT = typer.Option(None, help="Folder (or .npz file) holding the data; off
 PRESET = typer.Option("quick", help="quick (minutes on a CPU), standard (about an hour on a CPU), paper (GPU).")
 SIZE = typer.Option(None, min=1, max=1024, help="Pad/resize images to SIZE x SIZE (e.g. 32).")
 CHANNELS = typer.Option(None, min=1, max=4, help="Repeat grey images to this many channels (e.g. 3).")
-ZCA = typer.Option(None, "--zca/--no-zca", help="ZCA-whiten (eps 0.1) with training-split statistics [default: no].")
+ZCA = typer.Option(None, "--zca/--no-zca", help="ZCA-whiten (eps 0.1) with training-split statistics (default: no).")
 DOWNLOAD = typer.Option(
-    None, "--download/--no-download", help="Download the dataset when it is not found locally [default: no]."
+    None, "--download/--no-download", help="Download the dataset when it is not found locally (default: no)."
 )
 SEED = typer.Option(0, min=0, max=SEED_MAX, help="Seed of every random stream.")
 DEVICE = typer.Option("cpu", help="cpu or cuda")
-SEED_FLAG = typer.Option(None, min=0, max=SEED_MAX, help="Seed of every random stream [default: 0].")
-DEVICE_FLAG = typer.Option(None, help="cpu or cuda [default: cpu]")
+SEED_FLAG = typer.Option(None, min=0, max=SEED_MAX, help="Seed of every random stream (default: 0).")
+DEVICE_FLAG = typer.Option(None, help="cpu or cuda (default: cpu)")
 WIDTH = typer.Option(None, min=1, help="Network width (ConvNet default 128).")
 
 
@@ -97,7 +98,7 @@ def _data_config(
 @app.command()
 def run(
     dataset: str | None = DATASET,
-    ipc: int | None = typer.Option(None, min=1, help="Images per class [default: 10]."),
+    ipc: int | None = typer.Option(None, min=1, help="Images per class (default: 10)."),
     preset: str = PRESET,
     out: Path = typer.Option(Path("runs/image"), help="Run directory (resumed when it exists)."),
     data_root: Path | None = DATA_ROOT,
@@ -111,7 +112,7 @@ def run(
     iterations: int | None = typer.Option(None, min=1, help="APM image updates T."),
     seed: int | None = SEED_FLAG,
     device: str | None = DEVICE_FLAG,
-    set_: list[str] = typer.Option([], "--set", help="Any config value, e.g. --set apm.alpha_ce=0.2"),
+    set_: list[str] = typer.Option([], "--set", help=f"Any config value, e.g. --set apm.alpha_ce=0.2. {ORDER}"),
     config: Path | None = CONFIG,
 ) -> None:
     """Teacher -> APM -> evaluation beside a random real subset and the full data, in one run directory."""
@@ -196,7 +197,7 @@ def experts(
 def distill_cmd(
     teachers: Path = typer.Option(..., help="Teacher pool folder (from `distill image teacher`)."),
     dataset: str | None = DATASET,
-    ipc: int | None = typer.Option(None, min=1, help="Images per class [default: 10]."),
+    ipc: int | None = typer.Option(None, min=1, help="Images per class (default: 10)."),
     preset: str = PRESET,
     out: Path = typer.Option(Path("runs/apm"), help="Run directory (resumed when it exists)."),
     data_root: Path | None = DATA_ROOT,
@@ -206,7 +207,9 @@ def distill_cmd(
     download: bool | None = DOWNLOAD,
     seed: int | None = SEED_FLAG,
     device: str = DEVICE,
-    set_: list[str] = typer.Option([], "--set", help="APM knobs, e.g. --set segment_size=50 --set discrepancy=kl"),
+    set_: list[str] = typer.Option(
+        [], "--set", help=f"APM knobs, e.g. --set segment_size=50 --set discrepancy=kl. {ORDER}"
+    ),
     groups: int | None = typer.Option(
         None,
         min=1,
@@ -364,10 +367,10 @@ def _csv(value: str | None, cast=str) -> list | None:
 def compare(
     methods: str | None = typer.Option(
         None,
-        help="Comma-separated: apm, mtt, tesla, dm, herding, kcenter, random [default: apm,mtt,dm,herding,random].",
+        help="Comma-separated: apm, mtt, tesla, dm, herding, kcenter, random (default: apm,mtt,dm,herding,random).",
     ),
     dataset: str | None = DATASET,
-    ipc: str | None = typer.Option(None, help="Comma-separated images-per-class values, e.g. 1,10,50 [default: 1,10]."),
+    ipc: str | None = typer.Option(None, help="Comma-separated images-per-class values, e.g. 1,10,50 (default: 1,10)."),
     preset: str = PRESET,
     out: Path = typer.Option(Path("runs/compare"), help="Run directory (resumed when it exists)."),
     data_root: Path | None = DATA_ROOT,
@@ -377,16 +380,16 @@ def compare(
     download: bool | None = DOWNLOAD,
     arch: str | None = typer.Option(None, help="Distillation and main evaluation network (default ConvNet)."),
     cross_arch: str | None = typer.Option(
-        None, help="Also evaluate on these networks, e.g. resnet18,vgg11,alexnet,vit [default: none]."
+        None, help="Also evaluate on these networks, e.g. resnet18,vgg11,alexnet,vit (default: none)."
     ),
     labels: str | None = typer.Option(
-        None, help="Label modes every set is trained with: soft, hard or both [default: soft,hard]."
+        None, help="Label modes every set is trained with: soft, hard or both (default: soft,hard)."
     ),
     teachers: Path | None = typer.Option(None, help="Use this trained teacher pool instead of training one."),
     experts: Path | None = typer.Option(None, help="Use these MTT expert trajectories instead of training them."),
     seed: int | None = SEED_FLAG,
     device: str | None = DEVICE_FLAG,
-    set_: list[str] = typer.Option([], "--set", help="Any config value, e.g. --set mtt.syn_steps=30"),
+    set_: list[str] = typer.Option([], "--set", help=f"Any config value, e.g. --set mtt.syn_steps=30. {ORDER}"),
     config: Path | None = CONFIG,
 ) -> None:
     """Several methods, one teacher pool, one evaluator: a table (markdown, CSV) and plots."""
@@ -426,7 +429,7 @@ def tune(
     experts: Path | None = typer.Option(None, help="Use these MTT expert trajectories instead of training them."),
     seed: int | None = SEED_FLAG,
     device: str | None = DEVICE_FLAG,
-    set_: list[str] = typer.Option([], "--set", help="Fixed settings, e.g. --set apm.iterations=300"),
+    set_: list[str] = typer.Option([], "--set", help=f"Fixed settings, e.g. --set apm.iterations=300. {ORDER}"),
     config: Path | None = CONFIG,
 ) -> None:
     """Choose a method's knobs on the validation split (Optuna, resumable); writes OUT/preset.yaml."""

@@ -37,7 +37,9 @@ def run(
     learner: str = typer.Option(None, help="Encoder classifier: hub id, folder, minilm, tiny-bert."),
     device: str = typer.Option(None, help="cpu or cuda."),
     config: Path = typer.Option(None, help="Start from this config.json instead of a preset."),
-    set_: list[str] = typer.Option([], "--set", help="Override a setting: key=value (dotted for nested)."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a setting: key=value (dotted for nested); a typed flag of the same key must agree."
+    ),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ) -> None:
     """Train the generator (stage 1 + gradient matching), build sets, run baselines, evaluate, plot."""

@@ -23,7 +23,7 @@ WORKER = r"""
 import json, sys, time, torch
 from distillkit.image.apm import APMConfig, image_gradient
 from distillkit.image.memory import PeakMemory
-from distillkit.image.seeding import seeded
+from distillkit.seeding import seeded
 from distillkit.image.train import frozen
 from distillkit.nets import build_net
 args = json.loads(sys.argv[1])

@@ -60,7 +60,7 @@ def worker(job: dict) -> dict:
     dev = torch.device(job["device"])
     if job["method"] == "apm_step":
         from distillkit.image.apm import APMConfig, image_gradient
-        from distillkit.image.seeding import seeded
+        from distillkit.seeding import seeded
         from distillkit.image.train import frozen
         from distillkit.nets import build_net
 
@@ -85,7 +85,7 @@ def worker(job: dict) -> dict:
         return {"peak_mb": pm.peak_mb, "sec": statistics.median(times[1:])}
     if job["method"] == "apm_proxy":
         from distillkit.image.apm import APMConfig, train_proxy
-        from distillkit.image.seeding import seeded
+        from distillkit.seeding import seeded
         from distillkit.image.train import predict
         from distillkit.nets import build_net
 

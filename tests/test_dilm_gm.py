@@ -11,10 +11,10 @@ import torch
 from sklearn.cluster import KMeans
 
 from distillkit.data.text import load_text_dataset, subsample
+from distillkit.seeding import derive_seed, seed32
 from distillkit.text.generator import Generator
 from distillkit.text.gm import GMConfig, GradientMatcher, build_representative_teacher, diverse_batches, matching_loss
 from distillkit.text.learner import Learner
-from distillkit.text.train_utils import derive_seed
 
 SEED = 5
 
@@ -143,14 +143,18 @@ def test_diverse_minibatches_of_each_class_cover_every_kmeans_cluster(setup, mon
 
     monkeypatch.setattr(gen, "sample", sample)
     m = GradientMatcher(gen, learner, train, emb, cfg, SEED)
-    learner.reset(derive_seed(SEED, 15, 0))
+    learner.reset(derive_seed(SEED, "gm_learner_reset", 0))
     m.rebuild_dms()
-    assert calls == [(c, n_pool, derive_seed(SEED, 11, 0, c)) for c in (0, 1)]
+    assert calls == [(c, n_pool, derive_seed(SEED, "gm_pool", 0, c)) for c in (0, 1)]
     for c in (0, 1):
         pool = pools[c][:n_pool]
         assert len(set(pool)) == n_pool
         feats = learner.features(pool).numpy()
-        lab = KMeans(cfg.syn_batch, n_init=1, random_state=derive_seed(SEED, 12, 0, c)).fit(feats).labels_
+        lab = (
+            KMeans(cfg.syn_batch, n_init=1, random_state=seed32(derive_seed(SEED, "gm_diverse", 0, c)))
+            .fit(feats)
+            .labels_
+        )
         assert len(m.dms[c]) == cfg.dms_interval * cfg.inner_loops
         for batch in m.dms[c]:
             assert len(batch) == cfg.syn_batch and all(t in pool for t in batch)
@@ -174,7 +178,7 @@ def test_stage2_steps_lower_the_matching_loss_on_a_fixed_batch(setup):
     m.syn_batch = lambda c: syn[c]
 
     def loss_now() -> tuple[float, dict]:
-        learner.reset(derive_seed(SEED, 15, 0))  # the learner of outer loop 0
+        learner.reset(derive_seed(SEED, "gm_learner_reset", 0))  # the learner of outer loop 0
         gen.model.eval()
         with torch.no_grad():
             parts = [matching_loss(gen, learner, c, real[c], syn[c], 2) for c in (0, 1)]

@@ -16,6 +16,7 @@ from distillkit.cli.common import run_app
 from distillkit.cli.text import app
 from distillkit.data.text import load_text_dataset, subsample
 from distillkit.errors import UserError
+from distillkit.seeding import derive_seed, seed32
 from distillkit.text.api import build_config
 from distillkit.text.coreset import SelectionEncoder, select_per_class
 from distillkit.text.evaluate import evaluate_set
@@ -25,7 +26,6 @@ from distillkit.text.learner import Learner
 from distillkit.text.pipeline import load_splits, run_dilm
 from distillkit.text.stage1 import Stage1Config, train_stage1
 from distillkit.text.synthetic import generate_pool, load_text_set
-from distillkit.text.train_utils import derive_seed
 
 TINY = [
     'generator="tiny-gpt2"',
@@ -120,7 +120,7 @@ def test_coreset_sets_are_the_selected_training_rows(run):
             for r in range(1 if method == "herding" else 2):
                 d = out / "sets" / method / f"dpc{dpc}" / f"set{r}"
                 idx = np.asarray(json.loads((d / "provenance.json").read_text())["train_indices"])
-                expect = select_per_class(method, emb, train.labels, dpc, derive_seed(0, 50, r))
+                expect = select_per_class(method, emb, train.labels, dpc, derive_seed(0, "coreset_set", r))
                 assert idx.tolist() == expect.tolist(), (method, dpc, r)
                 assert len(set(idx.tolist())) == 2 * dpc
                 rows = _rows(d)
@@ -154,7 +154,7 @@ def test_generated_sets_are_kmeans_medoids_of_a_reproducible_pool(run):
                 assert len({x["review"] for x in rows}) == 2 * dpc and all(x["review"].strip() for x in rows)
     # one set regenerated (sampling a tiny generator takes seconds): oversample x DPC texts per class with the
     # set's seed, and the set holds exactly the class's K-means medoids of that pool
-    dpc, seed = 3, derive_seed(0, 50, 0)
+    dpc, seed = 3, derive_seed(0, "coreset_set", 0)
     rows = _rows(out / "sets" / "dilm" / f"dpc{dpc}" / "set0")
     pool = generate_pool(dilm, train, 2 * dpc, seed, 16)
     assert pool.class_counts().tolist() == [6, 6]
@@ -162,7 +162,7 @@ def test_generated_sets_are_kmeans_medoids_of_a_reproducible_pool(run):
     for c in (0, 1):
         members = np.flatnonzero(pool.labels == c)
         x = pool_emb[members]
-        km = KMeans(dpc, init="k-means++", n_init=1, max_iter=300, random_state=seed).fit(x)
+        km = KMeans(dpc, init="k-means++", n_init=1, max_iter=300, random_state=seed32(seed)).fit(x)
         medoids = set()
         for k in range(dpc):
             inside = np.flatnonzero(km.labels_ == k)
@@ -185,9 +185,9 @@ def test_results_match_the_runs_and_evaluation_repeats(run):
             assert cell["runs"] == files
             # herding is deterministic: one set, num_sets x runs_per_set runs of it
             seeds = (
-                [derive_seed(0, 60, 0, k) for k in range(2)]
+                [derive_seed(0, "eval_run", 0, k) for k in range(2)]
                 if method == "herding"
-                else [derive_seed(0, 60, r, 0) for r in range(2)]
+                else [derive_seed(0, "eval_run", r, 0) for r in range(2)]
             )
             assert [x["seed"] for x in files] == seeds
             acc = [x["accuracy"] for x in files]
@@ -196,7 +196,7 @@ def test_results_match_the_runs_and_evaluation_repeats(run):
             for a in acc:  # a whole number of the 24 test reviews
                 assert a * 24 / 100 == pytest.approx(round(a * 24 / 100))
     full = res["full"]["all"]
-    assert [x["seed"] for x in full["runs"]] == [derive_seed(0, 61, k) for k in range(2)]
+    assert [x["seed"] for x in full["runs"]] == [derive_seed(0, "full_run", k) for k in range(2)]
     assert full["mean"] == pytest.approx(np.mean([x["accuracy"] for x in full["runs"]]))
     hist = json.loads((out / "ckpt" / "stage2_history.json").read_text())
     assert [h["step"] for h in hist] == [0, 1, 2, 3]  # outer_loops x inner_loops generator steps
@@ -206,7 +206,7 @@ def test_results_match_the_runs_and_evaluation_repeats(run):
     data = load_splits(cfg)
     small = load_text_set(out / "sets" / "kmeans_medoid" / "dpc3" / "set1")
     lrn = Learner.load("tiny-bert", 2, 20, seed=0)
-    again = evaluate_set(lrn, small, data.test, cfg.finetune, [derive_seed(0, 60, 1, 0)], data.validation)
+    again = evaluate_set(lrn, small, data.test, cfg.finetune, [derive_seed(0, "eval_run", 1, 0)], data.validation)
     assert again == res["kmeans_medoid"]["3"]["runs"][1:]
 
 

@@ -16,7 +16,7 @@ from distillkit.errors import UserError
 from distillkit.image.apm import APMConfig, Group, distill, init_images
 from distillkit.image.distilled import DistilledSet
 from distillkit.image.parallel import distill_groups, merge_files, merge_sets
-from distillkit.image.seeding import derive_seed, generator
+from distillkit.seeding import derive_seed, generator
 
 TINY = {
     "ipc": 3,

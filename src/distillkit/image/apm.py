@@ -32,11 +32,11 @@ from distillkit.image.augment import DSA
 from distillkit.image.checkpoints import load_state, save_state
 from distillkit.image.distilled import DistilledSet, provenance
 from distillkit.image.losses import label_loss
-from distillkit.image.seeding import derive_seed, generator, seeded
 from distillkit.image.teacher import TeacherPool
 from distillkit.image.train import agreement, frozen, predict, train_net
 from distillkit.nets import build_net
 from distillkit.progress import progress
+from distillkit.seeding import derive_seed, generator, seeded
 
 
 class APMConfig(BaseModel):

@@ -20,10 +20,10 @@ from distillkit.image.apm import init_images
 from distillkit.image.augment import DSA
 from distillkit.image.checkpoints import load_state, save_state
 from distillkit.image.distilled import DistilledSet, provenance
-from distillkit.image.seeding import derive_seed, generator, seeded
 from distillkit.image.train import frozen, predict
 from distillkit.nets import build_net
 from distillkit.progress import progress
+from distillkit.seeding import derive_seed, generator, seeded
 
 
 class DMConfig(BaseModel):

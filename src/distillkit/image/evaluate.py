@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from distillkit.data.images import ImageData
 from distillkit.errors import UserError
 from distillkit.image.augment import DSA
-from distillkit.image.seeding import generator, seeded
 from distillkit.image.train import UntilConverged, accuracy, agreement, predict, train_net
 from distillkit.nets import build_net, canonical_arch
 from distillkit.progress import progress
+from distillkit.seeding import generator, seeded
 
 
 class EvalConfig(BaseModel):

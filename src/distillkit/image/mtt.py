@@ -50,12 +50,12 @@ from distillkit.image.augment import DSA
 from distillkit.image.checkpoints import file_hash, load_state, save_state
 from distillkit.image.distilled import DistilledSet, provenance
 from distillkit.image.losses import label_loss
-from distillkit.image.seeding import generator, seeded
 from distillkit.image.teacher import data_signature
 from distillkit.image.train import accuracy, predict, train_net
 from distillkit.nets import build_net, canonical_arch
 from distillkit.progress import progress
 from distillkit.runs import write_json
+from distillkit.seeding import generator, seeded
 
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 

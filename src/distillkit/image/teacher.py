@@ -13,10 +13,10 @@ from distillkit.data.images import ImageData
 from distillkit.errors import UserError
 from distillkit.image.augment import DSA
 from distillkit.image.checkpoints import file_hash, load_net, save_net
-from distillkit.image.seeding import generator, seeded
 from distillkit.image.train import UntilConverged, accuracy, train_net
 from distillkit.nets import build_net, canonical_arch
 from distillkit.progress import progress
+from distillkit.seeding import generator, seeded
 
 
 class TeacherConfig(BaseModel):

@@ -13,6 +13,7 @@ import torch
 
 from distillkit.errors import UserError
 from distillkit.lm.config import GenerationConfig, apply_stop
+from distillkit.seeding import derive_seed
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,7 @@ class LocalLM:
                     repetition_penalty=1.0,
                 )
                 if config.do_sample:
-                    torch.manual_seed(config.seed + start)
+                    torch.manual_seed(derive_seed(config.seed, "local_sample", start))
                     kwargs.update(temperature=config.temperature, top_p=config.top_p)
                 else:
                     kwargs.update(temperature=None, top_p=None, top_k=None)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from distillkit.errors import UserError
+from distillkit.seeding import seeded
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_NAME = "smollm2-135m-instruct"
@@ -86,7 +87,6 @@ def tiny_llama_folder(out_dir: Path | None = None, seed: int = 0, hidden: int = 
 
     Built from a config, nothing is downloaded; the tokenizer is copied from the SmolLM2 folder.
     """
-    import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     out = Path(out_dir) if out_dir else cache_dir() / "models" / f"tiny-llama-h{hidden}-l{layers}-s{seed}"
@@ -106,8 +106,8 @@ def tiny_llama_folder(out_dir: Path | None = None, seed: int = 0, hidden: int = 
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
     )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(cfg)
+    with seeded(seed, "model_init"):
+        model = LlamaForCausalLM(cfg)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from distillkit.seeding import seed32
 from distillkit.text.models import load_encoder_classifier
 
 
@@ -24,7 +25,7 @@ def kmeans_medoid(x: np.ndarray, k: int, seed: int) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if k >= len(x):
         return np.arange(len(x))
-    km = KMeans(n_clusters=k, init="k-means++", n_init=1, max_iter=300, random_state=seed).fit(x)
+    km = KMeans(n_clusters=k, init="k-means++", n_init=1, max_iter=300, random_state=seed32(seed)).fit(x)
     chosen: list[int] = []
     for c in range(k):
         members = np.flatnonzero(km.labels_ == c)

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from distillkit.data.text import TextDataset
+from distillkit.seeding import derive_seed, numpy_rng
 from distillkit.text.learner import Learner
-from distillkit.text.train_utils import adamw, cosine, derive_seed
+from distillkit.text.train_utils import adamw, cosine
 
 
 @dataclass
@@ -45,7 +46,7 @@ def scores(pred: np.ndarray, gold: np.ndarray, metric: str = "accuracy") -> dict
 
 def _batches(n: int, batch_size: int, steps: int, seed: int):
     """Shuffled epochs of indices, cut into `steps` batches."""
-    rng = np.random.default_rng(derive_seed(seed, 21))
+    rng = numpy_rng(seed, "finetune_order")
     order: list[int] = []
     for _ in range(steps):
         if len(order) < min(batch_size, n):
@@ -62,7 +63,7 @@ def finetune(
     validation: TextDataset | None = None,
 ) -> dict[str, float]:
     """Reset `learner` (pretrained body, fresh head) and fine-tune it in place on `train`."""
-    learner.reset(derive_seed(seed, 20))
+    learner.reset(derive_seed(seed, "finetune_init"))
     model = learner.model
     params = model if cfg.train_body else learner.head_params()
     opt = adamw(params, cfg.lr, cfg.weight_decay)
@@ -71,7 +72,7 @@ def finetune(
     feats = None if cfg.train_body else learner.cached_features(train.texts)
     labels = torch.as_tensor(train.labels, device=learner.device)
     for step, idx in enumerate(_batches(len(train), cfg.batch_size, cfg.steps, seed)):
-        torch.manual_seed(derive_seed(seed, 22, step))
+        torch.manual_seed(derive_seed(seed, "finetune_dropout", step))
         if feats is None:
             logits, _ = learner.forward([train.texts[i] for i in idx])
         else:

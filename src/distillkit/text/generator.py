@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distillkit.errors import UserError
+from distillkit.seeding import derive_seed
 from distillkit.text.models import load_causal_lm, load_tokenizer
 
 SEP = "<sep>"
@@ -169,7 +170,7 @@ class Generator:
                     f"the generator produced too few usable (non-empty) texts for class {label} "
                     f"({len(out)} of {n}); train stage 1 longer or use a pretrained generator"
                 )
-            torch.manual_seed(seed * 1_000_003 + rounds)
+            torch.manual_seed(derive_seed(seed, "generate_round", rounds))
             bsz = min(batch_size, max(8, n - len(out)))
             prompt = torch.full((bsz, 1), self.class_ids[label], dtype=torch.long, device=self.device)
             gen = self.model.generate(

@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from distillkit.data.text import TextDataset
+from distillkit.seeding import derive_seed, numpy_rng, seed32
 from distillkit.text.coreset import kmeans_medoid
 from distillkit.text.generator import Generator
 from distillkit.text.learner import Learner
-from distillkit.text.train_utils import adamw, cosine, derive_seed, load_checkpoint, save_checkpoint
+from distillkit.text.train_utils import adamw, cosine, load_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -69,7 +70,7 @@ def diverse_batches(emb: np.ndarray, batch: int, n_batches: int, seed: int) -> l
     from sklearn.cluster import KMeans
 
     k = min(batch, len(emb))
-    lab = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(emb).labels_
+    lab = KMeans(n_clusters=k, n_init=1, random_state=seed32(seed)).fit(emb).labels_
     clusters = [np.flatnonzero(lab == c) for c in range(k)]
     clusters = [c for c in clusters if len(c)]
     return [np.asarray([c[j % len(c)] for c in clusters]) for j in range(n_batches)]
@@ -151,7 +152,7 @@ class GradientMatcher:
     def real_indices(self, c: int) -> np.ndarray:
         if self.rt is not None:
             return self.rt[self.step % len(self.rt)][c]
-        rng = np.random.default_rng(derive_seed(self.seed, 10, self.step, c))
+        rng = numpy_rng(self.seed, "gm_real_batch", self.step, c)
         pool = np.flatnonzero(self.train.labels == c)
         return rng.choice(pool, size=min(self.cfg.real_batch, len(pool)), replace=False)
 
@@ -168,22 +169,26 @@ class GradientMatcher:
         """Sample a pool per class and cut it into diverse batches (embedded by the freshly reset learner)."""
         n_batches = self.cfg.dms_interval * self.cfg.inner_loops
         for c in range(self.C):
-            pool = self.gen.sample(c, self.cfg.syn_batch * n_batches, seed=derive_seed(self.seed, 11, self.ol, c))
+            pool = self.gen.sample(
+                c, self.cfg.syn_batch * n_batches, seed=derive_seed(self.seed, "gm_pool", self.ol, c)
+            )
             emb = self.learner.features(pool).numpy()
-            batches = diverse_batches(emb, self.cfg.syn_batch, n_batches, derive_seed(self.seed, 12, self.ol, c))
+            batches = diverse_batches(
+                emb, self.cfg.syn_batch, n_batches, derive_seed(self.seed, "gm_diverse", self.ol, c)
+            )
             self.dms[c] = [[pool[i] for i in b] for b in batches]
 
     def syn_batch(self, c: int) -> list[tuple[str, ...]]:
         if self.cfg.diverse_minibatch:
             j = (self.ol % self.cfg.dms_interval) * self.cfg.inner_loops + self.step % self.cfg.inner_loops
             return self.dms[c][j]
-        return self.gen.sample(c, self.cfg.syn_batch, seed=derive_seed(self.seed, 13, self.step, c))
+        return self.gen.sample(c, self.cfg.syn_batch, seed=derive_seed(self.seed, "gm_syn_batch", self.step, c))
 
     # ---- learner ----------------------------------------------------------------------------------
     def learner_steps(self, opt, sched, inner: int) -> None:
         model = self.learner.model
         for k in range(self.cfg.learner_steps):
-            rng = np.random.default_rng(derive_seed(self.seed, 14, self.step, inner, k))
+            rng = numpy_rng(self.seed, "gm_teacher_set", self.step, inner, k)
             idx = rng.choice(len(self.train), size=min(self.cfg.learner_batch, len(self.train)), replace=False)
             feats = self.frozen_features()
             if feats is None:
@@ -239,7 +244,7 @@ class GradientMatcher:
         )
         done_now = 0
         while self.ol < cfg.outer_loops:
-            self.learner.reset(derive_seed(self.seed, 15, self.ol))
+            self.learner.reset(derive_seed(self.seed, "gm_learner_reset", self.ol))
             if cfg.diverse_minibatch and self.ol % cfg.dms_interval == 0:
                 self.rebuild_dms()
             trainable = self.learner.model if cfg.learner_train_body else self.learner.head_params()
@@ -251,7 +256,7 @@ class GradientMatcher:
                 self.opt.zero_grad(set_to_none=True)
                 total = 0.0
                 for c in range(self.C):
-                    torch.manual_seed(derive_seed(self.seed, 16, self.step, c))
+                    torch.manual_seed(derive_seed(self.seed, "gm_dropout", self.step, c))
                     idx = self.real_indices(c)
                     frozen = self.frozen_features()
                     loss, _ = matching_loss(

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from distillkit.data.text import TextDataset, subsample
+from distillkit.seeding import derive_seed
 from distillkit.text.evaluate import scores, summarize
-from distillkit.text.train_utils import derive_seed
 
 FIELD_NAMES = {1: ("Review",), 2: ("Sentence 1", "Sentence 2")}
 ANSWER = {1: "Sentiment", 2: "Label"}
@@ -91,7 +91,7 @@ def run_icl(run, icl_cfg) -> dict[str, Any]:
                     test,
                     words,
                     icl_cfg.shots_per_class,
-                    derive_seed(run.cfg.seed, 80, r),
+                    derive_seed(run.cfg.seed, "icl_shots", r),
                     icl_cfg.prompt_max_tokens,
                 )
                 write_json(path, res)

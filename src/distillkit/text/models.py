@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from distillkit.errors import UserError
+from distillkit.seeding import seeded
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -106,7 +107,6 @@ def load_causal_lm(name: str, seed: int = 0, texts: list[str] | None = None):
         if not texts:
             raise UserError("generator 'scratch-gpt2' needs training texts to fit its tokenizer")
         tok = train_bpe_tokenizer(texts)
-        torch.manual_seed(seed)
         cfg = GPT2Config(
             vocab_size=len(tok),
             n_positions=256,
@@ -116,10 +116,10 @@ def load_causal_lm(name: str, seed: int = 0, texts: list[str] | None = None):
             bos_token_id=tok.bos_token_id,
             eos_token_id=tok.eos_token_id,
         )
-        return AutoModelForCausalLM.from_config(cfg), tok
+        with seeded(seed, "model_init"):
+            return AutoModelForCausalLM.from_config(cfg), tok
     if name in ("tiny-gpt2", "tiny-llama"):
         tok = load_tokenizer(str(smollm2_tokenizer_dir()))
-        torch.manual_seed(seed)
         if name == "tiny-gpt2":
             cfg = GPT2Config(
                 vocab_size=len(tok),
@@ -143,7 +143,8 @@ def load_causal_lm(name: str, seed: int = 0, texts: list[str] | None = None):
                 eos_token_id=tok.eos_token_id,
                 tie_word_embeddings=True,
             )
-        return AutoModelForCausalLM.from_config(cfg), tok
+        with seeded(seed, "model_init"):
+            return AutoModelForCausalLM.from_config(cfg), tok
     path = str(smollm2_dir()) if name == "smollm2-135m" else name
     tok = load_tokenizer(path)
     try:
@@ -163,7 +164,6 @@ def load_encoder_classifier(name: str, num_labels: int, seed: int = 0):
 
     if name == "tiny-bert":
         tok = load_tokenizer(str(minilm_dir()))
-        torch.manual_seed(seed)
         cfg = BertConfig(
             vocab_size=len(tok),
             hidden_size=32,
@@ -173,7 +173,8 @@ def load_encoder_classifier(name: str, num_labels: int, seed: int = 0):
             max_position_embeddings=256,
             num_labels=num_labels,
         )
-        return AutoModelForSequenceClassification.from_config(cfg), tok
+        with seeded(seed, "model_init"):
+            return AutoModelForSequenceClassification.from_config(cfg), tok
     path = str(minilm_dir()) if name == "minilm" else name
     tok = load_tokenizer(path)
     if tok.pad_token is None:
@@ -181,9 +182,8 @@ def load_encoder_classifier(name: str, num_labels: int, seed: int = 0):
             f"tokenizer of learner '{name}' has no pad token; use an encoder whose tokenizer has one "
             "(BERT, RoBERTa, MiniLM) or save a copy with tokenizer.pad_token set"
         )
-    torch.manual_seed(seed)
     try:
-        with quiet_transformers():
+        with quiet_transformers(), seeded(seed, "model_init"):  # the new head's initial weights
             model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, dtype=torch.float32)
     except Exception as e:
         raise UserError(

@@ -21,6 +21,7 @@ import torch
 
 from distillkit.data.text import TextDataset, TextSplits, check_dpc, load_text_dataset, subsample
 from distillkit.runs import prepare_run_dir, read_json, write_json
+from distillkit.seeding import derive_seed
 from distillkit.text.coreset import DETERMINISTIC, SelectionEncoder, select_per_class
 from distillkit.text.evaluate import evaluate_set, scores, summarize
 from distillkit.text.generator import Generator
@@ -28,7 +29,6 @@ from distillkit.text.gm import GradientMatcher
 from distillkit.text.learner import Learner
 from distillkit.text.stage1 import train_stage1
 from distillkit.text.synthetic import generate_pool, generate_set, load_text_set, save_text_set, select_from_pool
-from distillkit.text.train_utils import derive_seed
 
 GENERATED = ("dilm", "vanilla_lm")
 
@@ -141,7 +141,7 @@ class DiLMRun:
                 self.data.train,
                 cfg.val_dpc,
                 cfg.oversample,
-                derive_seed(cfg.seed, 40, r),
+                derive_seed(cfg.seed, "val_eval", r),
                 cfg.gen_batch_size,
             )
             runs = evaluate_set(
@@ -149,7 +149,7 @@ class DiLMRun:
                 small,
                 self.data.validation,
                 cfg.finetune,
-                [derive_seed(cfg.seed, 41, r, k) for k in range(cfg.val_runs)],
+                [derive_seed(cfg.seed, "val_eval_run", r, k) for k in range(cfg.val_runs)],
             )
             accs += [x["accuracy"] for x in runs]
         return float(np.mean(accs))
@@ -207,7 +207,7 @@ class DiLMRun:
             gen,
             self.data.train,
             cfg.oversample * max(cfg.dpcs),
-            derive_seed(cfg.seed, 51, r),
+            derive_seed(cfg.seed, "generate_set", r),
             cfg.gen_batch_size,
             self.progress,
         )
@@ -232,7 +232,7 @@ class DiLMRun:
         if (path / "provenance.json").exists():
             return load_text_set(path)
         cfg = self.cfg
-        seed = derive_seed(cfg.seed, 50, r)
+        seed = derive_seed(cfg.seed, "coreset_set", r)
         train = self.data.train
         prov: dict[str, Any] = {
             "method": method,
@@ -281,7 +281,7 @@ class DiLMRun:
             return read_json(path)
         cfg = self.cfg
         runs_per_set = cfg.runs_per_set * (cfg.num_sets if method in DETERMINISTIC else 1)
-        seeds = [derive_seed(cfg.seed, 60, r, k) for k in range(runs_per_set)]
+        seeds = [derive_seed(cfg.seed, "eval_run", r, k) for k in range(runs_per_set)]
         runs = evaluate_set(self.learner(learner), small, self.data.test, cfg.finetune, seeds, self.data.validation)
         write_json(path, runs)
         return runs
@@ -290,7 +290,7 @@ class DiLMRun:
         path = self.result_path(learner, "full")
         if path.exists():
             return read_json(path)
-        seeds = [derive_seed(self.cfg.seed, 61, k) for k in range(self.cfg.full_runs)]
+        seeds = [derive_seed(self.cfg.seed, "full_run", k) for k in range(self.cfg.full_runs)]
         runs = evaluate_set(
             self.learner(learner),
             self.data.train,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from distillkit.data.text import TextDataset
+from distillkit.seeding import derive_seed, numpy_rng
 from distillkit.text.generator import Generator
-from distillkit.text.train_utils import adamw, cosine, derive_seed, load_checkpoint, save_checkpoint
+from distillkit.text.train_utils import adamw, cosine, load_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -50,9 +50,9 @@ def train_stage1(
     gen.model.train()
     bar = tqdm(range(start, cfg.steps), desc="stage 1 (LM)", disable=not progress, initial=start, total=cfg.steps)
     for step in bar:
-        rng = np.random.default_rng(derive_seed(seed, 1, step))
+        rng = numpy_rng(seed, "stage1_batch", step)
         idx = rng.choice(len(train), size=min(cfg.batch_size, len(train)), replace=False)
-        torch.manual_seed(derive_seed(seed, 2, step))
+        torch.manual_seed(derive_seed(seed, "stage1_dropout", step))
         loss = gen.per_sample_loss([train.texts[i] for i in idx], train.labels[idx]).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from distillkit.data.text import TextDataset
+from distillkit.seeding import derive_seed
 from distillkit.text.coreset import SelectionEncoder, kmeans_medoid
 from distillkit.text.generator import Generator
-from distillkit.text.train_utils import derive_seed
 
 
 def generate_pool(
@@ -32,7 +32,9 @@ def generate_pool(
     texts: list[tuple[str, ...]] = []
     labels: list[int] = []
     for c in range(template.num_classes):
-        texts += gen.sample(c, per_class, seed=derive_seed(seed, 30, c), batch_size=batch_size, progress=progress)
+        texts += gen.sample(
+            c, per_class, seed=derive_seed(seed, "synthetic_sample", c), batch_size=batch_size, progress=progress
+        )
         labels += [c] * per_class
     return TextDataset(
         texts,

@@ -6,16 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight", "ln_")
-
-
-def derive_seed(*parts: int) -> int:
-    """One 31-bit seed from the user seed and loop counters (independent streams, same on resume)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def adamw(model: nn.Module | list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:

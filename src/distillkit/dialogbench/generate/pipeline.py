@@ -32,6 +32,7 @@ from distillkit.lm.reasoning import answer_text
 from distillkit.lm.secrets import mask_url
 from distillkit.progress import progress
 from distillkit.runs import prepare_run_dir
+from distillkit.seeding import derive_seed, seed32
 
 
 class Budget:
@@ -182,7 +183,7 @@ def _generate(lm, s: GenSettings, jobs: list[Job], log: ItemLog, budget: Budget,
 
 def _extra(s: GenSettings, st: _State) -> dict:
     x: dict = {
-        "seed": st.job.seed + 7919 * len(st.errors),
+        "seed": seed32(derive_seed(st.job.seed, "generation_retry", len(st.errors))),
         "presence_penalty": s.presence_penalty,
         "frequency_penalty": 0.0,
     }

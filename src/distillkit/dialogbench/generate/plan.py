@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 from distillkit.dialogbench.schema import LETTERS
 from distillkit.errors import UserError
+from distillkit.seeding import derive_seed
 
 
 @dataclass(frozen=True)
@@ -83,5 +84,5 @@ def make_plan(
         sa, sb = _cycle(style_list, per_task, rng), _cycle(style_list, per_task, rng)
         for i in range(per_task):
             styles = (sa[i], sb[i]) if style_mix else None
-            jobs.append(Job(task, lang, i, doms[i], styles, golds[i], seed * 1_000_003 + t_i * 100_003 + i))
+            jobs.append(Job(task, lang, i, doms[i], styles, golds[i], derive_seed(seed, "generation_job", t_i, i)))
     return jobs

@@ -27,8 +27,8 @@ from distillkit.image.mtt import (
     student_steps,
     train_experts,
 )
-from distillkit.image.seeding import seeded
 from distillkit.nets import build_net
+from distillkit.seeding import seeded
 
 TINY_NET = {"width": 8, "depth": 2}
 TINY_EXPERTS = {"num_experts": 2, "epochs": 4, "lr": 0.05, "net_options": TINY_NET}

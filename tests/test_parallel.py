@@ -226,7 +226,7 @@ def test_merge_cli_errors(tmp_path):
     [
         (["--ipc", "2", "--groups", "3"], "3 groups is more than the IPC (2)"),
         (["--ipc", "2", "--groups", "11", "--group-split", "classes"], "11 groups is more than the 10 classes"),
-        (["--ipc", "2", "--groups", "0"], "at least 1"),
+        (["--ipc", "2", "--groups", "0"], "--groups': should be greater than or equal to 1"),
         (["--ipc", "2", "--groups", "2", "--group-split", "pixels"], "unknown group split"),
     ],
 )

@@ -6,25 +6,26 @@ import importlib
 import time
 from pathlib import Path
 
-# Each system contributes `demo_section(out_dir: Path) -> str` (markdown, paths relative to the report).
+# Each system contributes `demo_section(out_dir: Path) -> str` (markdown, paths relative to the report);
+# a section with a longer showcase also takes `full=True` (`distill demo --full`, `make demo-full`).
 SECTIONS = [
-    ("APM image distillation", "distillkit.image.demo"),
-    ("DiLM text distillation", "distillkit.text.demo"),
-    ("DialogBench", "distillkit.dialogbench.demo"),
+    ("APM image distillation", "distillkit.image.demo", True),
+    ("DiLM text distillation", "distillkit.text.demo", False),
+    ("DialogBench", "distillkit.dialogbench.demo", False),
 ]
 
 
-def run_demo(out: Path, only: list[str] | None = None) -> Path:
+def run_demo(out: Path, only: list[str] | None = None, full: bool = False) -> Path:
     """Run the demo sections (all, or the modules named in `only`) and write `out/report.md`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# distillkit demo report", ""]
-    for title, module in SECTIONS:
+    for title, module, has_full in SECTIONS:
         if only and module not in only:
             continue
         start = time.perf_counter()
         try:
-            section = importlib.import_module(module).demo_section(out)
+            section = importlib.import_module(module).demo_section(out, **({"full": True} if full and has_full else {}))
         except ModuleNotFoundError as e:
             if e.name != module:
                 raise

@@ -19,12 +19,15 @@ def _register() -> None:
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("runs/demo"), help="Directory for the demo's runs and report.")) -> None:
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="Directory for the demo's runs and report."),
+    full: bool = typer.Option(False, "--full", help="The longer showcase (APM at IPC 1 and 10, 3 networks per set)."),
+) -> None:
     """Run every system's quick job on embedded data and write one report (report.md)."""
     from distillkit.demo import run_demo
     from distillkit.runs import make_dir
 
-    report = run_demo(make_dir(out))
+    report = run_demo(make_dir(out), full=full)
     typer.echo(f"report: {report}")
 
 

@@ -131,10 +131,10 @@ def eval_(
     if not (set_path / "provenance.json").exists():
         raise UserError(f"{set_path} is not a saved text set (no provenance.json); pass a folder under RUN/sets/")
     from distillkit.data.text import load_text_dataset, subsample
+    from distillkit.seeding import derive_seed
     from distillkit.text.evaluate import FinetuneConfig, evaluate_set, summarize
     from distillkit.text.learner import Learner
     from distillkit.text.synthetic import load_text_set
-    from distillkit.text.train_utils import derive_seed
 
     small = load_text_set(set_path)
     data = load_text_dataset(dataset, seed=seed)
@@ -145,7 +145,7 @@ def eval_(
         small,
         test,
         FinetuneConfig(steps=steps, batch_size=64, lr=lr, train_body=train_body),
-        [derive_seed(seed, 70, k) for k in range(runs)],
+        [derive_seed(seed, "cli_eval_run", k) for k in range(runs)],
         data.validation,
     )
     s = summarize(res)

@@ -74,6 +74,16 @@ class ImageData:
     def class_indices(self, c: int) -> torch.Tensor:
         return torch.nonzero(self.y_train == c).flatten()
 
+    def check_ipc(self, *ipcs: int) -> None:
+        """Refuse an images-per-class count the smallest class cannot fill (before any training starts)."""
+        smallest = min(len(self.class_indices(c)) for c in range(self.num_classes))
+        too_big = [k for k in ipcs if k > smallest or k < 1]
+        if too_big:
+            raise UserError(
+                f"IPC {too_big[0]} does not fit: the smallest class has {smallest} training images; "
+                "choose a smaller --ipc"
+            )
+
     def validation_view(self) -> ImageData:
         """The same data with the validation split in the test slot: what every choice of settings is scored on."""
         return replace(self, x_test=self.x_val, y_test=self.y_val, options={**self.options, "scored_on": "validation"})

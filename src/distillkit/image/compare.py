@@ -17,8 +17,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from distillkit.data.images import ImageData
-from distillkit.errors import UserError
+from distillkit.errors import UserError, validation_message
 from distillkit.image.apm import APMConfig, distill
 from distillkit.image.coresets import coreset
 from distillkit.image.distilled import DistilledSet
@@ -118,9 +117,7 @@ def make_compare_config(preset: str = "quick", overrides: dict[str, Any] | None 
     try:
         cfg = CompareConfig.model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(map(str, err["loc"]))
-        raise UserError(f"bad setting {where}: {err['msg'].removeprefix('Value error, ')}") from None
+        raise UserError(validation_message(e, CompareConfig)) from None
     for section in (cfg.teacher, cfg.apm, cfg.dm, cfg.experts, cfg.mtt, cfg.eval):
         section.seed = cfg.seed
     if "arch" not in overrides.get("eval", {}):
@@ -128,20 +125,13 @@ def make_compare_config(preset: str = "quick", overrides: dict[str, Any] | None 
     return cfg
 
 
-def _check_ipcs(data: ImageData, ipcs: list[int]) -> None:
-    smallest = min(len(data.class_indices(c)) for c in range(data.num_classes))
-    too_big = [k for k in ipcs if k > smallest or k < 1]
-    if too_big:
-        raise UserError(f"IPC {too_big[0]} does not fit: the smallest class has {smallest} training images")
-
-
 class Comparison:
     """One comparison run directory: builds sets, evaluates them, writes tables and plots."""
 
     def __init__(self, cfg: CompareConfig, out: Path, teachers: Path | None = None, experts: Path | None = None):
+        self.data = cfg.data.load(cfg.seed)  # bad data or IPCs are refused before --out is touched
+        self.data.check_ipc(*cfg.ipcs)
         self.cfg, self.out = cfg, prepare_run_dir(Path(out), cfg.model_dump(), extendable=WHAT_TO_COMPUTE)
-        self.data = cfg.data.load(cfg.seed)
-        _check_ipcs(self.data, cfg.ipcs)
         self.pool = self._pool(teachers)
         self.label_net = self.pool.nets[cfg.apm.label_teacher]
         self.experts_dir = experts

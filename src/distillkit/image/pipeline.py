@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from distillkit.data.images import ImageData, load_images
-from distillkit.errors import UserError
+from distillkit.errors import UserError, validation_message
 from distillkit.image.apm import APMConfig, distill
 from distillkit.image.distilled import DistilledSet
 from distillkit.image.evaluate import (
@@ -145,8 +145,7 @@ def make_config(preset: str = "quick", overrides: dict[str, Any] | None = None) 
     try:
         cfg = ImageRunConfig.model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        raise UserError(f"bad setting {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        raise UserError(validation_message(e, ImageRunConfig)) from None
     seed = cfg.seed
     cfg.teacher.seed = cfg.apm.seed = cfg.eval.seed = seed
     if "arch" not in overrides.get("eval", {}):
@@ -213,10 +212,11 @@ def run_warnings(rows: dict[str, dict], teacher_meta: dict, ds: DistilledSet) ->
 
 def run_image(cfg: ImageRunConfig, out: Path, teachers: Path | None = None) -> dict:
     """Teacher pool (trained, or loaded from `teachers`) -> APM -> evaluation; returns metrics.json's content."""
+    start = time.perf_counter()
+    data = cfg.data.load(cfg.seed)  # an unknown dataset or an IPC no class can fill is refused before --out is touched
+    data.check_ipc(cfg.apm.ipc)
     out = prepare_run_dir(Path(out), cfg.model_dump())
     torch.manual_seed(cfg.seed)
-    start = time.perf_counter()
-    data = cfg.data.load(cfg.seed)
     pool_dir = Path(teachers) if teachers else out / "teachers"
     if teachers is None:
         train_pool(data, cfg.teacher, pool_dir, cfg.device)

@@ -41,6 +41,20 @@ def init_eval(cfg, data, pool, label: str, run_dir: Path) -> dict:
     return r
 
 
+def reference(cfg, data, runs_dir: Path) -> dict:
+    """The full-data reference under `cfg.full` (epochs chosen on validation), cached beside the run folders."""
+    from distillkit.image.evaluate import evaluate_full
+    from distillkit.runs import read_json, write_json
+
+    path = runs_dir / f"{cfg.data.dataset}_full_patience{cfg.full.patience}.json"
+    if path.exists():
+        return read_json(path)
+    ec = cfg.eval.model_copy(update={"label_mode": "hard", "loss": "ce"})
+    r = evaluate_full(data, ec, cfg.full, cfg.device)
+    write_json(path, r)
+    return r
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="digits")
@@ -48,6 +62,7 @@ def main() -> None:
     p.add_argument("--preset", default="quick")
     p.add_argument("--schedule", default=None, help="name of the schedule in the table (default: the preset)")
     p.add_argument("--set", nargs="*", default=[], help="extra overrides, e.g. apm.iterations=2500")
+    p.add_argument("--reference-patience", type=int, nargs="*", default=[10], help="full-data references to add")
     p.add_argument("--runs-dir", type=Path, default=Path("runs/bench_apm_vs_random"))
     p.add_argument("--out", type=Path, default=Path("bench/results/apm_vs_random_digits.json"))
     args = p.parse_args()
@@ -77,6 +92,13 @@ def main() -> None:
             references[f"{args.dataset} full data ({schedule})"] = (
                 f"{res['full']['mean']:.2f} ± {res['full']['std']:.2f} % ({res['full']['protocol']}; "
                 f"epochs chosen {res['full']['epochs_chosen']})"
+            )
+        for patience in args.reference_patience if ipc == args.ipcs[0] else []:
+            full_cfg = cfg.full.model_copy(update={"patience": patience, "runs": 3})
+            ref = reference(cfg.model_copy(update={"full": full_cfg}), data, args.runs_dir)
+            references[f"{args.dataset} full data, patience {patience}"] = (
+                f"{ref['mean']:.2f} ± {ref['std']:.2f} % (epochs chosen {ref['epochs_chosen']}, "
+                f"converged {ref['converged']})"
             )
         t = m["teacher"]
         references[f"{args.dataset} teacher ({schedule})"] = (

@@ -59,7 +59,7 @@ class FullDataConfig(BaseModel):
 
     runs: int = Field(3, ge=0)
     epochs: int = Field(100, ge=1, description="the cap; training usually stops earlier")
-    patience: int = Field(5, ge=1)
+    patience: int = Field(10, ge=1, description="as the teacher's: a small validation split stalls by chance")
     lr: float = 0.05
 
 

@@ -89,7 +89,7 @@ def _preset(name: str) -> dict[str, Any]:
                 "lr_net": 1.0,
             },
             "eval": {"net_options": net, "runs": 3, "epochs": 1000, "lr": 0.1},
-            "full": {"runs": 3, "epochs": 100, "patience": 5},
+            "full": {"runs": 3, "epochs": 100, "patience": 10},
         }
     if name == "standard":  # the longest schedule affordable on a CPU in about an hour (width-128 ConvNet)
         return {

@@ -40,6 +40,8 @@ DEVICE = typer.Option("cpu", help="cpu or cuda")
 SEED_FLAG = typer.Option(None, min=0, max=SEED_MAX, help="Seed of every random stream (default: 0).")
 DEVICE_FLAG = typer.Option(None, help="cpu or cuda (default: cpu)")
 WIDTH = typer.Option(None, min=1, help="Network width (ConvNet default 128).")
+TEACHERS = typer.Option(None, help="Use this trained teacher pool instead of training one.")
+EXPERTS = typer.Option(None, help="Use these MTT expert trajectories instead of training them.")
 
 
 CONFIG = typer.Option(
@@ -107,7 +109,7 @@ def run(
     zca: bool | None = ZCA,
     download: bool | None = DOWNLOAD,
     arch: str | None = typer.Option(None, help="Teacher/student architecture (default ConvNet)."),
-    teachers: Path | None = typer.Option(None, help="Use this trained teacher pool instead of training one."),
+    teachers: Path | None = TEACHERS,
     segment_size: int | None = typer.Option(None, min=1, help="APM segment size (the memory knob)."),
     iterations: int | None = typer.Option(None, min=1, help="APM image updates T."),
     seed: int | None = SEED_FLAG,
@@ -385,8 +387,8 @@ def compare(
     labels: str | None = typer.Option(
         None, help="Label modes every set is trained with: soft, hard or both (default: soft,hard)."
     ),
-    teachers: Path | None = typer.Option(None, help="Use this trained teacher pool instead of training one."),
-    experts: Path | None = typer.Option(None, help="Use these MTT expert trajectories instead of training them."),
+    teachers: Path | None = TEACHERS,
+    experts: Path | None = EXPERTS,
     seed: int | None = SEED_FLAG,
     device: str | None = DEVICE_FLAG,
     set_: list[str] = typer.Option([], "--set", help=f"Any config value, e.g. --set mtt.syn_steps=30. {ORDER}"),
@@ -425,8 +427,8 @@ def tune(
     channels: int | None = CHANNELS,
     zca: bool | None = ZCA,
     download: bool | None = DOWNLOAD,
-    teachers: Path | None = typer.Option(None, help="Use this trained teacher pool instead of training one."),
-    experts: Path | None = typer.Option(None, help="Use these MTT expert trajectories instead of training them."),
+    teachers: Path | None = TEACHERS,
+    experts: Path | None = EXPERTS,
     seed: int | None = SEED_FLAG,
     device: str | None = DEVICE_FLAG,
     set_: list[str] = typer.Option([], "--set", help=f"Fixed settings, e.g. --set apm.iterations=300. {ORDER}"),

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distillkit.errors import UserError
-from distillkit.seeding import derive_seed
+from distillkit.seeding import derive_seed, seeded
 from distillkit.text.models import load_causal_lm, load_tokenizer
 
 SEP = "<sep>"
@@ -77,7 +77,8 @@ class Generator:
             tok.add_special_tokens({"pad_token": "<pad>"})
         old = model.get_input_embeddings().weight.shape[0]
         if len(tok) > old:
-            model.resize_token_embeddings(len(tok), mean_resizing=False)
+            with seeded(seed, "new_token_rows"):  # the added rows (separator, pad) are drawn at random
+                model.resize_token_embeddings(len(tok), mean_resizing=False)
         emb = model.get_input_embeddings().weight
         with torch.no_grad():
             eos = emb[tok.eos_token_id].clone()

@@ -60,9 +60,9 @@ def worker(job: dict) -> dict:
     dev = torch.device(job["device"])
     if job["method"] == "apm_step":
         from distillkit.image.apm import APMConfig, image_gradient
-        from distillkit.seeding import seeded
         from distillkit.image.train import frozen
         from distillkit.nets import build_net
+        from distillkit.seeding import seeded
 
         images, labels = torch.load(job["init_path"])
         c, h = images.shape[1], images.shape[2]
@@ -85,9 +85,9 @@ def worker(job: dict) -> dict:
         return {"peak_mb": pm.peak_mb, "sec": statistics.median(times[1:])}
     if job["method"] == "apm_proxy":
         from distillkit.image.apm import APMConfig, train_proxy
-        from distillkit.seeding import seeded
         from distillkit.image.train import predict
         from distillkit.nets import build_net
+        from distillkit.seeding import seeded
 
         images, _ = torch.load(job["init_path"])
         c, h = images.shape[1], images.shape[2]

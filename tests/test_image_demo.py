@@ -42,3 +42,12 @@ def test_demo_report_shows_each_ipc_with_the_runs_numbers(tmp_path, monkeypatch)
     assert f"{full['mean']:.2f} ± {full['std']:.2f} %" in text
     # a 2-epoch cap stops the full-data reference while it still improves: the report must say so
     assert full["converged"] is False and any("full-data reference" in w for w in first["warnings"])
+
+
+def test_make_demo_shows_ipc_10_with_soft_labels_only(tmp_path):
+    text = demo.demo_section(tmp_path, TINY)
+    m = json.loads((tmp_path / "apm_digits_ipc10" / "metrics.json").read_text())
+    assert demo.DEMO_IPCS == (10,) and set(m["results"]) == {"apm", "random", "full"}
+    g = m["gain_over_random"]["apm"]
+    assert f"teacher soft labels (L1): **{g['value']:+.2f} ± {g['uncertainty']:.2f} points**" in text
+    assert "hard labels (CE)" not in text and not (tmp_path / "apm_digits_ipc1").exists()

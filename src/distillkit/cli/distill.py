@@ -21,7 +21,7 @@ def _register() -> None:
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Directory for the demo's runs and report."),
-    full: bool = typer.Option(False, "--full", help="The longer showcase (APM at IPC 1 and 10, 3 networks per set)."),
+    full: bool = typer.Option(False, "--full", help="The longer showcase (APM at IPC 1 as well as 10)."),
 ) -> None:
     """Run every system's quick job on embedded data and write one report (report.md)."""
     from distillkit.demo import run_demo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -49,7 +50,7 @@ def accuracy_bars(results: dict[str, dict], path: Path, title: str) -> Path:
         ax.text(b.get_x() + b.get_width() / 2, m + 0.5, f"{m:.1f}", ha="center", va="bottom", fontsize=9)
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(max(0, min(means) - 20), 100)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 80), fontsize=10)  # long protocol names wrap instead of running off
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -92,3 +92,23 @@ def test_full_data_reference_chooses_its_epochs_on_validation(digits):
     assert r["mean"] > 85 and "chosen on validation" in r["protocol"]
     capped = evaluate_full(digits, cfg, FullDataConfig(runs=1, epochs=2, patience=3, lr=0.05))
     assert capped["converged"] is False  # hit the cap while still improving: reports say so
+
+
+def test_a_pool_folder_trained_with_other_settings_is_refused_not_reused(digits, tmp_path):
+    import json
+
+    import pytest
+
+    from distillkit.errors import UserError
+    from distillkit.image.teacher import train_pool
+
+    cfg = TeacherConfig(epochs=2, patience=None, net_options=TINY_NET)
+    manifest = train_pool(digits, cfg, tmp_path / "pool")
+    before = (tmp_path / "pool" / "teacher_0.safetensors").read_bytes()
+    for other in (cfg.model_copy(update={"epochs": 3}), cfg.model_copy(update={"seed": 1})):
+        with pytest.raises(UserError, match="trained with other settings \\(differs in: training\\)"):
+            train_pool(digits, other, tmp_path / "pool")
+    # the same settings with a larger pool extend it and keep the finished teacher
+    train_pool(digits, cfg.model_copy(update={"num_teachers": 2}), tmp_path / "pool")
+    assert (tmp_path / "pool" / "teacher_0.safetensors").read_bytes() == before
+    assert len(json.loads(manifest.read_text())["teachers"]) == 2

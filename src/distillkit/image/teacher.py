@@ -16,6 +16,7 @@ from distillkit.image.checkpoints import file_hash, load_net, save_net
 from distillkit.image.train import UntilConverged, accuracy, train_net
 from distillkit.nets import build_net, canonical_arch
 from distillkit.progress import progress
+from distillkit.runs import read_json, write_json
 from distillkit.seeding import generator, seeded
 
 
@@ -95,11 +96,32 @@ def train_teacher(data: ImageData, cfg: TeacherConfig, index: int, device: str =
     return net, meta
 
 
+def _training(config: dict[str, Any]) -> dict[str, Any]:
+    """What decides how each teacher is trained: its settings but the pool size."""
+    return {k: v for k, v in config.items() if k != "num_teachers"}
+
+
 def train_pool(data: ImageData, cfg: TeacherConfig, out: Path, device: str = "cpu") -> Path:
-    """Train the pool into `out` (teacher_i.safetensors + pool.json); finished teachers are kept on resume."""
+    """Train the pool into `out` (teacher_i.safetensors + pool.json); finished teachers are kept on resume.
+
+    A folder holding teachers trained with other settings or for other data is refused, never reused.
+    """
     out = Path(out)
     manifest_path = out / "pool.json"
-    entries = json.loads(manifest_path.read_text())["teachers"] if manifest_path.exists() else []
+    entries: list[dict] = []
+    if manifest_path.exists():
+        manifest = read_json(manifest_path)
+        metas = [out / Path(e["file"]).with_suffix(".json") for e in manifest["teachers"]]
+        trained = [_training(read_json(m)["config"]) for m in metas if m.exists()]
+        old = {"data": manifest.get("signature"), "training": trained}
+        new = {"data": data_signature(data), "training": [_training(cfg.model_dump())] * len(trained)}
+        if old != new:
+            differs = sorted(k for k in new if old[k] != new[k])
+            raise UserError(
+                f"{out} holds teachers trained with other settings (differs in: {', '.join(differs)}); "
+                "pass another --out or remove that folder"
+            )
+        entries = manifest["teachers"]
     for i in progress(range(cfg.num_teachers), desc="teachers", initial=0):
         path = out / f"teacher_{i}.safetensors"
         if i < len(entries) and path.exists():
@@ -109,7 +131,7 @@ def train_pool(data: ImageData, cfg: TeacherConfig, out: Path, device: str = "cp
         entries = entries[:i] + [
             {"file": path.name, "sha256_16": file_hash(path), "val_acc": meta["val_acc"], "test_acc": meta["test_acc"]}
         ]
-        manifest_path.write_text(json.dumps({"signature": data_signature(data), "teachers": entries}, indent=2))
+        write_json(manifest_path, {"signature": data_signature(data), "teachers": entries})
     return manifest_path
 
 

@@ -344,8 +344,8 @@ def distill(
             for param_group in state.opt.param_groups:
                 param_group["lr"] = cfg.lr_img * cfg.lr_img_decay
         idx = torch.randperm(n_syn, generator=generator(run_cfg.seed, "subset", t))[:b_syn]
-        refresh = t % cfg.refresh_every == 0 or not ckpts
-        if refresh:
+        fit: dict[str, float] = {}
+        if t % cfg.refresh_every == 0 or not ckpts:
             if cfg.teacher_draw == "fixed":
                 teacher = teachers[cfg.label_teacher]
             else:
@@ -354,9 +354,9 @@ def distill(
             x_sub = state.images.detach()[idx]
             z = predict(teacher, x_sub)
             ckpts = train_proxy(x_sub, z, pool.metas[0], run_cfg, t, device)
-            stats_fit = {"proxy_fit": agreement(ckpts[-1], x_sub, z)}
+            fit = {"proxy_fit": agreement(ckpts[-1], x_sub, z)}
         grad, stats = image_gradient(state.images, state.labels, idx, teacher, ckpts, run_cfg)
-        state.history.append({"t": t, **stats, **(stats_fit if refresh else {})})
+        state.history.append({"t": t, **stats, **fit})
         state.opt.zero_grad(set_to_none=True)
         state.images.grad = grad
         state.opt.step()

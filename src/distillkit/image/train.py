@@ -82,13 +82,12 @@ class UntilConverged:
     def __init__(self, x_val: torch.Tensor, y_val: torch.Tensor, patience: int, min_delta: float = 0.05) -> None:
         self.x_val, self.y_val, self.patience, self.min_delta = x_val, y_val, patience, min_delta
         self.best_acc, self.best_epoch, self.best_state = -1.0, 0, None
-        self.stalled, self.decayed, self.converged, self.epochs_run = 0, False, False, 0
-        self.curve: list[float] = []
+        self.stalled, self.decayed, self.converged = 0, False, False
+        self.curve: list[float] = []  # validation accuracy after each epoch run
 
     def __call__(self, epoch: int, net: nn.Module) -> str | None:
         acc = accuracy(net, self.x_val, self.y_val)
         self.curve.append(acc)
-        self.epochs_run = epoch
         if acc > self.best_acc + self.min_delta:
             self.best_acc, self.best_epoch, self.best_state = acc, epoch, copy.deepcopy(net.state_dict())
             self.stalled = 0
@@ -113,7 +112,7 @@ class UntilConverged:
         return {
             "best_epoch": self.best_epoch,
             "val_acc": self.best_acc,
-            "epochs_run": self.epochs_run,
+            "epochs_run": len(self.curve),
             "converged": self.converged,
             "val_curve": self.curve,
         }

@@ -40,7 +40,6 @@ SPACES: dict[str, dict[str, tuple]] = {
         "syn_steps": ("cat", [10, 20, 30]),
     },
 }
-TUNABLE = tuple(SPACES)
 
 
 def suggest(trial: optuna.Trial, space: dict[str, tuple]) -> dict[str, Any]:
@@ -73,7 +72,7 @@ def tune(
 ) -> dict:
     """Run (or resume) the search over `space` (default: the method's entry in SPACES); returns OUT/tune.json."""
     if method not in SPACES:
-        raise UserError(f"cannot tune '{method}'; choose one of {', '.join(TUNABLE)}")
+        raise UserError(f"cannot tune '{method}'; choose one of {', '.join(SPACES)}")
     space = space or SPACES[method]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,13 +9,13 @@ from tqdm.auto import tqdm
 
 
 def progress(
-    it: Iterable,
+    it: Iterable | None = None,
     desc: str | None = None,
     total: int | None = None,
     leave: bool = True,
     disable: bool = False,
     initial: int = 0,
 ) -> tqdm:
-    """A tqdm bar; DISTILLKIT_PROGRESS=0 turns every bar off (tests, logs)."""
+    """A tqdm bar (over `it`, or updated by hand when `it` is None); DISTILLKIT_PROGRESS=0 turns every bar off."""
     off = disable or os.environ.get("DISTILLKIT_PROGRESS", "1") == "0"
     return tqdm(it, desc=desc, total=total, leave=leave, disable=off, initial=initial, dynamic_ncols=True)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from tqdm import tqdm
 
 from distillkit.dialogbench.aggregate import summarize
 from distillkit.dialogbench.extract import extract
@@ -26,6 +25,7 @@ from distillkit.errors import UserError
 from distillkit.lm.config import GenerationConfig
 from distillkit.lm.reasoning import answer_text
 from distillkit.lm.secrets import mask_url
+from distillkit.progress import progress as progress_bar
 from distillkit.runs import prepare_run_dir, write_json
 
 RESUMABLE = ("timeout", "max_retries")  # may differ between a run and its resumption
@@ -182,7 +182,7 @@ def _run_base(lm, units: list[Unit], log: ItemLog, skipped: list[dict], progress
     for u in units:
         by_inst.setdefault(u.inst.id, []).append(u)
     todo = [us for us in by_inst.values() if any(u.key not in log for u in us)]
-    bar = tqdm(total=len(todo), desc="base", disable=not progress)
+    bar = progress_bar(None, "base", total=len(todo), disable=not progress)
     for start in range(0, len(todo), batch):
         chunk = todo[start : start + batch]
         reqs, spans = [], []
@@ -220,7 +220,7 @@ def _run_chat(lm, units: list[Unit], log: ItemLog, settings: EvalSettings, progr
     todo = [u for u in units if u.key not in log]
     chunk = 4 * settings.concurrency if settings.backend == "openai" else settings.batch_size
     gen = settings.generation()
-    bar = tqdm(total=len(todo), desc="chat", disable=not progress)
+    bar = progress_bar(None, "chat", total=len(todo), disable=not progress)
     for start in range(0, len(todo), chunk):
         batch = todo[start : start + chunk]
         system = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from distillkit.progress import progress as progress_bar
 from distillkit.seeding import seed32
 from distillkit.text.models import load_encoder_classifier
 
@@ -108,11 +109,9 @@ class SelectionEncoder:
 
     @torch.no_grad()
     def embed(self, texts: Sequence[tuple[str, ...]], progress: bool = False) -> np.ndarray:
-        from tqdm.auto import tqdm
-
         out = []
         steps = range(0, len(texts), self.batch_size)
-        for i in tqdm(steps, desc="embed", leave=False, disable=not progress):
+        for i in progress_bar(steps, "embed", leave=False, disable=not progress):
             rows = texts[i : i + self.batch_size]
             second = [t[1] for t in rows] if len(rows[0]) > 1 else None
             enc = self.tokenizer(

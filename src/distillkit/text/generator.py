@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distillkit.errors import UserError
+from distillkit.progress import progress as progress_bar
 from distillkit.seeding import derive_seed, seeded
 from distillkit.text.models import load_causal_lm, load_tokenizer
 
@@ -158,11 +159,7 @@ class Generator:
         self.model.eval()
         banned = sorted({*self.class_ids, tok.pad_token_id} - {tok.eos_token_id})
         out: list[tuple[str, ...]] = []
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n, desc=f"generate class {label}", leave=False)
+        bar = progress_bar(None, f"generate class {label}", total=n, leave=False, disable=not progress)
         rounds = 0
         while len(out) < n:
             if rounds >= max_attempts + n // max(batch_size, 1):
@@ -193,11 +190,9 @@ class Generator:
                 pieces = pieces[: self.num_fields]
                 if len(pieces) == self.num_fields and all(pieces) and len(out) < n:
                     out.append(tuple(pieces))
-                    if bar is not None:
-                        bar.update(1)
+                    bar.update(1)
             rounds += 1
-        if bar is not None:
-            bar.close()
+        bar.close()
         self.model.train(was)
         return out
 

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from distillkit.data.text import TextDataset
+from distillkit.progress import progress as progress_bar
 from distillkit.seeding import derive_seed, numpy_rng, seed32
 from distillkit.text.coreset import kmeans_medoid
 from distillkit.text.generator import Generator
@@ -236,11 +236,8 @@ class GradientMatcher:
         state = load_checkpoint(ckpt) if ckpt else None
         if state is not None:
             self.load_state(state)
-        bar = tqdm(
-            total=cfg.outer_loops * cfg.inner_loops,
-            initial=self.step,
-            desc="stage 2 (GM)",
-            disable=not progress,
+        bar = progress_bar(
+            None, "stage 2 (GM)", total=cfg.outer_loops * cfg.inner_loops, disable=not progress, initial=self.step
         )
         done_now = 0
         while self.ol < cfg.outer_loops:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from distillkit.data.text import TextDataset
+from distillkit.progress import progress as progress_bar
 from distillkit.seeding import derive_seed, numpy_rng
 from distillkit.text.generator import Generator
 from distillkit.text.train_utils import adamw, cosine, load_checkpoint, save_checkpoint
@@ -48,7 +48,7 @@ def train_stage1(
         sched.load_state_dict(state["sched"])
         start, losses = state["step"], state["losses"]
     gen.model.train()
-    bar = tqdm(range(start, cfg.steps), desc="stage 1 (LM)", disable=not progress, initial=start, total=cfg.steps)
+    bar = progress_bar(range(start, cfg.steps), "stage 1 (LM)", total=cfg.steps, disable=not progress, initial=start)
     for step in bar:
         rng = numpy_rng(seed, "stage1_batch", step)
         idx = rng.choice(len(train), size=min(cfg.batch_size, len(train)), replace=False)

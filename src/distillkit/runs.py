@@ -1,11 +1,27 @@
-"""Run directories: the resolved config, metrics as JSON, and a guard against resuming with another config."""
+"""Run directories: the resolved config, compute-once results, atomic writes, and metrics with provenance.
+
+`Run` is the one way a system keeps its results on disk: it refuses a resume with other settings (a comparison may
+extend *what* it computes), caches each finished result (`run.cached`), writes every file atomically (a kill never
+leaves half a file) and stamps `metrics.json` with the versions, git commit, device and wall time.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 from distillkit.errors import UserError
 
@@ -34,13 +50,63 @@ def check_out_file(path: Path, what: str = "--out") -> Path:
     return path
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (write a temp file, then rename), so a kill never leaves half a file."""
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; it replaces `path` only when the block finishes."""
     path = Path(path)
     make_dir(path.parent, f"the folder of {path.name}")
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (write a temp file, then rename), so a kill never leaves half a file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    """`torch.save` atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """`safetensors.torch.save_file` atomically."""
+    import safetensors.torch
+
+    with atomic_path(path) as tmp:
+        safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
+
+
+def save_numpy(path: Path, array: np.ndarray) -> None:
+    """`np.save` atomically (to exactly `path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
+
+
+def file_digest(path: Path, length: int = 64) -> str:
+    """The sha256 of a file's bytes (hex, first `length` characters), read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+def cache_dir(name: str = "") -> Path:
+    """distillkit's cache folder, or its subfolder `name`: `$DISTILLKIT_CACHE`, default ~/.cache/distillkit."""
+    root = Path(os.environ.get("DISTILLKIT_CACHE", Path.home() / ".cache" / "distillkit"))
+    return make_dir(root / name if name else root, "the distillkit cache folder ($DISTILLKIT_CACHE)")
 
 
 def read_json(path: Path) -> Any:
@@ -71,3 +137,101 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], extendable: tuple[str
     if old != config:
         write_json(cfg_path, config)
     return run_dir
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    """The commit of the distillkit checkout this code runs from (with `+dirty` for local changes), if any."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name(device: str | torch.device | None) -> str:
+    """`cpu`, or the CUDA device with its model name (e.g. `cuda:0 (NVIDIA H200)`)."""
+    if device is None:
+        return "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)
+
+
+def provenance(device: str | torch.device | None = None, seconds: float | None = None) -> dict[str, Any]:
+    """What produced a result: versions, git commit, device, host, date and wall time."""
+    return {
+        "distillkit": _version("distillkit"),
+        "torch": torch.__version__,
+        "transformers": _version("transformers"),
+        "python": platform.python_version(),
+        "git_commit": _git_commit(),
+        "device": device_name(device),
+        "cpu_threads": torch.get_num_threads(),
+        "host": platform.node(),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "wall_seconds": seconds,
+    }
+
+
+class Run:
+    """One run directory: its config guard, compute-once results, atomic writes and stamped metrics."""
+
+    def __init__(
+        self,
+        path: Path,
+        config: dict[str, Any],
+        extendable: tuple[str, ...] = (),
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.dir = prepare_run_dir(Path(path), config, extendable)
+        self.device = device
+        self.started = time.perf_counter()
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the run directory."""
+        return self.dir.joinpath(*parts)
+
+    def cached(self, name: str, fn: Callable[[], Any], timed: bool = False) -> Any:
+        """The JSON result `name` (e.g. `evals/apm.json`) if a finished run left it, else `fn()` written there.
+
+        With `timed`, the dict `fn` returns gains `seconds` (its compute time, not counted again on reuse).
+        """
+        path = self.path(name)
+        if path.exists():
+            return read_json(path)
+        start = time.perf_counter()
+        result = fn()
+        if timed:
+            result = {**result, "seconds": time.perf_counter() - start}
+        write_json(path, result)
+        return result
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        """Write `obj` as JSON at `name` inside the run, atomically."""
+        path = self.path(name)
+        write_json(path, obj)
+        return path
+
+    def write_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """`metrics.json` with a `provenance` block (versions, commit, device, this process's wall time)."""
+        stamped = {**metrics, "provenance": provenance(self.device, time.perf_counter() - self.started)}
+        self.write_json("metrics.json", stamped)
+        return stamped

@@ -188,7 +188,12 @@ def distill_groups(
         import torch.distributed as dist
 
         if device.type == "cuda":
-            device = torch.device("cuda", local_rank if device.index is None else device.index)
+            if device.index is not None and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
+                raise UserError(
+                    f"--device {device} puts every torchrun process on one GPU; use --device cuda or auto "
+                    "(process r then takes GPU LOCAL_RANK r)"
+                )
+            device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
             dist.init_process_group("nccl", device_id=device, timeout=BARRIER_TIMEOUT)
         else:

@@ -12,6 +12,16 @@ from distillkit.image.augment import DSA
 from distillkit.image.losses import label_loss
 from distillkit.progress import progress
 
+# Training data up to this size is copied to the network's device once per call rather than once per batch.
+DEVICE_DATA_LIMIT_BYTES = 4 * 2**30
+
+
+def resident(t: torch.Tensor, device: torch.device, limit_bytes: int = DEVICE_DATA_LIMIT_BYTES) -> torch.Tensor:
+    """`t` on `device` when it fits under `limit_bytes` (else left where it is, to be moved batch by batch)."""
+    if t.device == device or t.numel() * t.element_size() > limit_bytes:
+        return t
+    return t.to(device)
+
 
 def sgd(net: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> torch.optim.SGD:
     return torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -38,9 +48,12 @@ def train_net(
 
     `on_epoch(e, net)` runs after each epoch e = 1..epochs (checkpointing, validation); it may return "decay"
     (lr x0.1 from the next epoch on) or "stop" (end training now): that is how `UntilConverged` drives it.
-    `x` and `targets` may stay on the CPU: batches are moved to the network's device.
+    `x` and `targets` may stay on the CPU: up to `DEVICE_DATA_LIMIT_BYTES` they are copied to the network's device
+    once, larger ones batch by batch. Batch order comes from a CPU generator, so a seed gives the same batches
+    on every device.
     """
     device = next(net.parameters()).device
+    x, targets = resident(x, device), resident(targets, device)
     g = generator or torch.Generator().manual_seed(0)
     opt = sgd(net, lr, momentum, weight_decay)
     decay_after = epochs // 2 if decay_after is None else decay_after
@@ -48,10 +61,10 @@ def train_net(
     for epoch in progress(range(1, epochs + 1), desc=desc, leave=False, disable=desc is None):
         if epoch == decay_after + 1:
             _decay(opt, lr)
-        order = torch.randperm(len(x), generator=g)
+        order = torch.randperm(len(x), generator=g).to(x.device)
         for start in range(0, len(x), batch_size):
             idx = order[start : start + batch_size]
-            xb, tb = x[idx].to(device, non_blocking=True), targets[idx].to(device, non_blocking=True)
+            xb, tb = x[idx].to(device, non_blocking=True), targets[idx.to(targets.device)].to(device, non_blocking=True)
             if dsa is not None:
                 xb = dsa(xb)
             opt.zero_grad(set_to_none=True)
@@ -127,7 +140,7 @@ def predict(
     fn = fn or net
     was_training = net.training
     net.eval()
-    out = torch.cat([fn(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
+    out = torch.cat([fn(x[i : i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)]).cpu()
     net.train(was_training)
     return out
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from distillkit.devices import autocast, bf16_supported, check_precision, resolve_device
 from distillkit.errors import UserError
 from distillkit.lm.config import GenerationConfig, apply_stop
 from distillkit.seeding import derive_seed
@@ -35,10 +36,6 @@ class LoglikelihoodResult:
         return math.exp(-self.mean_logprob)
 
 
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class LocalLM:
     """A causal LM with its tokenizer.
 
@@ -47,10 +44,21 @@ class LocalLM:
       pass over the context; its KV cache is reused for all continuations in a single batch.
     - `generate(prompts, config)`: greedy or sampled decoding, batched with left padding.
     - `chat(conversations, config)`: the same through the tokenizer's chat template.
+
+    `precision="bf16"` runs the forward passes under bfloat16 autocast (log-softmax stays float32).
     """
 
-    def __init__(self, model, tokenizer, name: str = "local", max_length: int = 2048, batch_size: int = 8):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        name: str = "local",
+        max_length: int = 2048,
+        batch_size: int = 8,
+        precision: str = "fp32",
+    ):
         self.model = model.eval()
+        self.precision = check_precision(precision, next(model.parameters()).device)
         self.tokenizer = tokenizer
         self.name = name
         self.max_length = max_length
@@ -72,6 +80,7 @@ class LocalLM:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "dtype": str(next(self.model.parameters()).dtype),
             "device": str(self.device),
+            "precision": self.precision,
             "max_length": self.max_length,
         }
 
@@ -145,9 +154,10 @@ class LocalLM:
             ids[r, lc - len(c) :] = torch.tensor(c)
             mask[r, lc - len(c) :] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(
-            ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True, logits_to_keep=1
-        )
+        with autocast(dev, self.precision):
+            out = self.model(
+                ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True, logits_to_keep=1
+            )
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [n, vocab]
         rows = [(g, c) for g, (_, conts) in enumerate(groups) for c in conts]
         lo = max(len(c) for _, c in rows)
@@ -162,24 +172,33 @@ class LocalLM:
             gidx = torch.tensor([g for g, _ in rows])
             full_mask = torch.cat([mask[gidx], torch.ones((len(rows), lo - 1), dtype=torch.long)], dim=-1)
             opt_pos = torch.tensor([len(ctxs[g]) for g, _ in rows])[:, None] + torch.arange(lo - 1)[None]
-            logits = self.model(
-                inp.to(dev),
-                attention_mask=full_mask.to(dev),
-                position_ids=opt_pos.to(dev),
-                past_key_values=cache,
-                use_cache=True,
-            ).logits.float()
+            with autocast(dev, self.precision):
+                logits = self.model(
+                    inp.to(dev),
+                    attention_mask=full_mask.to(dev),
+                    position_ids=opt_pos.to(dev),
+                    past_key_values=cache,
+                    use_cache=True,
+                ).logits.float()
             logp = torch.log_softmax(logits, dim=-1)
+        # every row's score on the device at once, read back in one transfer (not one sync per option)
+        row_group = torch.tensor([g for g, _ in rows], device=dev)
+        first_tok = torch.tensor([c[0] for _, c in rows], device=dev)
+        head_lp = first[row_group, first_tok]
+        greedy = first.argmax(-1)[row_group] == first_tok
+        rest_lp = torch.zeros_like(head_lp)
+        if logp is not None:
+            tgt = torch.full((len(rows), lo - 1), -1, dtype=torch.long)
+            for r, (_, c) in enumerate(rows):
+                tgt[r, : len(c) - 1] = torch.tensor(c[1:], dtype=torch.long)
+            tgt = tgt.to(dev)
+            scored = tgt >= 0
+            picked = logp.gather(-1, tgt.clamp(min=0)[..., None])[..., 0]
+            rest_lp = torch.where(scored, picked, torch.zeros_like(picked)).sum(-1)
+            greedy &= ((logp.argmax(-1) == tgt) | ~scored).all(-1)
         res: list[list[tuple[float, bool, bool]]] = [[] for _ in groups]
-        for r, (g, c) in enumerate(rows):
-            tgt = torch.tensor(c, device=dev)
-            total = first[g, c[0]].item()
-            greedy = bool(first[g].argmax() == c[0])
-            if len(c) > 1:
-                lp = logp[r, : len(c) - 1]
-                total += lp.gather(-1, tgt[1:, None]).sum().item()
-                greedy = greedy and bool((lp.argmax(-1) == tgt[1:]).all())
-            res[g].append((total, greedy, truncs[g]))
+        for (g, _), h, rest, ok in zip(rows, head_lp.tolist(), rest_lp.tolist(), greedy.tolist(), strict=True):
+            res[g].append((h + rest, bool(ok), truncs[g]))
         return res
 
     @torch.inference_mode()
@@ -189,7 +208,8 @@ class LocalLM:
         for context, continuation in requests:
             ctx, cont = self.encode_pair(context, continuation)
             ids = (ctx + cont)[-(self.max_length + 1) :][:-1]
-            logits = self.model(torch.tensor([ids], device=self.device)).logits[0, -len(cont) :].float()
+            with autocast(self.device, self.precision):
+                logits = self.model(torch.tensor([ids], device=self.device)).logits[0, -len(cont) :].float()
             logp = torch.log_softmax(logits, dim=-1)
             tgt = torch.tensor(cont, device=self.device)
             lp = logp.gather(-1, tgt[:, None]).sum().item()
@@ -233,7 +253,8 @@ class LocalLM:
                     kwargs.update(temperature=config.temperature, top_p=config.top_p)
                 else:
                     kwargs.update(temperature=None, top_p=None, top_k=None)
-                gen = self.model.generate(**enc, **kwargs)
+                with autocast(self.device, self.precision):
+                    gen = self.model.generate(**enc, **kwargs)
                 new = gen[:, enc["input_ids"].shape[1] :]
                 self.usage["prompt_tokens"] += int(enc["attention_mask"].sum())
                 for row in new:
@@ -285,18 +306,42 @@ def _resolve(name_or_path: str) -> tuple[str, dict]:
     return str(p) if p.exists() else name_or_path, {}
 
 
+WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def weight_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
+    """The weights' dtype: as named, else bfloat16 on a CUDA GPU that supports it and float32 elsewhere."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" and bf16_supported(device) else torch.float32
+    aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+    name = aliases.get(dtype.strip().lower(), dtype.strip().lower())
+    if name not in WEIGHT_DTYPES:
+        raise UserError(f"dtype {dtype!r} is not supported; use one of {', '.join(WEIGHT_DTYPES)}")
+    if name == "bfloat16":
+        check_precision("bf16", device)
+    return WEIGHT_DTYPES[name]
+
+
 def load_local_lm(
-    name_or_path: str, device: str | None = None, dtype: str | None = None, max_length: int = 2048, batch_size: int = 8
+    name_or_path: str,
+    device: str | torch.device | None = "auto",
+    dtype: str | None = None,
+    max_length: int = 2048,
+    batch_size: int = 8,
+    precision: str = "fp32",
 ) -> LocalLM:
     """Load a Hugging Face model id, a local folder, a `.gguf` file, or the alias `smollm2`.
 
     GGUF files are dequantised once into an fp32 folder under the distillkit cache, so later loads are fast.
-    `dtype` defaults to float32 on CPU and bfloat16 on CUDA.
+    `device` follows `distillkit.devices.resolve_device` ("auto": CUDA when present, else CPU). `dtype`
+    (weights) defaults to float32 on CPU and bfloat16 on a CUDA GPU that has it; `precision="bf16"` keeps
+    the weights' dtype and runs the forward passes under bfloat16 autocast.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = device or _default_device()
-    torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    device = resolve_device(device)
+    torch_dtype = weight_dtype(dtype, device)
+    check_precision(precision, device)
     path, kwargs = _resolve(name_or_path)
     t0 = time.time()
     try:
@@ -308,6 +353,6 @@ def load_local_lm(
             f"could not load model {name_or_path!r} ({first[:200]}); give a local folder, a .gguf file, "
             "'smollm2', or a Hugging Face id that is in the local cache"
         ) from None
-    lm = LocalLM(model, tokenizer, name=name_or_path, max_length=max_length, batch_size=batch_size)
+    lm = LocalLM(model, tokenizer, name_or_path, max_length, batch_size, precision)
     lm.load_seconds = time.time() - t0
     return lm

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distillkit.devices import autocast, check_precision
 from distillkit.errors import UserError
 from distillkit.progress import progress as progress_bar
 from distillkit.seeding import derive_seed, seeded
@@ -31,7 +32,10 @@ def class_token(c: int) -> str:
 
 
 class Generator:
-    """A class-conditional text generator around any Hugging Face causal LM."""
+    """A class-conditional text generator around any Hugging Face causal LM.
+
+    `precision="bf16"` runs the LM (loss and sampling) under bfloat16 autocast; the loss itself is float32.
+    """
 
     def __init__(
         self,
@@ -42,7 +46,9 @@ class Generator:
         max_length: int = 64,
         normalize: str = "padded",
         device: str | torch.device = "cpu",
+        precision: str = "fp32",
     ):
+        self.precision = check_precision(precision, device)
         self.model = model.to(device)
         self.tokenizer = tokenizer
         self.num_classes = num_classes
@@ -66,8 +72,9 @@ class Generator:
         max_length: int = 64,
         seed: int = 0,
         normalize: str = "padded",
-        device: str = "cpu",
+        device: str | torch.device = "cpu",
         texts: list[str] | None = None,
+        precision: str = "fp32",
     ) -> Generator:
         """Load a causal LM and add `<bos_c>` per class (copied from end-of-text), `<sep>`, pad."""
         model, tok = load_causal_lm(name, seed, texts)
@@ -89,7 +96,7 @@ class Generator:
             if out is not None and out.weight.data_ptr() != emb.data_ptr():
                 for t in [*specials, SEP]:
                     out.weight[tok.convert_tokens_to_ids(t)] = out.weight[tok.eos_token_id]
-        return cls(model, tok, num_classes, num_fields, max_length, normalize, device)
+        return cls(model, tok, num_classes, num_fields, max_length, normalize, device, precision)
 
     @contextmanager
     def class_token_lr(self, mult: float) -> Iterator[None]:
@@ -130,7 +137,8 @@ class Generator:
     def per_sample_loss(self, texts: Sequence[tuple[str, ...]], labels: Sequence[int] | None) -> torch.Tensor:
         """Per-sample LM loss ℓ_i (differentiable in the generator)."""
         enc = self.encode(texts, labels)
-        logits = self.model(**enc).logits[:, :-1]
+        with autocast(self.device, self.precision):
+            logits = self.model(**enc).logits[:, :-1].float()
         target = enc["input_ids"][:, 1:].masked_fill(enc["attention_mask"][:, 1:] == 0, -100)
         ce = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none").sum(1)
         if self.normalize == "true_length":
@@ -171,18 +179,19 @@ class Generator:
             torch.manual_seed(derive_seed(seed, "generate_round", rounds))
             bsz = min(batch_size, max(8, n - len(out)))
             prompt = torch.full((bsz, 1), self.class_ids[label], dtype=torch.long, device=self.device)
-            gen = self.model.generate(
-                input_ids=prompt,
-                attention_mask=torch.ones_like(prompt),
-                do_sample=True,
-                top_p=top_p,
-                top_k=0,
-                max_length=self.max_length,
-                pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id,
-                suppress_tokens=banned,
-                repetition_penalty=1.0,
-            )
+            with autocast(self.device, self.precision):
+                gen = self.model.generate(
+                    input_ids=prompt,
+                    attention_mask=torch.ones_like(prompt),
+                    do_sample=True,
+                    top_p=top_p,
+                    top_k=0,
+                    max_length=self.max_length,
+                    pad_token_id=tok.pad_token_id,
+                    eos_token_id=tok.eos_token_id,
+                    suppress_tokens=banned,
+                    repetition_penalty=1.0,
+                )
             for row in gen[:, 1:].tolist():
                 if tok.eos_token_id in row:
                     row = row[: row.index(tok.eos_token_id)]
@@ -217,7 +226,7 @@ class Generator:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path, device: str = "cpu") -> Generator:
+    def load(cls, path: Path, device: str | torch.device = "cpu", precision: str = "fp32") -> Generator:
         from transformers import AutoModelForCausalLM
 
         path = Path(path)
@@ -226,4 +235,4 @@ class Generator:
             raise UserError(f"{path} is not a saved generator (no distillkit_generator.json); pass a run's generator")
         meta = json.loads(meta_path.read_text())
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-        return cls(model, load_tokenizer(str(path)), device=device, **meta)
+        return cls(model, load_tokenizer(str(path)), device=device, precision=precision, **meta)

@@ -147,6 +147,7 @@ class GradientMatcher:
         self.step, self.ol = 0, 0
         self.dms: dict[int, list[list[tuple[str, ...]]]] = {}
         self.history: list[dict[str, Any]] = []
+        self.labels = torch.as_tensor(train.labels, device=learner.device)  # on the learner's device once
 
     # ---- batches ----------------------------------------------------------------------------------
     def real_indices(self, c: int) -> np.ndarray:
@@ -172,7 +173,7 @@ class GradientMatcher:
             pool = self.gen.sample(
                 c, self.cfg.syn_batch * n_batches, seed=derive_seed(self.seed, "gm_pool", self.ol, c)
             )
-            emb = self.learner.features(pool).numpy()
+            emb = self.learner.features(pool).float().cpu().numpy()
             batches = diverse_batches(
                 emb, self.cfg.syn_batch, n_batches, derive_seed(self.seed, "gm_diverse", self.ol, c)
             )
@@ -195,7 +196,7 @@ class GradientMatcher:
                 logits, _ = self.learner.forward([self.train.texts[i] for i in idx])
             else:
                 logits = self.learner.head(feats[idx])
-            loss = F.cross_entropy(logits, torch.as_tensor(self.train.labels[idx], device=self.learner.device))
+            loss = F.cross_entropy(logits, self.labels[torch.as_tensor(idx, device=self.labels.device)])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -251,7 +252,7 @@ class GradientMatcher:
                 t0 = time.perf_counter()
                 self.gen.model.train(cfg.generator_dropout)
                 self.opt.zero_grad(set_to_none=True)
-                total = 0.0
+                total = torch.zeros((), device=self.learner.device)
                 for c in range(self.C):
                     torch.manual_seed(derive_seed(self.seed, "gm_dropout", self.step, c))
                     idx = self.real_indices(c)
@@ -268,7 +269,8 @@ class GradientMatcher:
                         real_feats=None if frozen is None or cfg.head_grad != "closed_form" else frozen[idx],
                     )
                     loss.backward()
-                    total += loss.item()
+                    total += loss.detach()
+                total = total.item()  # one device sync per step, not one per class
                 torch.nn.utils.clip_grad_norm_(self.gen.model.parameters(), cfg.clip)
                 with self.gen.class_token_lr(cfg.class_token_lr_mult):
                     self.opt.step()

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distillkit.devices import autocast, check_precision
 from distillkit.text.models import load_encoder_classifier
 
 HEAD_NAMES = ("classifier", "score", "logits_proj")
@@ -30,7 +31,11 @@ def find_head(model: nn.Module) -> tuple[str, nn.Module]:
 
 
 class Learner:
-    """An encoder classifier with its tokenizer; `reset(seed)`: pretrained body, fresh head."""
+    """An encoder classifier with its tokenizer; `reset(seed)`: pretrained body, fresh head.
+
+    `precision="bf16"` runs the encoder under bfloat16 autocast; its logits and head-input features come
+    back as float32, so head gradients (closed form or autograd) are still taken in float32.
+    """
 
     def __init__(
         self,
@@ -39,7 +44,9 @@ class Learner:
         max_length: int = 64,
         dropout: bool = False,
         device: str | torch.device = "cpu",
+        precision: str = "fp32",
     ):
+        self.precision = check_precision(precision, device)
         self.model = model.to(device)
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -59,17 +66,21 @@ class Learner:
         max_length: int = 64,
         seed: int = 0,
         dropout: bool = False,
-        device: str = "cpu",
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
     ) -> Learner:
         model, tok = load_encoder_classifier(name, num_labels, seed)
-        return cls(model, tok, max_length, dropout, device)
+        return cls(model, tok, max_length, dropout, device, precision)
 
     def set_mode(self) -> None:
         """Dropout off unless asked for (off is required for the exact closed-form gradient)."""
         self.model.train(self.dropout)
 
     def reset(self, seed: int) -> None:
-        """Restore the pretrained weights and re-initialise the head: N(0, init std), bias 0."""
+        """Restore the pretrained weights and re-initialise the head: N(0, init std), bias 0.
+
+        The head is drawn on the CPU and copied over, so a seed gives the same head on every device.
+        """
         self.model.load_state_dict(self._pretrained)
         g = torch.Generator().manual_seed(int(seed))
         for mod in self.head.modules():
@@ -98,19 +109,20 @@ class Learner:
         return store, self.head.register_forward_pre_hook(hook)
 
     def forward(self, texts: Sequence[tuple[str, ...]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, head-input features) for a batch; gradients flow if enabled by the caller."""
+        """(logits, head-input features) for a batch, both float32; gradients flow if enabled by the caller."""
         store, handle = self._capture()
         try:
-            logits = self.model(**self.encode(texts)).logits
+            with autocast(self.device, self.precision):
+                logits = self.model(**self.encode(texts)).logits
         finally:
             handle.remove()
-        return logits, store["features"]
+        return logits.float(), store["features"].float()
 
     @torch.no_grad()
     def features(self, texts: Sequence[tuple[str, ...]], batch_size: int = 64) -> torch.Tensor:
         """Head-input features of many texts, without gradients."""
         out = [self.forward(texts[i : i + batch_size])[1] for i in range(0, len(texts), batch_size)]
-        return torch.cat(out) if out else torch.zeros(0)
+        return torch.cat(out) if out else torch.zeros(0, device=self.device)
 
     def cached_features(self, texts: Sequence[tuple[str, ...]]) -> torch.Tensor:
         """Features of the *pretrained* body (frozen-body evaluation), cached per text list."""

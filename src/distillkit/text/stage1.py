@@ -13,6 +13,8 @@ from distillkit.seeding import derive_seed, numpy_rng
 from distillkit.text.generator import Generator
 from distillkit.text.train_utils import adamw, cosine, load_checkpoint, save_checkpoint
 
+LOSS_READ_EVERY = 50
+
 
 @dataclass
 class Stage1Config:
@@ -37,6 +39,7 @@ def train_stage1(
     """Train `gen` in place; resumes from `ckpt` if it exists and saves it every `checkpoint_every` steps.
 
     Batches and dropout are drawn from seeds derived from (seed, step), so a resumed run is identical.
+    Step losses stay on the device and are read back every `LOSS_READ_EVERY` steps (one sync, not one a step).
     """
     opt = adamw(gen.model, cfg.lr, cfg.weight_decay)
     sched = cosine(opt, cfg.steps, cfg.warmup_ratio)
@@ -48,6 +51,7 @@ def train_stage1(
         sched.load_state_dict(state["sched"])
         start, losses = state["step"], state["losses"]
     gen.model.train()
+    pending: list[torch.Tensor] = []
     bar = progress_bar(range(start, cfg.steps), "stage 1 (LM)", total=cfg.steps, disable=not progress, initial=start)
     for step in bar:
         rng = numpy_rng(seed, "stage1_batch", step)
@@ -60,10 +64,14 @@ def train_stage1(
         with gen.class_token_lr(cfg.class_token_lr_mult):
             opt.step()
         sched.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        pending.append(loss.detach())
         done = step + 1
-        if ckpt and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+        save = bool(ckpt) and (done % cfg.checkpoint_every == 0 or done == cfg.steps)
+        if save or done % LOSS_READ_EVERY == 0 or done == cfg.steps:
+            losses += torch.stack(pending).tolist()
+            pending.clear()
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if save:
             save_checkpoint(
                 ckpt,
                 {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -31,20 +32,30 @@ def _allowed(msg: str) -> str:
     return msg[:1].lower() + msg[1:]
 
 
-def _submodel(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside an annotation like `APMConfig` or `ICLConfig | None`, if any."""
+def _submodel(annotation: Any) -> type | None:
+    """The settings class (pydantic model or dataclass) inside an annotation like `ICLConfig | None`, if any."""
     from pydantic import BaseModel
 
     candidates = [annotation, *typing.get_args(annotation)]
-    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return next(
+        (c for c in candidates if isinstance(c, type) and (issubclass(c, BaseModel) or dataclasses.is_dataclass(c))),
+        None,
+    )
 
 
-def known_settings(model: type[BaseModel] | None, path: tuple[Any, ...]) -> list[str]:
+def _fields(model: type) -> dict[str, Any]:
+    """Field name -> annotation of a pydantic model or a dataclass."""
+    if dataclasses.is_dataclass(model):
+        return {f.name: f.type for f in dataclasses.fields(model)}
+    return {name: f.annotation for name, f in model.model_fields.items()}
+
+
+def known_settings(model: type | None, path: tuple[Any, ...]) -> list[str]:
     """The field names `model` accepts at the nested `path` (empty when unknown)."""
     for part in path:
-        field = model.model_fields.get(str(part)) if model is not None else None
-        model = _submodel(field.annotation) if field is not None else None
-    return sorted(model.model_fields) if model is not None else []
+        annotation = _fields(model).get(str(part)) if model is not None else None
+        model = _submodel(annotation) if annotation is not None else None
+    return sorted(_fields(model)) if model is not None else []
 
 
 def validation_message(
@@ -62,7 +73,7 @@ def validation_message(
     err = errors[0]
     loc = ".".join(str(p) for p in err["loc"])
     key = (names or {}).get(loc, loc) or "settings"
-    if err["type"] == "extra_forbidden":
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         known = known_settings(model, err["loc"][:-1])
         where = f"known here: {', '.join(known)}" if known else "see config.json of a run for the names"
         text = f"unknown setting {key} (given {_short(err['input'])}); {where}"

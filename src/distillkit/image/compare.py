@@ -15,23 +15,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from distillkit.errors import UserError, validation_message
-from distillkit.image.apm import APMConfig, distill
-from distillkit.image.coresets import coreset
+from distillkit.data.config import DataConfig
+from distillkit.devices import DEVICE_HELP, resolve_device
+from distillkit.errors import UserError
+from distillkit.image.apm import APMConfig
 from distillkit.image.distilled import DistilledSet
-from distillkit.image.dm import DMConfig, distill_dm
+from distillkit.image.dm import DMConfig
 from distillkit.image.evaluate import EvalConfig, FullDataConfig, evaluate_full, evaluate_random, evaluate_set, gain
 from distillkit.image.memory import PeakMemory
-from distillkit.image.mtt import ExpertConfig, Experts, MTTConfig, distill_mtt, train_experts
-from distillkit.image.pipeline import DataConfig, _cached_eval, _preset, merge_settings
+from distillkit.image.methods import BUILDERS, NEEDS_EXPERTS, BuildContext
+from distillkit.image.mtt import ExpertConfig, Experts, MTTConfig, train_experts
+from distillkit.image.pipeline import cached_eval
 from distillkit.image.plots import accuracy_lines, cost_bars, cross_arch_bars, image_grid
+from distillkit.image.presets import PAPER, compare_preset, with_paper_row
 from distillkit.image.teacher import TeacherConfig, TeacherPool, train_pool
 from distillkit.nets import canonical_arch
 from distillkit.runs import prepare_run_dir, read_json, write_json
+from distillkit.settings import Flags, layered, merge_settings, validate
 
-METHODS = ("apm", "mtt", "tesla", "dm", "herding", "kcenter", "random")
+METHODS = tuple(BUILDERS)
 WHAT_TO_COMPUTE = ("methods", "ipcs", "label_modes", "cross_archs")  # each cell cached apart
 
 
@@ -41,8 +45,9 @@ class CompareConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     preset: str = "quick"
+    paper_row: str | None = Field(None, description="the APM Table A9 row a paper preset used")
     seed: int = 0
-    device: str = "cpu"
+    device: str = Field("auto", description=DEVICE_HELP)
     methods: list[str] = Field(default_factory=lambda: ["apm", "mtt", "dm", "herding", "random"])
     ipcs: list[int] = Field(default_factory=lambda: [1, 10])
     label_modes: list[Literal["soft", "hard"]] = Field(default_factory=lambda: ["soft", "hard"])
@@ -74,38 +79,22 @@ class CompareConfig(BaseModel):
         return [canonical_arch(a) for a in v]
 
 
-def _compare_preset(name: str) -> dict[str, Any]:
-    base = _preset(name)
-    net = base["teacher"].get("net_options", {})
-    extra = {
-        "quick": {
-            "dm": {"iterations": 300},
-            "experts": {"num_experts": 2, "epochs": 5},
-            "mtt": {"iterations": 100, "syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 4},
-            "cross_arch_options": {"resnet18": {"width": 16}, "vgg11": {"width": 16}},
-        },
-        "standard": {
-            "dm": {"iterations": 2000},
-            "experts": {"num_experts": 5, "epochs": 15},
-            "mtt": {"iterations": 1000, "syn_steps": 30, "expert_epochs": 2, "max_start_epoch": 10},
-        },
-        "paper": {
-            "dm": {"iterations": 20000},
-            "experts": {"num_experts": 100, "epochs": 50},
-            "mtt": {"iterations": 5000},
-        },
-    }[name]
-    extra["dm"]["net_options"] = dict(net)
-    extra["experts"]["net_options"] = dict(net)
-    return merge_settings(base, extra)
+def compare_settings(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The preset's settings for a comparison; `paper` adds the Table A9 row of the dataset and largest IPC."""
+    base = compare_preset(preset)
+    if preset == PAPER:
+        dataset = overrides.get("data", {}).get("dataset", DataConfig().dataset)
+        ipcs = overrides.get("ipcs") or CompareConfig().ipcs
+        base = with_paper_row(base, str(dataset), max(int(i) for i in ipcs))
+        for section in ("dm", "experts"):  # the baselines distil with the row's network too
+            base[section].setdefault("arch", base["teacher"].get("arch", "convnet"))
+    return base
 
 
 def make_compare_config(preset: str = "quick", overrides: dict[str, Any] | None = None) -> CompareConfig:
     """A comparison config from a preset (the `distill image run` presets plus DM and MTT settings)."""
-    if preset not in ("quick", "standard", "paper"):
-        raise UserError(f"unknown preset '{preset}'; choose quick, standard or paper")
     overrides = overrides or {}
-    base = _compare_preset(preset)
+    base = compare_settings(preset, overrides)
     arch = overrides.get("teacher", {}).get("arch")
     if arch:  # every method distils with the teacher's network; the preset's ConvNet width does not carry over
         for section in ("teacher", "eval", "dm", "experts"):
@@ -113,11 +102,7 @@ def make_compare_config(preset: str = "quick", overrides: dict[str, Any] | None 
                 base[section].pop("net_options", None)
         for section in ("dm", "experts"):
             base[section].setdefault("arch", arch)
-    raw = merge_settings({"preset": preset, **base}, overrides)
-    try:
-        cfg = CompareConfig.model_validate(raw)
-    except ValidationError as e:
-        raise UserError(validation_message(e, CompareConfig)) from None
+    cfg = validate(CompareConfig, merge_settings({"preset": preset, **base}, overrides))
     for section in (cfg.teacher, cfg.apm, cfg.dm, cfg.experts, cfg.mtt, cfg.eval):
         section.seed = cfg.seed
     if "arch" not in overrides.get("eval", {}):
@@ -125,10 +110,18 @@ def make_compare_config(preset: str = "quick", overrides: dict[str, Any] | None 
     return cfg
 
 
+def resolve_compare_config(
+    preset: str, config: Path | None = None, sets: list[str] | None = None, flags: Flags | None = None
+) -> CompareConfig:
+    """`distill image compare`'s settings: preset < --config file < --set items < typed flags, validated."""
+    return make_compare_config(preset, layered(None, config, sets, flags))
+
+
 class Comparison:
     """One comparison run directory: builds sets, evaluates them, writes tables and plots."""
 
     def __init__(self, cfg: CompareConfig, out: Path, teachers: Path | None = None, experts: Path | None = None):
+        self.device = str(resolve_device(cfg.device))
         self.data = cfg.data.load(cfg.seed)  # bad data or IPCs are refused before --out is touched
         self.data.check_ipc(*cfg.ipcs)
         self.cfg, self.out = cfg, prepare_run_dir(Path(out), cfg.model_dump(), extendable=WHAT_TO_COMPUTE)
@@ -139,8 +132,8 @@ class Comparison:
     def _pool(self, teachers: Path | None) -> TeacherPool:
         pool_dir = Path(teachers) if teachers else self.out / "teachers"
         if teachers is None:
-            train_pool(self.data, self.cfg.teacher, pool_dir, self.cfg.device)
-        pool = TeacherPool(pool_dir, self.cfg.device)
+            train_pool(self.data, self.cfg.teacher, pool_dir, self.device)
+        pool = TeacherPool(pool_dir, self.device)
         pool.check_matches(self.data)
         want, have = canonical_arch(self.cfg.teacher.arch), pool.metas[0]["arch"]
         if want != have:
@@ -153,8 +146,8 @@ class Comparison:
     def experts(self) -> Experts:
         path = self.experts_dir or self.out / "experts"
         if self.experts_dir is None:
-            train_experts(self.data, self.cfg.experts, path, self.cfg.device)
-        experts = Experts(path, self.cfg.device)
+            train_experts(self.data, self.cfg.experts, path, self.device)
+        experts = Experts(path, self.device)
         experts.check_matches(self.data)
         return experts
 
@@ -164,20 +157,12 @@ class Comparison:
         path, cost_path = run_dir / "distilled.safetensors", run_dir / "cost.json"
         if path.exists() and cost_path.exists():
             return DistilledSet.load(path), read_json(cost_path)
-        cfg, device = self.cfg, self.cfg.device
-        experts = self.experts() if method in ("mtt", "tesla") else None
+        device = self.device
+        experts = self.experts() if method in NEEDS_EXPERTS else None
+        ctx = BuildContext(self.cfg, self.pool, self.label_net, device, experts)
         start = time.perf_counter()
         with PeakMemory(device, interval=0.001) as pm:
-            if method == "apm":
-                ds = distill(self.data, self.pool, cfg.apm.model_copy(update={"ipc": ipc}), run_dir, device)
-            elif method == "dm":
-                ds = distill_dm(self.data, cfg.dm.model_copy(update={"ipc": ipc}), run_dir, device, self.label_net)
-            elif method in ("mtt", "tesla"):
-                gradient = "unrolled" if method == "mtt" else "constant_memory"
-                mcfg = cfg.mtt.model_copy(update={"ipc": ipc, "gradient": gradient})
-                ds = distill_mtt(self.data, experts, mcfg, run_dir, device, self.label_net)
-            else:
-                ds = coreset(self.data, method, ipc, self.label_net, cfg.seed)
+            ds = BUILDERS[method](self.data, ctx, ipc, run_dir)
         seconds = ds.meta.get("distill_seconds") or time.perf_counter() - start
         cost = {"seconds": seconds, "peak_mb": pm.peak_mb, "memory": pm.method, "device": device}
         ds.save(path)
@@ -204,17 +189,17 @@ class Comparison:
         ec = self.eval_cfg(arch, label)
         key = f"{name}_ipc{ipc}_{canonical_arch(arch)}_{label}" + ("_val" if split == "val" else "")
         data = self.data.validation_view() if split == "val" else self.data
-        return _cached_eval(
+        return cached_eval(
             self.out / "evals" / f"{key}.json",
-            lambda: evaluate_set(ds.images, ds.labels, ds.soft_labels, data, ec, self.cfg.device, f"eval {key}"),
+            lambda: evaluate_set(ds.images, ds.labels, ds.soft_labels, data, ec, self.device, f"eval {key}"),
         )
 
     def baseline(self, ipc: int, label: str) -> dict:
         """The random-subset baseline under `label`, averaged over `eval.random_draws` seeded draws."""
         ec = self.eval_cfg(self.cfg.eval.arch, label)
-        return _cached_eval(
+        return cached_eval(
             self.out / "evals" / f"random_draws_ipc{ipc}_{label}.json",
-            lambda: evaluate_random(self.data, ipc, self.label_net, ec, self.cfg.device, f"eval random ipc{ipc}"),
+            lambda: evaluate_random(self.data, ipc, self.label_net, ec, self.device, f"eval random ipc{ipc}"),
         )
 
     def run(self) -> dict:
@@ -255,8 +240,8 @@ class Comparison:
         full = None
         if cfg.full.runs:
             fc = self.eval_cfg(main_arch, "hard")
-            full = _cached_eval(
-                self.out / "evals" / "full.json", lambda: evaluate_full(self.data, fc, cfg.full, cfg.device)
+            full = cached_eval(
+                self.out / "evals" / "full.json", lambda: evaluate_full(self.data, fc, cfg.full, self.device)
             )
         metrics = {
             "dataset": self.data.name,

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from distillkit.data.images import ImageData, load_images
-from distillkit.errors import UserError, validation_message
+from distillkit.data.config import DataConfig
+from distillkit.data.images import ImageData
+from distillkit.devices import DEVICE_HELP, resolve_device
 from distillkit.image.apm import APMConfig, distill
 from distillkit.image.distilled import DistilledSet
 from distillkit.image.evaluate import (
@@ -31,42 +32,22 @@ from distillkit.image.evaluate import (
     gain,
 )
 from distillkit.image.plots import accuracy_bars, curve, image_grid
+from distillkit.image.presets import PAPER, image_preset, with_paper_row
 from distillkit.image.teacher import TeacherConfig, TeacherPool, train_pool
+from distillkit.overrides import _MISSING, get_dotted
 from distillkit.runs import prepare_run_dir, write_json
+from distillkit.settings import Flags, layered, merge_settings, preset_names, validate
 
-
-class DataConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str = "mnist"
-    root: str | None = None
-    download: bool = False
-    size: int | None = None
-    channels: int | None = None
-    zca: bool = False
-    val_size: int | None = None
-    train_limit: int | None = None
-
-    def load(self, seed: int) -> ImageData:
-        return load_images(
-            self.dataset,
-            self.root,
-            seed=seed,
-            val_size=self.val_size,
-            size=self.size,
-            channels=self.channels,
-            zca=self.zca,
-            train_limit=self.train_limit,
-            download=self.download,
-        )
+__all__ = ["DataConfig", "ImageRunConfig", "make_config", "merge_settings", "resolve_run_config", "run_image"]
 
 
 class ImageRunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     preset: str = "quick"
+    paper_row: str | None = Field(None, description="the APM Table A9 row a paper preset used")
     seed: int = 0
-    device: str = "cpu"
+    device: str = Field("auto", description=DEVICE_HELP)
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     apm: APMConfig = Field(default_factory=APMConfig)
@@ -75,77 +56,30 @@ class ImageRunConfig(BaseModel):
     hard_label_eval: bool = Field(False, description="also evaluate APM and random with hard labels + CE")
 
 
-def _preset(name: str) -> dict[str, Any]:
-    if name == "quick":  # minutes on a 2-core CPU for digits; chosen on validation (docs/apm.md, "Presets")
-        net = {"width": 64}
-        return {
-            "teacher": {"net_options": net, "epochs": 100, "patience": 10},
-            "apm": {
-                "iterations": 150,
-                "student_epochs": 300,
-                "num_checkpoints": 3,
-                "refresh_every": 3,
-                "lr_img": 10.0,
-                "lr_net": 1.0,
-            },
-            "eval": {"net_options": net, "runs": 3, "epochs": 1000, "lr": 0.1},
-            "full": {"runs": 3, "epochs": 100, "patience": 10},
-        }
-    if name == "standard":  # the longest schedule affordable on a CPU in about an hour (width-128 ConvNet)
-        return {
-            "teacher": {"epochs": 10},
-            "apm": {
-                "iterations": 600,
-                "student_epochs": 100,
-                "num_checkpoints": 5,
-                "refresh_every": 3,
-                "lr_img": 10.0,
-                "lr_net": 0.05,
-            },
-            "eval": {"runs": 3, "epochs": 500, "lr": 0.05},
-            "full": {"runs": 3, "epochs": 3},
-        }
-    if name == "paper":  # the published settings (spec 2.4), for a GPU
-        return {
-            "teacher": {"epochs": 100, "num_teachers": 5, "patience": None},  # the published fixed schedule
-            "apm": {
-                "iterations": 2500,
-                "student_epochs": 250,
-                "num_checkpoints": 5,
-                "refresh_every": 3,
-                "lr_img": 1.0,
-                "lr_net": 0.02,
-            },
-            "eval": {"runs": 5, "epochs": 1000, "lr": 0.02},
-            "full": {"runs": 3, "epochs": 100},
-        }
-    raise UserError(f"unknown preset '{name}'; choose quick, standard or paper")
+PRESETS = tuple(preset_names("image"))
 
 
-PRESETS = ("quick", "standard", "paper")
-
-
-def merge_settings(base: dict, extra: dict) -> dict:
-    """Nested settings: `extra`'s values over `base`'s, section by section."""
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = merge_settings(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+def preset_settings(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The preset's settings for a run; `paper` adds the Table A9 row of the run's dataset and IPC."""
+    base = image_preset(preset)
+    if preset == PAPER:
+        dataset = get_dotted(overrides, "data.dataset")
+        ipc = get_dotted(overrides, "apm.ipc")
+        dataset = DataConfig().dataset if dataset is _MISSING else str(dataset)
+        ipc = APMConfig().ipc if not isinstance(ipc, int) else ipc
+        base = with_paper_row(base, dataset, ipc)
+    return base
 
 
 def make_config(preset: str = "quick", overrides: dict[str, Any] | None = None) -> ImageRunConfig:
     """A run config from a preset plus nested overrides, e.g. {"apm": {"ipc": 50}, "data": {"dataset": "fmnist"}}."""
     overrides = overrides or {}
-    base = _preset(preset)
+    base = preset_settings(preset, overrides)
     if "arch" in overrides.get("teacher", {}):  # the preset's ConvNet width does not carry over to other networks
         for section in ("teacher", "eval"):
             if "net_options" not in overrides.get(section, {}):
                 base.get(section, {}).pop("net_options", None)
-    raw = merge_settings({"preset": preset, **base}, overrides)
-    try:
-        cfg = ImageRunConfig.model_validate(raw)
-    except ValidationError as e:
-        raise UserError(validation_message(e, ImageRunConfig)) from None
+    cfg = validate(ImageRunConfig, merge_settings({"preset": preset, **base}, overrides))
     seed = cfg.seed
     cfg.teacher.seed = cfg.apm.seed = cfg.eval.seed = seed
     if "arch" not in overrides.get("eval", {}):
@@ -153,11 +87,19 @@ def make_config(preset: str = "quick", overrides: dict[str, Any] | None = None) 
     return cfg
 
 
+def resolve_run_config(
+    preset: str, config: Path | None = None, sets: list[str] | None = None, flags: Flags | None = None
+) -> ImageRunConfig:
+    """`distill image run`'s settings: preset < --config file < --set items < typed flags, validated."""
+    return make_config(preset, layered(None, config, sets, flags))
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _cached_eval(path: Path, fn) -> dict:
+def cached_eval(path: Path, fn) -> dict:
+    """The result kept at `path`, or `fn()` (timed) written there."""
     if path.exists():
         return json.loads(path.read_text())
     start = time.perf_counter()
@@ -166,31 +108,33 @@ def _cached_eval(path: Path, fn) -> dict:
     return result
 
 
+_cached_eval = cached_eval  # the former private name, still used by bench scripts
+
 MIN_PROXY_FIT = 90.0  # below this the proxy checkpoints are closer to untrained networks than to students
 
 
 def evaluate_all(ds: DistilledSet, data: ImageData, pool: TeacherPool, cfg: ImageRunConfig, out: Path) -> dict:
     """APM, a random real subset of the same IPC (same labels and loss, averaged over draws) and the full data."""
-    ipc = cfg.apm.ipc
+    ipc, device = cfg.apm.ipc, str(resolve_device(cfg.device))
     label_net = pool.nets[cfg.apm.label_teacher]
     evals = out / "evals"
     rows: dict[str, dict] = {}
     label = "soft" if cfg.apm.label_mode == "teacher_logits" else "hard"
     ec = cfg.eval.model_copy(update={"label_mode": label, "loss": cfg.eval.loss if label == "soft" else "ce"})
-    rows["apm"] = _cached_eval(
-        evals / "apm.json", lambda: evaluate_set(ds.images, ds.labels, ds.soft_labels, data, ec, cfg.device, "eval apm")
+    rows["apm"] = cached_eval(
+        evals / "apm.json", lambda: evaluate_set(ds.images, ds.labels, ds.soft_labels, data, ec, device, "eval apm")
     )
-    rows["random"] = _cached_eval(evals / "random.json", lambda: evaluate_random(data, ipc, label_net, ec, cfg.device))
+    rows["random"] = cached_eval(evals / "random.json", lambda: evaluate_random(data, ipc, label_net, ec, device))
     if cfg.hard_label_eval and label == "soft":
         hc = ec.model_copy(update={"label_mode": "hard", "loss": "ce"})
-        rows["apm_hard"] = _cached_eval(
-            evals / "apm_hard.json", lambda: evaluate_set(ds.images, ds.labels, None, data, hc, cfg.device)
+        rows["apm_hard"] = cached_eval(
+            evals / "apm_hard.json", lambda: evaluate_set(ds.images, ds.labels, None, data, hc, device)
         )
-        rows["random_hard"] = _cached_eval(
-            evals / "random_hard.json", lambda: evaluate_random(data, ipc, None, hc, cfg.device)
+        rows["random_hard"] = cached_eval(
+            evals / "random_hard.json", lambda: evaluate_random(data, ipc, None, hc, device)
         )
     if cfg.full.runs:
-        rows["full"] = _cached_eval(evals / "full.json", lambda: evaluate_full(data, ec, cfg.full, cfg.device))
+        rows["full"] = cached_eval(evals / "full.json", lambda: evaluate_full(data, ec, cfg.full, device))
     return rows
 
 
@@ -213,20 +157,21 @@ def run_warnings(rows: dict[str, dict], teacher_meta: dict, ds: DistilledSet) ->
 def run_image(cfg: ImageRunConfig, out: Path, teachers: Path | None = None) -> dict:
     """Teacher pool (trained, or loaded from `teachers`) -> APM -> evaluation; returns metrics.json's content."""
     start = time.perf_counter()
+    device = str(resolve_device(cfg.device))
     data = cfg.data.load(cfg.seed)  # an unknown dataset or an IPC no class can fill is refused before --out is touched
     data.check_ipc(cfg.apm.ipc)
     out = prepare_run_dir(Path(out), cfg.model_dump())
     torch.manual_seed(cfg.seed)
     pool_dir = Path(teachers) if teachers else out / "teachers"
     if teachers is None:
-        train_pool(data, cfg.teacher, pool_dir, cfg.device)
-    pool = TeacherPool(pool_dir, cfg.device)
+        train_pool(data, cfg.teacher, pool_dir, device)
+    pool = TeacherPool(pool_dir, device)
     teacher_seconds = time.perf_counter() - start
     set_path = out / "distilled.safetensors"
     if set_path.exists():
         ds = DistilledSet.load(set_path)
     else:
-        ds = distill(data, pool, cfg.apm, out, cfg.device)
+        ds = distill(data, pool, cfg.apm, out, device)
         ds.save(set_path)
     image_grid(data.denormalise(ds.images), ds.labels, data.classes, out / "grid.png")
     rows = evaluate_all(ds, data, pool, cfg, out)

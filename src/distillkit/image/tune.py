@@ -22,6 +22,9 @@ from distillkit.errors import UserError
 from distillkit.image.compare import CompareConfig, Comparison
 from distillkit.image.evaluate import evaluate_set
 from distillkit.runs import write_json
+from distillkit.settings import read_config_file
+
+__all__ = ["SPACES", "read_config_file", "suggest", "tune"]
 
 # name -> ("float", low, high, log) | ("int", low, high) | ("cat", choices); each method's main knobs
 SPACES: dict[str, dict[str, tuple]] = {
@@ -102,7 +105,7 @@ def tune(
         trial_cfg = base.model_copy(update={method: section.model_copy(update=knobs)})
         comp = Comparison(trial_cfg, _trial_dir(out, knobs), teachers, experts)
         ds, cost = comp.build(method, ipc)
-        r = evaluate_set(ds.images, ds.labels, ds.soft_labels, val, ec, cfg.device, f"trial {trial.number}")
+        r = evaluate_set(ds.images, ds.labels, ds.soft_labels, val, ec, shared.device, f"trial {trial.number}")
         trial.set_user_attr("train_fit", r["train_fit"])
         trial.set_user_attr("build_seconds", cost["seconds"])
         return r["mean"]
@@ -128,18 +131,3 @@ def tune(
     }
     write_json(out / "tune.json", summary)
     return summary
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Nested overrides from a YAML or JSON config file (a preset.yaml from `tune`, or a run's config.json)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist; pass a YAML or JSON file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        first = str(e).splitlines()[0]
-        raise UserError(f"config file {path} is not valid YAML/JSON ({first}); fix or remove it") from None
-    if not isinstance(data, dict):
-        raise UserError(f"config file {path} must hold a mapping of settings, e.g. 'apm: {{lr_img: 3}}'")
-    return data

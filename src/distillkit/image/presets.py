@@ -1,0 +1,81 @@
+"""The image presets (YAML files under distillkit/presets/image and presets/compare) and APM's Table A9.
+
+`--preset paper` is the published defaults (presets/image/paper.yaml) with the Table A9 row of the dataset and
+IPC on top (presets/image/tables/apm_table_a9.yaml); an IPC outside the table uses a documented nearby row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distillkit.data.images import ALIASES
+from distillkit.settings import load_preset, load_table, merge_settings
+
+PAPER = "paper"
+
+
+def image_preset(name: str) -> dict[str, Any]:
+    """The settings of `distill image run --preset NAME` (without any Table A9 row)."""
+    return load_preset("image", name)
+
+
+def compare_preset(name: str) -> dict[str, Any]:
+    """The settings of `distill image compare --preset NAME`: the image preset plus DM, MTT and expert settings."""
+    base = image_preset(name)
+    return merge_settings(base, load_preset("compare", name))
+
+
+def table_a9() -> list[dict[str, Any]]:
+    """APM's Table A9 as shipped: one dict per row, columns as in the paper."""
+    return load_table("image", "apm_table_a9")["rows"]
+
+
+def _dataset_key(dataset: str) -> str:
+    key = dataset.lower().replace("-", "_")
+    return ALIASES.get(key, ALIASES.get(dataset.lower(), key))
+
+
+def paper_row(dataset: str, ipc: int) -> dict[str, Any] | None:
+    """The Table A9 row for `dataset` at `ipc`: the exact IPC, else the largest tabled IPC below it, else the
+    smallest; None for a dataset the table does not cover."""
+    rows = sorted((r for r in table_a9() if r["dataset"] == _dataset_key(dataset)), key=lambda r: r["ipc"])
+    if not rows:
+        return None
+    below = [r for r in rows if r["ipc"] <= ipc]
+    return below[-1] if below else rows[0]
+
+
+def row_label(row: dict[str, Any] | None, ipc: int) -> str:
+    """How a resolved config names the Table A9 row it used."""
+    if row is None:
+        return "none: dataset not in Table A9, the common published defaults"
+    exact = "" if row["ipc"] == ipc else f"; IPC {ipc} is not in the table"
+    return f"Table A9 {row['dataset']} IPC {row['ipc']} ({row['model']}{exact})"
+
+
+def row_settings(row: dict[str, Any]) -> dict[str, Any]:
+    """A Table A9 row as nested settings of the image system."""
+    batch_syn = None if row["batch_syn"] == "full" else int(row["batch_syn"])
+    segment = None if row["segment"] == "batch_syn" else int(row["segment"])
+    return {
+        "data": {"zca": bool(row["zca"])},
+        "teacher": {"arch": row["model"].lower()},
+        "apm": {
+            "lr_img": float(row["lr_img"]),
+            "lr_net": float(row["lr_net"]),
+            "student_epochs": int(row["s_epoch"]),
+            "iterations": int(row["iteration"]),
+            "batch_syn": batch_syn,
+            "segment_size": segment,
+            "alpha_ce": float(row["ce"]),
+            "refresh_every": int(row["mid_gap"]) + 1,
+        },
+        "eval": {"epochs": int(row["epoch_eval_train"])},
+    }
+
+
+def with_paper_row(base: dict[str, Any], dataset: str, ipc: int) -> dict[str, Any]:
+    """`base` (the paper preset) with the Table A9 row of `dataset` and `ipc` on top, and `paper_row` naming it."""
+    row = paper_row(dataset, ipc)
+    settings = merge_settings(base, row_settings(row)) if row else dict(base)
+    return {**settings, "paper_row": row_label(row, ipc)}

@@ -224,7 +224,8 @@ def test_rerun_resumes_without_recomputing(run):
         (results / f).unlink()
     again = run_dilm(tiny_config(), out, progress=False)
     assert (results / "dilm_dpc2_set0.json").stat().st_mtime_ns == before
-    strip = lambda m: {k: v for k, v in m.items() if k != "seconds"}  # noqa: E731
+    assert again["provenance"]["torch"] == torch.__version__ and again["provenance"]["device"] == "cpu"
+    strip = lambda m: {k: v for k, v in m.items() if k not in ("seconds", "provenance")}  # noqa: E731
     assert strip(again) == strip(json.loads(json.dumps(metrics)))
     assert (lost_set / "texts.jsonl").read_text() == set_rows
     prov = json.loads((lost_set / "provenance.json").read_text())

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from distillkit.runs import atomic_path
+
 
 class ItemLog:
     """One JSON object per evaluated item, keyed by `key`; each write is flushed and fsync'ed."""
@@ -34,9 +36,8 @@ class ItemLog:
             self.records[rec["key"]] = rec
             good.append(line)
         if dropped or (text and not text.endswith("\n")):  # else the next record would be glued to the last
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(g + "\n" for g in good), encoding="utf-8")
-            os.replace(tmp, self.path)
+            with atomic_path(self.path) as tmp:
+                tmp.write_text("".join(g + "\n" for g in good), encoding="utf-8")
 
     def __contains__(self, key: str) -> bool:
         return key in self.records

@@ -16,6 +16,7 @@ import torch
 from distillkit.data.images import ImageData, to_pixels
 from distillkit.errors import UserError
 from distillkit.image.checkpoints import read_safetensors
+from distillkit.runs import save_safetensors
 
 REQUIRED = ("images", "labels")
 
@@ -49,18 +50,12 @@ class DistilledSet:
     def save(self, path: Path) -> None:
         import json
 
-        import safetensors.torch
-
         tensors = {"images": self.images.detach().cpu().contiguous(), "labels": self.labels.cpu().contiguous()}
         if self.soft_labels is not None:
             tensors["soft_labels"] = self.soft_labels.detach().cpu().contiguous()
         if self.zca:
             tensors.update({k: v.cpu().contiguous() for k, v in self.zca.items()})
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        safetensors.torch.save_file(tensors, tmp, metadata={"distillkit": json.dumps(self.meta, default=str)})
-        tmp.replace(path)
+        save_safetensors(Path(path), tensors, {"distillkit": json.dumps(self.meta, default=str)})
 
     @classmethod
     def load(cls, path: Path) -> DistilledSet:

@@ -67,34 +67,26 @@ def icl_evaluate(
 def run_icl(run, icl_cfg) -> dict[str, Any]:
     """ICL for the configured methods and DPCs of a run (sets loaded from the run directory)."""
     from distillkit.lm import load_local_lm
-    from distillkit.runs import read_json, write_json
 
     lm = None
     test = subsample(run.data.test, icl_cfg.max_test, run.cfg.seed)
     words = list(icl_cfg.label_words or run.data.train.label_names)
     out: dict[str, Any] = {"model": icl_cfg.model, "label_words": words, "shots_per_class": icl_cfg.shots_per_class}
+
+    def evaluate(method: str, dpc: int, r: int) -> dict[str, Any]:
+        nonlocal lm
+        if lm is None:
+            lm = load_local_lm(icl_cfg.model, device=run.cfg.device, max_length=icl_cfg.prompt_max_tokens)
+        small = run.build_set(method, dpc, r)
+        shots_seed = derive_seed(run.cfg.seed, "icl_shots", r)
+        return icl_evaluate(lm, small, test, words, icl_cfg.shots_per_class, shots_seed, icl_cfg.prompt_max_tokens)
+
     for method in icl_cfg.methods:
         out[method] = {}
         for dpc in run.cfg.dpcs:
-            results = []
-            for r in range(run.n_sets(method)):
-                path = run.out / "icl" / f"{method}_dpc{dpc}_set{r}.json"
-                if path.exists():
-                    results.append(read_json(path))
-                    continue
-                if lm is None:
-                    lm = load_local_lm(icl_cfg.model, device=run.cfg.device, max_length=icl_cfg.prompt_max_tokens)
-                small = run.build_set(method, dpc, r)
-                res = icl_evaluate(
-                    lm,
-                    small,
-                    test,
-                    words,
-                    icl_cfg.shots_per_class,
-                    derive_seed(run.cfg.seed, "icl_shots", r),
-                    icl_cfg.prompt_max_tokens,
-                )
-                write_json(path, res)
-                results.append(res)
+            results = [
+                run.run_dir.cached(f"icl/{method}_dpc{dpc}_set{r}.json", lambda m=method, d=dpc, r=r: evaluate(m, d, r))
+                for r in range(run.n_sets(method))
+            ]
             out[method][str(dpc)] = {**summarize(results), "runs": results}
     return out

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from distillkit.data.text import TextDataset, TextSplits, check_dpc, load_text_dataset, subsample
-from distillkit.runs import prepare_run_dir, read_json, write_json
+from distillkit.runs import Run, read_json, save_numpy, write_json
 from distillkit.seeding import derive_seed
 from distillkit.text.coreset import DETERMINISTIC, SelectionEncoder, select_per_class
 from distillkit.text.evaluate import evaluate_set, scores, summarize
@@ -61,7 +61,7 @@ class DiLMRun:
         self.data = load_splits(cfg)
         for d in cfg.dpcs:
             check_dpc(self.data.train, d)
-        prepare_run_dir(self.out, cfg.model_dump())
+        self.run_dir = Run(self.out, cfg.model_dump(), device=cfg.device)
         self._encoder: SelectionEncoder | None = None
         self._learners: dict[str, Learner] = {}
         self._real_emb: np.ndarray | None = None
@@ -98,9 +98,7 @@ class DiLMRun:
                 self._real_emb = np.load(path)
             else:
                 self._real_emb = self.encoder().embed(self.data.train.texts, progress=self.progress)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path.with_suffix(".tmp.npy"), self._real_emb)
-                path.with_suffix(".tmp.npy").replace(path)
+                save_numpy(path, self._real_emb)
         return self._real_emb
 
     # ---- stage 1 and 2 ----------------------------------------------------------------------------
@@ -221,7 +219,7 @@ class DiLMRun:
             "metric": pool.metric,
         }
         save_text_set(pool, path, prov)
-        np.save(path / "emb.npy", emb)
+        save_numpy(path / "emb.npy", emb)
         return pool, emb
 
     def n_sets(self, method: str) -> int:
@@ -272,35 +270,33 @@ class DiLMRun:
         return small
 
     # ---- evaluation -------------------------------------------------------------------------------
-    def result_path(self, learner: str, key: str) -> Path:
-        return self.out / "results" / learner.replace("/", "_") / f"{key}.json"
+    def result_name(self, learner: str, key: str) -> str:
+        return f"results/{learner.replace('/', '_')}/{key}.json"
 
     def evaluate(self, method: str, dpc: int, r: int, small: TextDataset, learner: str) -> list[dict[str, Any]]:
-        path = self.result_path(learner, f"{method}_dpc{dpc}_set{r}")
-        if path.exists():
-            return read_json(path)
         cfg = self.cfg
         runs_per_set = cfg.runs_per_set * (cfg.num_sets if method in DETERMINISTIC else 1)
         seeds = [derive_seed(cfg.seed, "eval_run", r, k) for k in range(runs_per_set)]
-        runs = evaluate_set(self.learner(learner), small, self.data.test, cfg.finetune, seeds, self.data.validation)
-        write_json(path, runs)
-        return runs
+        return self.run_dir.cached(
+            self.result_name(learner, f"{method}_dpc{dpc}_set{r}"),
+            lambda: evaluate_set(
+                self.learner(learner), small, self.data.test, cfg.finetune, seeds, self.data.validation
+            ),
+        )
 
     def evaluate_full(self, learner: str) -> list[dict[str, Any]]:
-        path = self.result_path(learner, "full")
-        if path.exists():
-            return read_json(path)
         seeds = [derive_seed(self.cfg.seed, "full_run", k) for k in range(self.cfg.full_runs)]
-        runs = evaluate_set(
-            self.learner(learner),
-            self.data.train,
-            self.data.test,
-            self.cfg.full_finetune,
-            seeds,
-            self.data.validation,
+        return self.run_dir.cached(
+            self.result_name(learner, "full"),
+            lambda: evaluate_set(
+                self.learner(learner),
+                self.data.train,
+                self.data.test,
+                self.cfg.full_finetune,
+                seeds,
+                self.data.validation,
+            ),
         )
-        write_json(path, runs)
-        return runs
 
     def run(self) -> dict[str, Any]:
         """Everything the config asks for; returns (and writes) metrics.json."""
@@ -351,7 +347,7 @@ class DiLMRun:
             from distillkit.text.icl import run_icl
 
             metrics["icl"] = run_icl(self, cfg.icl)
-        write_json(self.out / "metrics.json", metrics)
+        metrics = self.run_dir.write_metrics(metrics)
         if len(cfg.dpcs) >= 1:
             from distillkit.text.plot import plot_accuracy_vs_dpc
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from statistics import mean
 
+from distillkit.dialogbench.stats import N_BOOT, bootstrap_cis, letter_scores, position_bias
 from distillkit.dialogbench.tasks import all_tasks
 
 NORMS = ("token", "sum", "char")
@@ -18,12 +19,17 @@ def _variants(mode: str) -> tuple[str, ...]:
     return NORMS if mode == "base" else ("strict", "lenient", "anchored", "original")
 
 
-def summarize(records: list[dict], mode: str, headline: str, circular: bool) -> dict:
+def summarize(
+    records: list[dict], mode: str, headline: str, circular: bool, seed: int = 0, n_boot: int = N_BOOT
+) -> dict:
     """Aggregate unit records into the metrics dict written as metrics.json.
 
     `headline` is the normalisation (base) or extractor (chat) behind `accuracy`. The task accuracy uses
     the unrotated items; with `circular`, an instance counts for `circular_accuracy` only if every rotation
-    is right. Overall = unweighted mean of the task accuracies (the paper's definition).
+    is right. Overall = unweighted mean of the task accuracies (the paper's definition). Headline accuracies
+    get 95 % bootstrap intervals (`ci95`, `dimensions_ci95`, `overall_ci95`; `n_boot` resamples drawn from
+    `seed`), each task per-letter precision/recall/F1 (`per_letter`), and `position` holds accuracy by gold
+    letter (see `distillkit.dialogbench.stats`).
     """
     variants = _variants(mode)
     by_task: dict[str, list[dict]] = defaultdict(list)
@@ -65,6 +71,15 @@ def summarize(records: list[dict], mode: str, headline: str, circular: bool) -> 
             dom[r["domain"]].append(r["pred"][headline] == r["gold"])
     out["domains"] = {d: {"n": len(v), "accuracy": _pct(v)} for d, v in sorted(dom.items())}
     out["letters"] = letter_distribution(records, headline)
+    cis = bootstrap_cis(records, headline, seed=seed, n_boot=n_boot)
+    per_letter = letter_scores(records, headline)
+    for abbr, t in tasks.items():
+        t["ci95"] = cis["tasks"].get(abbr)
+        t["per_letter"] = per_letter.get(abbr)
+    out["overall_ci95"] = cis["overall"]
+    out["dimensions_ci95"] = cis["dimensions"]
+    out["bootstrap"] = {"n_boot": n_boot, "seed": seed, "level": 95}
+    out["position"] = position_bias(records, headline)
     if mode == "chat":
         out["unparsed"] = sum(t["unparsed"] for t in tasks.values())
     return out

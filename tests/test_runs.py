@@ -68,3 +68,27 @@ def test_metrics_carry_versions_device_and_wall_time(tmp_path):
     assert prov["torch"] == torch.__version__ and prov["distillkit"] and prov["transformers"]
     assert prov["device"] == "cpu" and prov["wall_seconds"] >= 0
     assert prov["git_commit"] is None or len(prov["git_commit"].split("+")[0]) == 40
+
+
+def test_a_second_process_writing_the_same_run_is_refused_until_the_first_finishes(tmp_path):
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from distillkit.runs import Run; from distillkit.errors import UserError\n"
+        "try:\n    Run(sys.argv[1], {'a': 1})\nexcept UserError as e:\n    print(e); sys.exit(3)\n"
+    )
+    run = Run(tmp_path, {"a": 1})
+    busy = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True)
+    assert busy.returncode == 3 and "another running distillkit process" in busy.stdout
+    run.write_metrics({"done": True})
+    free = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True)
+    assert free.returncode == 0, free.stdout + free.stderr
+
+
+def test_runs_of_one_process_share_the_lock(tmp_path):
+    first = Run(tmp_path, {"a": 1})
+    second = Run(tmp_path, {"a": 1})
+    second.write_metrics({"n": 2})
+    first.write_metrics({"n": 1})
+    assert json.loads((tmp_path / "metrics.json").read_text())["n"] == 1

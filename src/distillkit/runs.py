@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from importlib import metadata
@@ -191,6 +192,52 @@ def provenance(device: str | torch.device | None = None, seconds: float | None =
     }
 
 
+_HELD: dict[Path, tuple[int, int]] = {}  # run dir -> (lock file descriptor, Run objects of this process using it)
+
+
+def _lock_dir(run_dir: Path) -> Callable[[], None]:
+    """Hold an exclusive lock on `run_dir` (file `.lock`); another process writing there is refused.
+
+    Runs of this same process share the lock; under torchrun only rank 0 takes it (the ranks share the
+    directory). Returns the release function; the system also releases the lock when the process dies (kill -9).
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: no guard
+        return lambda: None
+    if os.environ.get("RANK", "0") != "0":
+        return lambda: None
+    key = run_dir.resolve()
+    if key in _HELD:
+        fd, users = _HELD[key]
+        _HELD[key] = (fd, users + 1)
+    else:
+        fd = os.open(key / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise UserError(
+                f"{run_dir} is being written by another running distillkit process; "
+                "wait for it to finish (then rerun to resume) or choose another --out"
+            ) from None
+        _HELD[key] = (fd, 1)
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if released or key not in _HELD:
+            return
+        released = True
+        fd, users = _HELD.pop(key)
+        if users > 1:
+            _HELD[key] = (fd, users - 1)
+        else:
+            os.close(fd)
+
+    return release
+
+
 class Run:
     """One run directory: its config guard, compute-once results, atomic writes and stamped metrics."""
 
@@ -204,6 +251,8 @@ class Run:
         self.dir = prepare_run_dir(Path(path), config, extendable)
         self.device = device
         self.started = time.perf_counter()
+        self._release = _lock_dir(self.dir)
+        weakref.finalize(self, self._release)
 
     def path(self, *parts: str) -> Path:
         """A path inside the run directory."""
@@ -234,4 +283,5 @@ class Run:
         """`metrics.json` with a `provenance` block (versions, commit, device, this process's wall time)."""
         stamped = {**metrics, "provenance": provenance(self.device, time.perf_counter() - self.started)}
         self.write_json("metrics.json", stamped)
+        self._release()  # the run is finished: another process may now extend or re-read it
         return stamped

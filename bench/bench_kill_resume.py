@@ -1,0 +1,247 @@
+"""Kill -9 at random points, then rerun the same command: does every run end with the same results?
+
+Each scenario is one small real command (teacher pool + APM + evaluation on digits, MTT/DM/herding through
+`compare`, DiLM stages 1 and 2, DialogBench base scoring). It first runs uninterrupted to give the reference;
+then each trial starts it in a fresh folder, sends SIGKILL after a seeded random share of the reference wall
+time, and reruns the same command until it exits 0. The trial passes when the final results equal the
+reference's (metrics.json without timings and provenance, plus the result files named per scenario).
+
+    .venv/bin/python bench/bench_kill_resume.py --trials 4 --out runs/bench_kill_resume \
+        --json bench/results/kill_resume.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from distillkit.runs import write_json
+
+BIN = Path(sys.executable).parent
+VOLATILE = ("seconds", "time", "provenance", "created", "finished", "wall", "usage", "rss", "peak", "memory")
+
+IMAGE_FAST = [
+    "teacher.epochs=20",
+    'teacher.net_options={"width": 16, "depth": 2}',
+    'eval.net_options={"width": 16, "depth": 2}',
+    "eval.runs=2",
+    "eval.epochs=60",
+    "apm.iterations=12",
+    "apm.student_epochs=4",
+    "apm.num_checkpoints=2",
+    "full.runs=1",
+    "full.epochs=3",
+]
+COMPARE_FAST = [
+    "data.val_size=200",
+    'teacher.net_options={"width": 16, "depth": 2}',
+    "teacher.epochs=10",
+    'experts.net_options={"width": 16, "depth": 2}',
+    "experts.num_experts=2",
+    "experts.epochs=4",
+    "mtt.iterations=8",
+    "mtt.syn_steps=3",
+    "mtt.expert_epochs=1",
+    "mtt.max_start_epoch=2",
+    'dm.net_options={"width": 16, "depth": 2}',
+    "dm.iterations=20",
+    "dm.batch_real=32",
+    'eval.net_options={"width": 16, "depth": 2}',
+    "eval.runs=2",
+    "eval.epochs=60",
+    "full.runs=0",
+    "cross_archs=[]",
+]
+TEXT_TINY = [
+    'generator="tiny-gpt2"',
+    'learner="tiny-bert"',
+    "max_length=20",
+    "max_train=48",
+    "max_validation=16",
+    "max_test=24",
+    "oversample=2",
+    "num_sets=2",
+    "runs_per_set=1",
+    "gen_batch_size=16",
+    "stage1.steps=6",
+    "stage1.batch_size=8",
+    "stage1.checkpoint_every=1",
+    "gm.outer_loops=3",
+    "gm.inner_loops=2",
+    "gm.learner_steps=1",
+    "gm.syn_batch=4",
+    "gm.real_batch=4",
+    "gm.rt_sets=2",
+    "gm.dms_interval=1",
+    "gm.learner_batch=8",
+    "gm.checkpoint_every=1",
+    "finetune.steps=3",
+    "finetune.batch_size=8",
+    "full_finetune.steps=3",
+    "full_runs=1",
+    'methods=["dilm","vanilla_lm","kmeans_medoid","random","full"]',
+]
+
+
+def sets(items: list[str]) -> list[str]:
+    return [a for item in items for a in ("--set", item)]
+
+
+@dataclass
+class Scenario:
+    name: str
+    stages: str
+    argv: list[str]  # without --out
+    results: tuple[str, ...]  # files compared byte for byte (besides metrics.json)
+
+
+SCENARIOS = [
+    Scenario(
+        "image_run",
+        "teacher training, APM, evaluation",
+        ["distill", "image", "run", "--dataset", "digits", "--ipc", "2", *sets(IMAGE_FAST)],
+        ("distilled.safetensors",),
+    ),
+    Scenario(
+        "image_compare",
+        "expert training, MTT, DM, herding, evaluation",
+        [
+            "distill",
+            "image",
+            "compare",
+            "--dataset",
+            "digits",
+            "--ipc",
+            "1",
+            "--methods",
+            "mtt,dm,herding,random",
+            *sets(COMPARE_FAST),
+        ],
+        (),
+    ),
+    Scenario(
+        "text_run",
+        "DiLM stages 1 and 2, generation, coresets, evaluation",
+        ["distill", "text", "run", "--dataset", "fine_foods", "--dpc", "2", *sets(TEXT_TINY)],
+        (),
+    ),
+    Scenario(
+        "dialogbench_eval",
+        "DialogBench base scoring",
+        [
+            "dialogbench",
+            "eval",
+            "--model",
+            "smollm2",
+            "--mode",
+            "base",
+            "--tasks",
+            "SF,KRG,NLI",
+            "--limit",
+            "3",
+            "--device",
+            "cpu",
+        ],
+        (),
+    ),
+]
+
+
+def strip(obj):
+    """`obj` without timings, provenance and other values that differ between identical runs."""
+    if isinstance(obj, dict):
+        return {k: strip(v) for k, v in obj.items() if not any(w in k.lower() for w in VOLATILE)}
+    if isinstance(obj, list):
+        return [strip(v) for v in obj]
+    return obj
+
+
+def fingerprint(out: Path, sc: Scenario) -> str:
+    """One hash of a finished run's results."""
+    h = hashlib.sha256(json.dumps(strip(json.loads((out / "metrics.json").read_text())), sort_keys=True).encode())
+    for name in sc.results:
+        h.update((out / name).read_bytes())
+    return h.hexdigest()
+
+
+def command(sc: Scenario, out: Path) -> list[str]:
+    return [str(BIN / sc.argv[0]), *sc.argv[1:], "--out", str(out)]
+
+
+def run_to_end(sc: Scenario, out: Path, env: dict) -> tuple[float, int]:
+    """Rerun until exit 0; returns the wall time of the last run and how many runs it took."""
+    for attempt in range(1, 6):
+        start = time.perf_counter()
+        proc = subprocess.run(command(sc, out), env=env, capture_output=True, text=True)
+        if proc.returncode == 0:
+            return time.perf_counter() - start, attempt
+        print(f"  {sc.name}: exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
+    raise SystemExit(f"{sc.name}: did not finish after 5 runs")
+
+
+def killed_once(sc: Scenario, out: Path, env: dict, after: float) -> bool:
+    """Start the command and SIGKILL it after `after` seconds; False if it finished first."""
+    proc = subprocess.Popen(command(sc, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=after)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=4, help="kill trials per scenario")
+    ap.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench_kill_resume"))
+    ap.add_argument("--json", type=Path, default=Path("bench/results/kill_resume.json"))
+    args = ap.parse_args()
+    env = {**os.environ, "DISTILLKIT_PROGRESS": "0"}
+    rng = random.Random(args.seed)
+    chosen = [s for s in SCENARIOS if s.name in args.scenarios.split(",")]
+    report: dict = {"trials_per_scenario": args.trials, "seed": args.seed, "scenarios": {}}
+    for sc in chosen:
+        ref_dir = args.out / sc.name / "reference"
+        shutil.rmtree(ref_dir, ignore_errors=True)
+        ref_seconds, _ = run_to_end(sc, ref_dir, env)
+        reference = fingerprint(ref_dir, sc)
+        rows = []
+        for t in range(args.trials):
+            out = args.out / sc.name / f"trial{t}"
+            shutil.rmtree(out, ignore_errors=True)
+            share = rng.uniform(0.1, 0.9)
+            killed = killed_once(sc, out, env, share * ref_seconds)
+            _, runs = run_to_end(sc, out, env)
+            same = fingerprint(out, sc) == reference
+            rows.append({"kill_after_share": round(share, 3), "killed": killed, "reruns": runs, "identical": same})
+            print(f"{sc.name} trial {t}: kill at {share:.0%} -> identical={same}", flush=True)
+        report["scenarios"][sc.name] = {
+            "stages": sc.stages,
+            "command": " ".join(sc.argv + ["--out", "DIR"]),
+            "reference_seconds": round(ref_seconds, 1),
+            "trials": rows,
+            "killed": sum(r["killed"] for r in rows),
+            "identical": sum(r["identical"] for r in rows),
+        }
+    report["total_trials"] = sum(len(s["trials"]) for s in report["scenarios"].values())
+    report["total_killed"] = sum(s["killed"] for s in report["scenarios"].values())
+    report["total_identical"] = sum(s["identical"] for s in report["scenarios"].values())
+    write_json(args.json, report)
+    print(json.dumps({k: v for k, v in report.items() if k != "scenarios"}))
+
+
+if __name__ == "__main__":
+    main()

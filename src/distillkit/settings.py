@@ -111,7 +111,9 @@ def validate(model: type[Model], data: dict[str, Any], flags: Flags | None = Non
         return model.model_validate(data)
     except ValidationError as e:
         names = {key: flag for key, (flag, value) in (flags or {}).items() if value is not None}
-        raise UserError(validation_message(e, model, names)) from None
+        first = ".".join(str(p) for p in e.errors()[0]["loc"])
+        fix = "pass another value" if first in names else "fix the --set or --config value"
+        raise UserError(validation_message(e, model, names, fix)) from None
 
 
 def resolve(

@@ -1,8 +1,9 @@
 """`distill image ...`: APM image dataset distillation (a thin layer over distillkit.image).
 
-Where a setting comes from, lowest to highest: the preset, the `--config` file, `--set key=value`, then the
-flags actually typed (`--ipc 3`). A flag left out overrides nothing (its help names the default); a typed
-flag and a `--set` of the same key that disagree are refused.
+Where a setting comes from, lowest to highest: the preset, the `--config` file, `--set section.key=value`, then
+the flags actually typed (`--ipc 3`). A flag left out overrides nothing (its help names the default); a typed
+flag and a `--set` of the same key that disagree are refused. `--print-config` prints the resolved settings
+(YAML) and exits before any data or output folder is touched.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import BaseModel
 
-from distillkit.errors import UserError, validated
-from distillkit.overrides import apply_flags, apply_overrides, set_dotted
+from distillkit.devices import DEVICE_HELP, resolve_device
+from distillkit.errors import UserError
+from distillkit.overrides import set_dotted
 from distillkit.runs import check_out_file, make_dir
+from distillkit.settings import Flags, layered, merge_settings, require_dotted, resolve, to_yaml, validate
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -28,39 +32,46 @@ DATASET = typer.Option(
     None, help="mnist (default), fashion_mnist, digits, cifar10, cifar100, tiny_imagenet, image_folder, npz"
 )
 DATA_ROOT = typer.Option(None, help="Folder (or .npz file) holding the data; offline defaults need none.")
-PRESET = typer.Option("quick", help="quick (minutes on a CPU), standard (about an hour on a CPU), paper (GPU).")
+PRESET = typer.Option(
+    "quick",
+    help="quick (minutes on a CPU), standard (about an hour on a CPU), paper (the published settings, "
+    "per dataset and IPC from APM's Table A9; GPU).",
+)
 SIZE = typer.Option(None, min=1, max=1024, help="Pad/resize images to SIZE x SIZE (e.g. 32).")
 CHANNELS = typer.Option(None, min=1, max=4, help="Repeat grey images to this many channels (e.g. 3).")
 ZCA = typer.Option(None, "--zca/--no-zca", help="ZCA-whiten (eps 0.1) with training-split statistics (default: no).")
 DOWNLOAD = typer.Option(
     None, "--download/--no-download", help="Download the dataset when it is not found locally (default: no)."
 )
-SEED = typer.Option(0, min=0, max=SEED_MAX, help="Seed of every random stream.")
-DEVICE = typer.Option("cpu", help="cpu or cuda")
 SEED_FLAG = typer.Option(None, min=0, max=SEED_MAX, help="Seed of every random stream (default: 0).")
-DEVICE_FLAG = typer.Option(None, help="cpu or cuda (default: cpu)")
+DEVICE_FLAG = typer.Option(None, "--device", help=DEVICE_HELP)
 WIDTH = typer.Option(None, min=1, help="Network width (ConvNet default 128).")
 TEACHERS = typer.Option(None, help="Use this trained teacher pool instead of training one.")
 EXPERTS = typer.Option(None, help="Use these MTT expert trajectories instead of training them.")
-
-
 CONFIG = typer.Option(
-    None, "--config", help="YAML/JSON settings file (e.g. a tune run's preset.yaml); --set and typed flags win."
+    None,
+    "--config",
+    help="YAML/JSON settings file (a run's config.json, or a tune run's preset.yaml); --set and typed flags win.",
 )
+PRINT_CONFIG = typer.Option(
+    False, "--print-config", help="Print the resolved settings (YAML) and exit; no data or output is touched."
+)
+
+
+def sets_option(example: str) -> Any:
+    return typer.Option([], "--set", help=f"Any setting as section.key=value, e.g. --set {example}. {ORDER}")
 
 
 def parse_sets(sets: list[str], config: Path | None = None) -> dict[str, Any]:
     """Nested overrides: the `--config` file's settings, then ["apm.iterations=300", ...] on top."""
-    base: dict[str, Any] = {}
-    if config is not None:
-        from distillkit.image.tune import read_config_file
+    return layered(None, config, sets)
 
-        if config.is_dir():
-            raise UserError(
-                f"--config {config} is a directory; pass a YAML or JSON file, e.g. a tune run's preset.yaml"
-            )
-        base = read_config_file(config)
-    return apply_overrides(base, sets)
+
+def printed(cfg: BaseModel, print_config: bool) -> bool:
+    """With --print-config, print `cfg` as YAML and say so (the command then returns before any work)."""
+    if print_config:
+        typer.echo(to_yaml(cfg), nl=False)
+    return print_config
 
 
 def _data_flags(
@@ -70,31 +81,16 @@ def _data_flags(
     channels: int | None,
     zca: bool | None,
     download: bool | None,
-    prefix: str = "data.",
-) -> dict[str, tuple[str, Any]]:
+) -> Flags:
     """The shared data flags as {dotted key: (flag, value or None when not typed)}."""
     return {
-        f"{prefix}dataset": ("--dataset", dataset),
-        f"{prefix}root": ("--data-root", str(data_root) if data_root is not None else None),
-        f"{prefix}size": ("--size", size),
-        f"{prefix}channels": ("--channels", channels),
-        f"{prefix}zca": ("--zca", zca),
-        f"{prefix}download": ("--download", download),
+        "data.dataset": ("--dataset", dataset),
+        "data.root": ("--data-root", str(data_root) if data_root is not None else None),
+        "data.size": ("--size", size),
+        "data.channels": ("--channels", channels),
+        "data.zca": ("--zca", zca),
+        "data.download": ("--download", download),
     }
-
-
-def _data_config(
-    dataset: str | None,
-    data_root: Path | None,
-    size: int | None,
-    channels: int | None,
-    zca: bool | None,
-    download: bool | None,
-):
-    """The DataConfig of the typed data flags (DataConfig's defaults for the rest)."""
-    from distillkit.image.pipeline import DataConfig
-
-    return DataConfig(**apply_flags({}, [], _data_flags(dataset, data_root, size, channels, zca, download, "")))
 
 
 @app.command()
@@ -114,11 +110,12 @@ def run(
     iterations: int | None = typer.Option(None, min=1, help="APM image updates T."),
     seed: int | None = SEED_FLAG,
     device: str | None = DEVICE_FLAG,
-    set_: list[str] = typer.Option([], "--set", help=f"Any config value, e.g. --set apm.alpha_ce=0.2. {ORDER}"),
+    set_: list[str] = sets_option("apm.alpha_ce=0.2"),
     config: Path | None = CONFIG,
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Teacher -> APM -> evaluation beside a random real subset and the full data, in one run directory."""
-    from distillkit.image.pipeline import make_config, results_table, run_image
+    from distillkit.image.pipeline import resolve_run_config, results_table, run_image
 
     flags = {
         **_data_flags(dataset, data_root, size, channels, zca, download),
@@ -129,7 +126,10 @@ def run(
         "seed": ("--seed", seed),
         "device": ("--device", device),
     }
-    cfg = make_config(preset, apply_flags(parse_sets(set_, config), set_, flags))
+    cfg = resolve_run_config(preset, config, set_, flags)
+    if printed(cfg, print_config):
+        return
+    resolve_device(cfg.device)
     make_dir(out)
     metrics = run_image(cfg, out, teachers)
     typer.echo(results_table(metrics))
@@ -140,26 +140,41 @@ def run(
 def teacher(
     dataset: str | None = DATASET,
     out: Path = typer.Option(Path("runs/teachers"), help="Folder for teacher_i.safetensors and pool.json."),
-    num_teachers: int = typer.Option(1, help="Pool size N."),
-    epochs: int = typer.Option(100, help="Epochs per teacher (spec: 100)."),
-    arch: str = typer.Option("convnet"),
+    num_teachers: int | None = typer.Option(None, help="Pool size N (default: 1)."),
+    epochs: int | None = typer.Option(None, help="Epochs per teacher (default and spec: 100)."),
+    arch: str | None = typer.Option(None, help="Network (default: convnet)."),
     width: int | None = WIDTH,
     data_root: Path | None = DATA_ROOT,
     size: int | None = SIZE,
     channels: int | None = CHANNELS,
     zca: bool | None = ZCA,
     download: bool | None = DOWNLOAD,
-    seed: int = SEED,
-    device: str = DEVICE,
+    seed: int | None = SEED_FLAG,
+    device: str | None = DEVICE_FLAG,
+    set_: list[str] = sets_option("teacher.lr=0.05"),
+    config: Path | None = CONFIG,
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Train a pool of N teachers, each kept at its best validation epoch."""
-    from distillkit.image.teacher import TeacherConfig, train_pool
+    from distillkit.image.jobs import TeacherJob
+    from distillkit.image.teacher import train_pool
 
-    cfg = validated(TeacherConfig, {"arch": arch, "num_teachers": num_teachers, "epochs": epochs, "seed": seed}, True)
-    cfg.net_options = {"width": width} if width else {}
-    data_cfg = _data_config(dataset, data_root, size, channels, zca, download)
+    flags = {
+        **_data_flags(dataset, data_root, size, channels, zca, download),
+        "teacher.num_teachers": ("--num-teachers", num_teachers),
+        "teacher.epochs": ("--epochs", epochs),
+        "teacher.arch": ("--arch", arch),
+        "teacher.net_options.width": ("--width", width),
+        "seed": ("--seed", seed),
+        "device": ("--device", device),
+    }
+    job = resolve(TeacherJob, None, config, set_, flags)
+    job.teacher.seed = job.seed
+    if printed(job, print_config):
+        return
+    dev = str(resolve_device(job.device))
     make_dir(out)
-    manifest = train_pool(data_cfg.load(seed), cfg, out, device)
+    manifest = train_pool(job.data.load(job.seed), job.teacher, out, dev)
     for t in json.loads(manifest.read_text())["teachers"]:
         typer.echo(f"{t['file']}: validation {t['val_acc']:.2f} %, test {t['test_acc']:.2f} %")
 
@@ -168,31 +183,51 @@ def teacher(
 def experts(
     dataset: str | None = DATASET,
     out: Path = typer.Option(Path("runs/experts"), help="Folder for expert_i.safetensors and experts.json."),
-    num_experts: int = typer.Option(10, help="Number of expert trajectories (MTT: 100)."),
-    epochs: int = typer.Option(50, help="Epochs per expert (MTT: 50); parameters are kept after every epoch."),
-    lr: float = typer.Option(0.01, help="Constant SGD learning rate, no momentum (MTT: 0.01)."),
-    arch: str = typer.Option("convnet"),
+    num_experts: int | None = typer.Option(None, help="Number of expert trajectories (default: 10; MTT: 100)."),
+    epochs: int | None = typer.Option(
+        None, help="Epochs per expert (default and MTT: 50); parameters are kept after every epoch."
+    ),
+    lr: float | None = typer.Option(None, help="Constant SGD learning rate, no momentum (default and MTT: 0.01)."),
+    arch: str | None = typer.Option(None, help="Network (default: convnet)."),
     width: int | None = WIDTH,
     data_root: Path | None = DATA_ROOT,
     size: int | None = SIZE,
     channels: int | None = CHANNELS,
     zca: bool | None = ZCA,
     download: bool | None = DOWNLOAD,
-    seed: int = SEED,
-    device: str = DEVICE,
+    seed: int | None = SEED_FLAG,
+    device: str | None = DEVICE_FLAG,
+    set_: list[str] = sets_option("experts.batch_size=128"),
+    config: Path | None = CONFIG,
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Train expert trajectories for the MTT/TESLA baselines; finished experts are kept when re-run."""
-    from distillkit.image.mtt import ExpertConfig, train_experts
+    from distillkit.image.jobs import ExpertJob
+    from distillkit.image.mtt import train_experts
 
-    values = {"arch": arch, "num_experts": num_experts, "epochs": epochs, "lr": lr, "seed": seed}
-    cfg = validated(ExpertConfig, values, flags=True)
-    cfg.net_options = {"width": width} if width else {}
-    data_cfg = _data_config(dataset, data_root, size, channels, zca, download)
+    flags = {
+        **_data_flags(dataset, data_root, size, channels, zca, download),
+        "experts.num_experts": ("--num-experts", num_experts),
+        "experts.epochs": ("--epochs", epochs),
+        "experts.lr": ("--lr", lr),
+        "experts.arch": ("--arch", arch),
+        "experts.net_options.width": ("--width", width),
+        "seed": ("--seed", seed),
+        "device": ("--device", device),
+    }
+    job = resolve(ExpertJob, None, config, set_, flags)
+    job.experts.seed = job.seed
+    if printed(job, print_config):
+        return
+    dev = str(resolve_device(job.device))
     make_dir(out)
-    manifest = train_experts(data_cfg.load(seed), cfg, out, device)
+    manifest = train_experts(job.data.load(job.seed), job.experts, out, dev)
     for e in json.loads(manifest.read_text())["experts"]:
-        typer.echo(f"{e['file']}: validation {e['val_acc']:.2f} % after {epochs} epochs")
+        typer.echo(f"{e['file']}: validation {e['val_acc']:.2f} % after {job.experts.epochs} epochs")
     typer.echo(f"experts: {manifest}")
+
+
+APM_KEYS = ("ipc", "iterations", "segment_size", "discrepancy", "alpha_ce", "lr_img", "lr_net", "student_epochs")
 
 
 @app.command("distill")
@@ -208,45 +243,59 @@ def distill_cmd(
     zca: bool | None = ZCA,
     download: bool | None = DOWNLOAD,
     seed: int | None = SEED_FLAG,
-    device: str = DEVICE,
-    set_: list[str] = typer.Option(
-        [], "--set", help=f"APM knobs, e.g. --set segment_size=50 --set discrepancy=kl. {ORDER}"
-    ),
+    device: str | None = DEVICE_FLAG,
+    set_: list[str] = sets_option("apm.segment_size=50 --set apm.discrepancy=kl"),
+    config: Path | None = CONFIG,
+    print_config: bool = PRINT_CONFIG,
     groups: int | None = typer.Option(
         None,
         min=1,
         help="Distil G disjoint groups (each with its own seed) and merge them; "
         "under torchrun the groups are shared among the processes.",
     ),
-    group_split: str = typer.Option("ipc", help="ipc (every class, a chunk of its IPC per group) or classes."),
+    group_split: str | None = typer.Option(
+        None, help="ipc (every class, a chunk of its IPC per group; the default) or classes."
+    ),
 ) -> None:
     """APM distillation only: write distilled.safetensors and grid.png into OUT."""
     from distillkit.image.apm import APMConfig, distill
-    from distillkit.image.pipeline import _preset
+    from distillkit.image.jobs import DistillJob
     from distillkit.image.plots import image_grid
+    from distillkit.image.presets import distill_preset
     from distillkit.image.teacher import TeacherPool
     from distillkit.runs import prepare_run_dir
 
-    data_cfg = _data_config(dataset, data_root, size, channels, zca, download)
-    flags = {"ipc": ("--ipc", ipc), "seed": ("--seed", seed)}
-    cfg = validated(APMConfig, apply_flags({**_preset(preset)["apm"], **parse_sets(set_)}, set_, flags))
-    seed = cfg.seed
+    require_dotted(set_, {k: "apm" for k in APMConfig.model_fields if k != "seed"})
+    flags = {
+        **_data_flags(dataset, data_root, size, channels, zca, download),
+        "apm.ipc": ("--ipc", ipc),
+        "seed": ("--seed", seed),
+        "device": ("--device", device),
+        "teachers": ("--teachers", str(teachers)),
+        "groups": ("--groups", groups),
+        "group_split": ("--group-split", group_split),
+    }
+    settings = layered(None, config, set_, flags)
+    job = validate(DistillJob, merge_settings(distill_preset(preset, settings), settings), flags)
+    job.apm.seed = job.seed
+    if printed(job, print_config):
+        return
+    dev = str(resolve_device(job.device))
+    cfg, data_cfg = job.apm, job.data
     if not teachers.is_dir():
         raise UserError(f"--teachers {teachers} is not a folder; pass a teacher pool from `distill image teacher`")
-    if groups is not None:
-        _distill_groups_cmd(data_cfg, cfg, teachers, out, groups, group_split, device, seed)
+    if job.groups is not None:
+        _distill_groups_cmd(job, teachers, out, dev)
         return
-    prepare_run_dir(out, {"data": data_cfg.model_dump(), "apm": cfg.model_dump(), "teachers": str(teachers)})
-    data = data_cfg.load(seed)
-    ds = distill(data, TeacherPool(teachers, device), cfg, out, device)
+    prepare_run_dir(out, job.model_dump())
+    data = data_cfg.load(job.seed)
+    ds = distill(data, TeacherPool(teachers, dev), cfg, out, dev)
     ds.save(out / "distilled.safetensors")
     image_grid(data.denormalise(ds.images), ds.labels, data.classes, out / "grid.png")
     typer.echo(f"distilled set: {out / 'distilled.safetensors'} ({len(ds.labels)} images); grid: {out / 'grid.png'}")
 
 
-def _distill_groups_cmd(
-    data_cfg: Any, cfg: Any, teachers: Path, out: Path, groups: int, split: str, device: str, seed: int
-) -> None:
+def _distill_groups_cmd(job: Any, teachers: Path, out: Path, device: str) -> None:
     """`distill --groups G`: the groups of this process (all of them outside torchrun), then the merge on rank 0."""
     import os
 
@@ -255,18 +304,12 @@ def _distill_groups_cmd(
     from distillkit.image.teacher import TeacherPool
     from distillkit.runs import prepare_run_dir
 
+    cfg, groups, split = job.apm, job.groups, job.group_split
     check_groups(groups, split, cfg.ipc)  # G < 1, G > IPC and a bad split, before any data is read
-    data = data_cfg.load(seed)
+    data = job.data.load(job.seed)
     check_groups(groups, split, cfg.ipc, data.num_classes)
-    config = {
-        "data": data_cfg.model_dump(),
-        "apm": cfg.model_dump(),
-        "teachers": str(teachers),
-        "groups": groups,
-        "group_split": split,
-    }
     if os.environ.get("RANK", "0") == "0" or (out / "config.json").exists():  # only rank 0 writes config.json
-        prepare_run_dir(out, config)
+        prepare_run_dir(out, job.model_dump())
     merged = distill_groups(data, TeacherPool(teachers, device), cfg, out, groups, split, device)
     if merged is not None:
         counts = ", ".join(map(str, merged.meta["class_counts"]))
@@ -301,31 +344,52 @@ def merge(
 @app.command("eval")
 def eval_cmd(
     distilled: Path = typer.Argument(..., help="A distilled-set file (distilled.safetensors)."),
-    arch: str = typer.Option("convnet", help="Architecture of the fresh networks."),
+    arch: str | None = typer.Option(None, help="Architecture of the fresh networks (default: convnet)."),
     width: int | None = WIDTH,
-    runs: int = typer.Option(5, help="R fresh networks."),
-    epochs: int = typer.Option(1000, help="Training epochs per network (spec: 1000)."),
-    lr: float = typer.Option(0.02),
-    label_mode: str = typer.Option("soft", help="soft (teacher logits) or hard."),
-    loss: str = typer.Option("l1", help="l1 or kl for soft labels, ce for hard labels."),
-    baselines: bool = typer.Option(True, help="Also evaluate a random real subset of the same IPC."),
+    runs: int | None = typer.Option(None, help="R fresh networks (default: 5)."),
+    epochs: int | None = typer.Option(None, help="Training epochs per network (default and spec: 1000)."),
+    lr: float | None = typer.Option(None, help="Learning rate (default: 0.02)."),
+    label_mode: str | None = typer.Option(None, help="soft (teacher logits; the default) or hard."),
+    loss: str | None = typer.Option(None, help="l1 (the default) or kl for soft labels, ce for hard labels."),
+    baselines: bool | None = typer.Option(
+        None, "--baselines/--no-baselines", help="Also evaluate a random real subset of the same IPC (default: yes)."
+    ),
     teachers: Path | None = typer.Option(None, help="Teacher pool, to soft-label the random subset."),
     data_root: Path | None = DATA_ROOT,
-    seed: int = SEED,
-    device: str = DEVICE,
+    seed: int | None = SEED_FLAG,
+    device: str | None = DEVICE_FLAG,
     out: Path | None = typer.Option(None, help="Write the results as JSON here."),
+    set_: list[str] = sets_option("eval.batch_size=128"),
+    config: Path | None = CONFIG,
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Train R fresh networks on a distilled set (and a random real subset); report test accuracy."""
+    from distillkit.data.config import DataConfig
     from distillkit.image.distilled import DistilledSet
-    from distillkit.image.evaluate import EvalConfig, evaluate_set, random_subset
-    from distillkit.image.pipeline import DataConfig
+    from distillkit.image.evaluate import evaluate_set, random_subset
+    from distillkit.image.jobs import EvalJob
     from distillkit.image.teacher import TeacherPool
     from distillkit.image.train import predict
     from distillkit.runs import write_json
 
-    values = {"arch": arch, "runs": runs, "epochs": epochs, "lr": lr, "label_mode": label_mode, "loss": loss}
-    cfg = validated(EvalConfig, {**values, "seed": seed}, flags=True)
-    cfg.net_options = {"width": width} if width else {}
+    flags = {
+        "eval.arch": ("--arch", arch),
+        "eval.net_options.width": ("--width", width),
+        "eval.runs": ("--runs", runs),
+        "eval.epochs": ("--epochs", epochs),
+        "eval.lr": ("--lr", lr),
+        "eval.label_mode": ("--label-mode", label_mode),
+        "eval.loss": ("--loss", loss),
+        "baselines": ("--baselines", baselines),
+        "seed": ("--seed", seed),
+        "device": ("--device", device),
+    }
+    job = resolve(EvalJob, None, config, set_, flags)
+    cfg, seed = job.eval, job.seed
+    cfg.seed = seed
+    if printed(job, print_config):
+        return
+    dev = str(resolve_device(job.device))
     if out is not None:
         check_out_file(out)
     _check_set_files([distilled])
@@ -340,15 +404,15 @@ def eval_cmd(
     data = DataConfig(dataset=ds.meta["dataset"], root=str(data_root) if data_root else None, **opts).load(
         ds.meta.get("data_options", {}).get("seed", seed)
     )
-    results = {"distilled": evaluate_set(ds.images, ds.labels, ds.soft_labels, data, cfg, device)}
-    if baselines:
+    results = {"distilled": evaluate_set(ds.images, ds.labels, ds.soft_labels, data, cfg, dev)}
+    if job.baselines:
         ipc = len(ds.labels) // data.num_classes
         x, y = random_subset(data, ipc, seed)
-        soft = predict(TeacherPool(teachers, device).nets[0], x) if teachers else None
+        soft = predict(TeacherPool(teachers, dev).nets[0], x) if teachers else None
         if soft is None and cfg.label_mode == "soft":
             typer.echo("random subset skipped: soft labels need --teachers")
         else:
-            results["random"] = evaluate_set(x, y, soft, data, cfg, device)
+            results["random"] = evaluate_set(x, y, soft, data, cfg, dev)
     for name, r in results.items():
         typer.echo(f"{name}: {r['mean']:.2f} ± {r['std']:.2f} % ({r['protocol']})")
     if out:
@@ -391,11 +455,12 @@ def compare(
     experts: Path | None = EXPERTS,
     seed: int | None = SEED_FLAG,
     device: str | None = DEVICE_FLAG,
-    set_: list[str] = typer.Option([], "--set", help=f"Any config value, e.g. --set mtt.syn_steps=30. {ORDER}"),
+    set_: list[str] = sets_option("mtt.syn_steps=30"),
     config: Path | None = CONFIG,
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Several methods, one teacher pool, one evaluator: a table (markdown, CSV) and plots."""
-    from distillkit.image.compare import make_compare_config, run_compare
+    from distillkit.image.compare import resolve_compare_config, run_compare
 
     flags = {
         **_data_flags(dataset, data_root, size, channels, zca, download),
@@ -407,7 +472,10 @@ def compare(
         "seed": ("--seed", seed),
         "device": ("--device", device),
     }
-    cfg = make_compare_config(preset, apply_flags(parse_sets(set_, config), set_, flags))
+    cfg = resolve_compare_config(preset, config, set_, flags)
+    if printed(cfg, print_config):
+        return
+    resolve_device(cfg.device)
     make_dir(out)
     run_compare(cfg, out, teachers, experts)
     typer.echo((out / "results.md").read_text())
@@ -431,8 +499,9 @@ def tune(
     experts: Path | None = EXPERTS,
     seed: int | None = SEED_FLAG,
     device: str | None = DEVICE_FLAG,
-    set_: list[str] = typer.Option([], "--set", help=f"Fixed settings, e.g. --set apm.iterations=300. {ORDER}"),
+    set_: list[str] = sets_option("apm.iterations=300"),
     config: Path | None = CONFIG,
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Choose a method's knobs on the validation split (Optuna, resumable); writes OUT/preset.yaml."""
     from distillkit.image.compare import make_compare_config
@@ -445,9 +514,13 @@ def tune(
         "seed": ("--seed", seed),
         "device": ("--device", device),
     }
-    settings = apply_flags(parse_sets(set_, config), set_, flags)
+    settings = layered(None, config, set_, flags)
     set_dotted(settings, "full.runs", 0)  # the search never trains on the full data
+    set_dotted(settings, "ipcs", [ipc])  # the IPC searched (and the Table A9 row of a paper preset)
     cfg = make_compare_config(preset, settings)
+    if printed(cfg, print_config):
+        return
+    resolve_device(cfg.device)
     make_dir(out)
     summary = run_tune(cfg, method, ipc, trials, out, teachers, experts)
     best = summary["best"]

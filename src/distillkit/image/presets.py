@@ -50,7 +50,8 @@ def row_label(row: dict[str, Any] | None, ipc: int) -> str:
     if row is None:
         return "none: dataset not in Table A9, the common published defaults"
     exact = "" if row["ipc"] == ipc else f"; IPC {ipc} is not in the table"
-    return f"Table A9 {row['dataset']} IPC {row['ipc']} ({row['model']}{exact})"
+    depth = 4 if row["model"].lower().endswith("d4") else 3
+    return f"Table A9 {row['dataset']} IPC {row['ipc']} ({row['model']}, depth {depth}{exact})"
 
 
 def row_settings(row: dict[str, Any]) -> dict[str, Any]:
@@ -79,3 +80,15 @@ def with_paper_row(base: dict[str, Any], dataset: str, ipc: int) -> dict[str, An
     row = paper_row(dataset, ipc)
     settings = merge_settings(base, row_settings(row)) if row else dict(base)
     return {**settings, "paper_row": row_label(row, ipc)}
+
+
+def distill_preset(name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """`distill image distill`'s preset: the image preset's APM section; `paper` adds the Table A9 row's APM
+    values and ZCA for the dataset and IPC in `settings` (the config file, --set items and flags)."""
+    base = image_preset(name)
+    if name != PAPER:
+        return {"preset": name, "apm": base["apm"]}
+    dataset = settings.get("data", {}).get("dataset", "mnist")
+    ipc = settings.get("apm", {}).get("ipc")
+    row = with_paper_row(base, str(dataset), ipc if isinstance(ipc, int) else 10)
+    return {"preset": name, "paper_row": row["paper_row"], "apm": row["apm"], "data": row.get("data", {})}

@@ -1,7 +1,8 @@
 """Coreset baselines: pick IPC real images per class by herding or k-center on teacher features.
 
 Features are the teacher's penultimate-layer embedding (`net.embed`), as coreset baselines in dataset
-distillation use a trained network's features. Both selections are deterministic given the features.
+distillation use a trained network's features. Both selections (`distillkit.coresets`, in the embedding's
+float32) are deterministic given the features; k-center starts at the point nearest the class mean.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from distillkit.coresets import greedy_k_center, herding
 from distillkit.data.images import ImageData
 from distillkit.errors import UserError
 from distillkit.image.distilled import DistilledSet, provenance
@@ -25,34 +27,6 @@ def embed(net: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tens
     return predict(net, x, batch_size, fn=net.embed)
 
 
-def herding(features: torch.Tensor, n: int) -> torch.Tensor:
-    """Indices of n points whose running mean tracks the mean of `features` most closely (Welling 2009)."""
-    mu = features.mean(0)
-    chosen: list[int] = []
-    total = torch.zeros_like(mu)
-    available = torch.ones(len(features), dtype=torch.bool)
-    for k in range(1, n + 1):
-        gap = ((mu - (total + features) / k) ** 2).sum(1)
-        gap[~available] = float("inf")
-        i = int(gap.argmin())
-        chosen.append(i)
-        available[i] = False
-        total += features[i]
-    return torch.tensor(chosen)
-
-
-def k_center(features: torch.Tensor, n: int) -> torch.Tensor:
-    """Greedy k-center: start at the point nearest the mean, then add the point farthest from those chosen."""
-    first = int(((features - features.mean(0)) ** 2).sum(1).argmin())
-    chosen = [first]
-    dist = ((features - features[first]) ** 2).sum(1)
-    for _ in range(n - 1):
-        i = int(dist.argmax())
-        chosen.append(i)
-        dist = torch.minimum(dist, ((features - features[i]) ** 2).sum(1))
-    return torch.tensor(chosen)
-
-
 def coreset(data: ImageData, method: str, ipc: int, net: nn.Module, seed: int = 0) -> DistilledSet:
     """IPC real training images per class chosen by `method`; soft labels are `net`'s logits."""
     if method not in CORESETS:
@@ -60,7 +34,7 @@ def coreset(data: ImageData, method: str, ipc: int, net: nn.Module, seed: int = 
     if method == "random":
         x, y = random_subset(data, ipc, seed)
     else:
-        pick = herding if method == "herding" else k_center
+        pick = herding if method == "herding" else greedy_k_center
         xs, ys = [], []
         for c in range(data.num_classes):
             idx = data.class_indices(c)
@@ -69,7 +43,7 @@ def coreset(data: ImageData, method: str, ipc: int, net: nn.Module, seed: int = 
                     f"IPC {ipc} is larger than class {data.classes[c]!r} ({len(idx)} training images); "
                     "choose a smaller --ipc"
                 )
-            chosen = idx[pick(embed(net, data.x_train[idx]), ipc)]
+            chosen = idx[torch.from_numpy(pick(embed(net, data.x_train[idx]), ipc))]
             xs.append(data.x_train[chosen])
             ys.append(data.y_train[chosen])
         x, y = torch.cat(xs), torch.cat(ys)

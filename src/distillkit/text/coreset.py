@@ -1,10 +1,13 @@
-"""Coreset selectors on embeddings, and the frozen selection encoder that makes the embeddings.
+"""Text coreset selectors on embeddings, and the frozen selection encoder that makes the embeddings.
 
-- `kmeans_medoid` (called "K-centers" in the DiLM paper): K-means (k-means++, n_init 1, max_iter 300,
-  seeded), then each cluster's member nearest to its centroid.
-- `greedy_k_center`: the farthest-point greedy 2-approximation of the k-center problem.
-- `herding`: greedy choice that keeps the running sum closest to (i+1) x the mean (deterministic).
+The selections themselves are `distillkit.coresets`; here each becomes a selector (embeddings, k, seed):
+
+- `kmeans_medoid` (called "K-centers" in the DiLM paper): K-means medoids, seeded.
+- `greedy_k_center`: farthest-point greedy k-center from a seeded random first point.
+- `herding`: deterministic; the seed is not used.
 - `random`: a seeded uniform sample.
+
+Embeddings are taken as float64, so each selection is made in double precision.
 """
 
 from __future__ import annotations
@@ -14,88 +17,43 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from distillkit.coresets import greedy_k_center, herding, kmeans_medoid, per_class, random_indices
 from distillkit.progress import progress as progress_bar
-from distillkit.seeding import seed32
 from distillkit.text.models import load_encoder_classifier
 
 
-def kmeans_medoid(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Indices of the members nearest to the K-means centroids (one per cluster, distinct)."""
-    from sklearn.cluster import KMeans
-
+def seeded_k_center(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Greedy k-center from a seeded random first point; every row (in order) when k >= N."""
     x = np.asarray(x, dtype=np.float64)
     if k >= len(x):
         return np.arange(len(x))
-    km = KMeans(n_clusters=k, init="k-means++", n_init=1, max_iter=300, random_state=seed32(seed)).fit(x)
-    chosen: list[int] = []
-    for c in range(k):
-        members = np.flatnonzero(km.labels_ == c)
-        if len(members) == 0:
-            continue
-        d = np.linalg.norm(x[members] - km.cluster_centers_[c], axis=1)
-        for j in members[np.argsort(d)]:
-            if j not in chosen:
-                chosen.append(int(j))
-                break
-    rest = [i for i in np.argsort(np.linalg.norm(x - x.mean(0), axis=1)) if i not in chosen]
-    chosen += [int(i) for i in rest[: k - len(chosen)]]  # only if K-means left clusters empty
-    return np.asarray(chosen)
+    return greedy_k_center(x, k, first=int(np.random.default_rng(seed).integers(len(x))))
 
 
-def greedy_k_center(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Farthest-point greedy k-center from a seeded random first point."""
-    x = np.asarray(x, dtype=np.float64)
-    if k >= len(x):
-        return np.arange(len(x))
-    rng = np.random.default_rng(seed)
-    chosen = [int(rng.integers(len(x)))]
-    dist = np.linalg.norm(x - x[chosen[0]], axis=1)
-    for _ in range(k - 1):
-        j = int(np.argmax(dist))
-        chosen.append(j)
-        dist = np.minimum(dist, np.linalg.norm(x - x[j], axis=1))
-    return np.asarray(chosen)
+def herding_selector(x: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Herding on float64 embeddings; deterministic, so `seed` is ignored."""
+    return herding(np.asarray(x, dtype=np.float64), k)
 
 
-def herding(x: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """Herding: add the point that brings the running sum closest (L2) to (i+1) x the class mean."""
-    x = np.asarray(x, dtype=np.float64)
-    mu = x.mean(0)
-    chosen: list[int] = []
-    total = np.zeros_like(mu)
-    avail = np.ones(len(x), dtype=bool)
-    for i in range(min(k, len(x))):
-        d = np.linalg.norm(total + x - (i + 1) * mu, axis=1)
-        d[~avail] = np.inf
-        j = int(np.argmin(d))
-        chosen.append(j)
-        avail[j] = False
-        total += x[j]
-    return np.asarray(chosen)
-
-
-def random_subset(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(len(x), size=min(k, len(x)), replace=False))
+def random_selector(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """A seeded uniform sample of min(k, N) rows, sorted."""
+    return random_indices(len(x), k, seed)
 
 
 SELECTORS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
-    "random": random_subset,
+    "random": random_selector,
     "kmeans_medoid": kmeans_medoid,
-    "greedy_k_center": greedy_k_center,
-    "herding": herding,
+    "greedy_k_center": seeded_k_center,
+    "herding": herding_selector,
 }
 DETERMINISTIC = {"herding"}
 
 
 def select_per_class(method: str, emb: np.ndarray, labels: np.ndarray, dpc: int, seed: int) -> np.ndarray:
     """Indices of `dpc` rows per class chosen by `method` on each class's embeddings."""
-    fn = SELECTORS[method]
-    out = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        out.append(idx[fn(emb[idx], dpc, seed)])
-    return np.concatenate(out)
+    select = SELECTORS[method]
+    chosen = per_class(labels, lambda rows: select(emb[rows], dpc, seed))
+    return np.concatenate(list(chosen.values()))
 
 
 class SelectionEncoder:

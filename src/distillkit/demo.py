@@ -6,6 +6,8 @@ import importlib
 import time
 from pathlib import Path
 
+from distillkit.report import write_report_html
+
 # Each system contributes `demo_section(out_dir: Path) -> str` (markdown, paths relative to the report);
 # a section with a longer showcase also takes `full=True` (`distill demo --full`, `make demo-full`).
 SECTIONS = [
@@ -16,7 +18,7 @@ SECTIONS = [
 
 
 def run_demo(out: Path, only: list[str] | None = None, full: bool = False) -> Path:
-    """Run the demo sections (all, or the modules named in `only`) and write `out/report.md`."""
+    """Run the demo sections (all, or the modules named in `only`) and write `out/report.md` and `report.html`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# distillkit demo report", ""]
@@ -31,7 +33,13 @@ def run_demo(out: Path, only: list[str] | None = None, full: bool = False) -> Pa
                 raise
             continue
         parts += [f"## {title}", "", section, "", f"_section time: {time.perf_counter() - start:.0f} s_", ""]
-        (out / "report.md").write_text("\n".join(parts))
+        _write(out, parts)  # after each section, so a long demo can be read while it runs
+    return _write(out, parts)
+
+
+def _write(out: Path, parts: list[str]) -> Path:
+    """report.md and its self-contained HTML page, report.html; returns report.md."""
     report = out / "report.md"
     report.write_text("\n".join(parts))
+    write_report_html(out)
     return report

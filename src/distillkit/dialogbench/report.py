@@ -7,6 +7,8 @@ from pathlib import Path
 
 from distillkit.dialogbench.tasks import DIMENSIONS, all_tasks
 from distillkit.errors import UserError
+from distillkit.plots import letter_bars, task_bars, task_radar
+from distillkit.report import write_report_html
 from distillkit.runs import read_json
 
 
@@ -64,67 +66,19 @@ def comparison_rows(runs: list[dict]) -> tuple[list[str], list[list]]:
     return header, rows
 
 
-def _plots(runs: list[dict], out: Path) -> list[str]:
-    import matplotlib
+def accuracy_series(runs: list[dict]) -> dict[str, list[float]]:
+    """Run label -> accuracy per task, in the paper's task order (0 for a task a run lacks)."""
+    return {run_label(m): [m["tasks"].get(a, {}).get("accuracy") or 0 for a in all_tasks()] for m in runs}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
 
-    tasks = list(all_tasks())
-    names = []
-    x = np.arange(len(tasks))
-    w = 0.8 / max(len(runs), 1)
-    fig, ax = plt.subplots(figsize=(11, 4))
-    for i, m in enumerate(runs):
-        vals = [m["tasks"].get(a, {}).get("accuracy") or 0 for a in tasks]
-        ax.bar(x + i * w - 0.4 + w / 2, vals, w, label=run_label(m))
-    ax.axhline(25, color="gray", ls="--", lw=1, label="chance (4 options)")
-    ax.set_xticks(x, tasks)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title("DialogBench accuracy per task")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "tasks_bar.png", dpi=110)
-    plt.close(fig)
-    names.append("tasks_bar.png")
-
-    ang = np.linspace(0, 2 * np.pi, len(tasks), endpoint=False).tolist()
-    fig = plt.figure(figsize=(6, 6))
-    ax = fig.add_subplot(projection="polar")
-    for m in runs:
-        vals = [m["tasks"].get(a, {}).get("accuracy") or 0 for a in tasks]
-        ax.plot(ang + ang[:1], vals + vals[:1], label=run_label(m))
-        ax.fill(ang + ang[:1], vals + vals[:1], alpha=0.1)
-    ax.set_xticks(ang, tasks)
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.25, -0.1))
-    fig.tight_layout()
-    fig.savefig(out / "tasks_radar.png", dpi=110)
-    plt.close(fig)
-    names.append("tasks_radar.png")
-
-    letters = ["A", "B", "C", "D", "none"]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    w = 0.8 / (len(runs) + 1)
-    xl = np.arange(len(letters))
-    gold = runs[0]["letters"]["gold"]
-    tot = max(sum(gold.values()), 1)
-    ax.bar(xl - 0.4 + w / 2, [100 * gold.get(k, 0) / tot for k in letters], w, label="gold", color="gray")
-    for i, m in enumerate(runs, 1):
-        p = m["letters"]["predicted"]
-        n = max(sum(p.values()), 1)
-        ax.bar(xl - 0.4 + w / 2 + i * w, [100 * p.get(k, 0) / n for k in letters], w, label=run_label(m))
-    ax.set_xticks(xl, letters)
-    ax.set_ylabel("% of answers")
-    ax.set_title("Predicted letters vs gold (position bias)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "letters.png", dpi=110)
-    plt.close(fig)
-    names.append("letters.png")
-    return names
+def write_plots(runs: list[dict], out: Path) -> list[str]:
+    """tasks_bar.png, tasks_radar.png and letters.png in `out`; returns their file names."""
+    tasks, series = list(all_tasks()), accuracy_series(runs)
+    task_bars(tasks, series, out / "tasks_bar.png", "DialogBench accuracy per task")
+    task_radar(tasks, series, out / "tasks_radar.png")
+    predicted = {run_label(m): m["letters"]["predicted"] for m in runs}
+    letter_bars(runs[0]["letters"]["gold"], predicted, out / "letters.png")
+    return ["tasks_bar.png", "tasks_radar.png", "letters.png"]
 
 
 def render_markdown(runs: list[dict], images: list[str] | None = None, heading: str = "#") -> str:
@@ -188,7 +142,7 @@ def render_markdown(runs: list[dict], images: list[str] | None = None, heading: 
 
 
 def write_report(run_dirs: list[Path], out: Path) -> Path:
-    """Write report.md, results.csv and plots for the given run folders; returns the markdown path."""
+    """Write report.md (and report.html), results.csv and plots for the given run folders; returns report.md."""
     runs = [load_run(r) for r in run_dirs]
     if not runs:
         raise UserError("no runs given; pass one or more run folders")
@@ -197,7 +151,8 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     header, rows = comparison_rows(runs)
     with (out / "results.csv").open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([header, *rows])
-    images = _plots(runs, out)
+    images = write_plots(runs, out)
     md = out / "report.md"
     md.write_text(render_markdown(runs, images), encoding="utf-8")
+    write_report_html(out)
     return md

@@ -1,9 +1,11 @@
-"""Accuracy against DPC for DiLM and the baselines (mean ± std bands), full data as a dashed line."""
+"""Accuracy against DPC for DiLM and the baselines (mean ± std bars), full data as a dashed line."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from distillkit.plots import accuracy_vs_size
 
 LABELS = {
     "dilm": "DiLM",
@@ -16,34 +18,32 @@ LABELS = {
 }
 
 
+def dpc_rows(per_method: dict[str, dict]) -> tuple[list[dict], dict[str, float]]:
+    """One learner's results (method -> DPC -> mean/std) as plot rows, and the full-data reference."""
+    rows, references = [], {}
+    for method, per in per_method.items():
+        if method == "full":
+            references[LABELS["full"]] = per["all"]["mean"]
+            continue
+        name = LABELS.get(method, method)
+        rows += [{"method": name, "dpc": int(d), "mean": r["mean"], "std": r["std"]} for d, r in per.items()]
+    return rows, references
+
+
 def plot_accuracy_vs_dpc(metrics: dict[str, Any], path: Path, learner: str | None = None) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """accuracy_vs_dpc.png of a DiLM run: one line per method for `learner` (the first one by default)."""
     learners = metrics["learners"]
     learner = learner or next(iter(learners))
-    res = learners[learner]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, per in res.items():
-        if method == "full":
-            ax.axhline(per["all"]["mean"], ls="--", color="k", label=f"{LABELS['full']} ({per['all']['mean']:.1f})")
-            continue
-        dpcs = sorted(int(d) for d in per)
-        mean = [per[str(d)]["mean"] for d in dpcs]
-        std = [per[str(d)]["std"] for d in dpcs]
-        ax.errorbar(dpcs, mean, yerr=std, marker="o", capsize=3, label=LABELS.get(method, method))
-    all_dpcs = sorted({int(d) for per in res.values() for d in per if d != "all"})
-    if all_dpcs:
-        ax.set_xticks(all_dpcs)
-    ax.set_xlabel("data per class (DPC)")
-    ax.set_ylabel(f"test {metrics.get('metric', 'accuracy')} (%)")
-    ax.set_title(f"{metrics.get('dataset', '')}, learner {learner}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    rows, references = dpc_rows(learners[learner])
+    return accuracy_vs_size(
+        rows,
+        path,
+        f"{metrics.get('dataset', '')}, learner {learner}",
+        size="dpc",
+        xlabel="data per class (DPC)",
+        log_x=False,
+        panel=None,
+        references=references,
+        ylabel=f"test {metrics.get('metric', 'accuracy')} (%)",
+        panel_size=(6, 4),
+    )

@@ -8,10 +8,14 @@ from pathlib import Path
 
 from distillkit.dialogbench.generate.checks import CHECKS
 from distillkit.dialogbench.generate.plan import Job
+from distillkit.dialogbench.generate.prompts import domains
+from distillkit.dialogbench.generate.screening import checked
 from distillkit.dialogbench.generate.settings import GenSettings
 from distillkit.dialogbench.itemlog import ItemLog
 from distillkit.dialogbench.official import export_official
 from distillkit.dialogbench.schema import Instance, write_jsonl
+from distillkit.plots import count_panels
+from distillkit.report import write_report_html
 from distillkit.runs import write_json
 
 REASONS = ("invalid_output", *CHECKS, "judge_wrong", "judge_unparsed")
@@ -24,9 +28,8 @@ def _reason_name(reason: str) -> str:
 def finalize(
     s: GenSettings, out: Path, jobs: list[Job], gen_log: ItemLog, judge_log: ItemLog | None, budget, seconds: float
 ) -> dict:
-    """Assemble accepted instances and rejects from the logs; write every output file; return the summary."""
-    from distillkit.dialogbench.generate.pipeline import checked
-
+    """Assemble accepted instances and rejects from the logs; write every output file (and report.html); return
+    the summary."""
     survivors, failed = checked(s, jobs, gen_log)
     rejects: list[dict] = []
     by_id = {j.id: j for j in jobs}
@@ -110,6 +113,7 @@ def finalize(
     }
     write_json(out / "summary.json", summary)
     write_datasheet(out, s, accepted, rejects, summary)
+    write_report_html(out)
     return summary
 
 
@@ -158,24 +162,13 @@ def write_datasheet(out: Path, s: GenSettings, accepted: list[Instance], rejects
 
 def _latin(label: str) -> str:
     """Chinese domain names as their English counterparts (the default plot font has no CJK glyphs)."""
-    from distillkit.dialogbench.generate.prompts import domains
-
     zh = domains("zh")
     return domains("en")[zh.index(label)] if label in zh else label
 
 
 def _plot(path: Path, sheet: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4.5))
-    for ax, key in zip(axes, ("task", "answer_position", "domain", "rejection_reason"), strict=True):
-        counts = {_latin(k): v for k, v in sheet[key].items()}
-        ax.bar(range(len(counts)), list(counts.values()), color="#4c72b0")
-        ax.set_xticks(range(len(counts)), list(counts), rotation=60 if len(counts) > 4 else 0, ha="right", fontsize=7)
-        ax.set_title(key.replace("_", " "))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    panels = {
+        key.replace("_", " "): {_latin(k): v for k, v in sheet[key].items()}
+        for key in ("task", "answer_position", "domain", "rejection_reason")
+    }
+    count_panels(panels, path)

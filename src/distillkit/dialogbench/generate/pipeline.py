@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distillkit.dialogbench.extract import extract
-from distillkit.dialogbench.generate.checks import check_instance, duplicate_dialogues
+from distillkit.dialogbench.generate.outputs import finalize
 from distillkit.dialogbench.generate.parse import InvalidReply, parse_reply
 from distillkit.dialogbench.generate.plan import Job, make_plan
 from distillkit.dialogbench.generate.prompts import (
@@ -22,6 +22,7 @@ from distillkit.dialogbench.generate.prompts import (
     response_format,
     styles,
 )
+from distillkit.dialogbench.generate.screening import checked
 from distillkit.dialogbench.generate.settings import GenSettings
 from distillkit.dialogbench.itemlog import ItemLog
 from distillkit.dialogbench.render import chat_messages
@@ -192,25 +193,6 @@ def _extra(s: GenSettings, st: _State) -> dict:
     return x
 
 
-def checked(s: GenSettings, jobs: list[Job], log: ItemLog) -> tuple[list[Instance], dict[str, str]]:
-    """Valid instances that pass every no-LLM check (in plan order), and id -> reason for the others."""
-    valid = [
-        Instance.model_validate(log.records[j.key]["instance"])
-        for j in jobs
-        if j.key in log and log.records[j.key]["status"] == "valid"
-    ]
-    failed: dict[str, str] = {}
-    passing = []
-    for inst in valid:
-        reason = check_instance(inst, s.checks())
-        if reason:
-            failed[inst.id] = reason
-        else:
-            passing.append(inst)
-    failed.update(duplicate_dialogues(passing, s.checks().dialogue_similarity))
-    return [i for i in passing if i.id not in failed], failed
-
-
 def _judge(lm, s: GenSettings, items: list[Instance], log: ItemLog, budget: Budget, show: bool) -> None:
     todo = [i for i in items if i.id not in log]
     gen = GenerationConfig(max_new_tokens=64, do_sample=False, seed=s.seed)
@@ -238,8 +220,6 @@ def _judge(lm, s: GenSettings, items: list[Instance], log: ItemLog, budget: Budg
 
 def run_generation(s: GenSettings, out_dir: Path, lm, judge_lm=None, show: bool = True) -> dict:
     """Generate (or resume) into `out_dir`; write instances, rejects, official files and datasheet."""
-    from distillkit.dialogbench.generate.outputs import finalize
-
     out_dir = Path(out_dir)
     prepare_run_dir(out_dir, s.fixed())
     jobs = plan_for(s)

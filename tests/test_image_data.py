@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from distillkit.data.images import apply_zca, canonical_name, fit_zca, load_images
+from distillkit.data.image_prep import apply_zca, fit_zca
+from distillkit.data.image_sources import canonical_name
+from distillkit.data.images import load_images
 from distillkit.errors import UserError
 
 

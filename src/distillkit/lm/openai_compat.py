@@ -4,6 +4,8 @@ Async requests under a concurrency limit; a deadline per request; retries with e
 5xx, timeouts, dropped connections and unparseable answers; request parameters the server refuses (HTTP 400
 naming them) are dropped once and remembered; reasoning (`reasoning_content`) is kept as a `<think>` block;
 an on-disk response cache keyed by the request (safe across threads and processes); token accounting.
+Base mode (`loglikelihood`) scores prompts through `/v1/completions` with echo and logprobs (vLLM and the
+like; see `distillkit.lm.completions`); a server that cannot is refused with one line.
 The API key is read from the environment only and never written anywhere; URLs and server messages are
 shown with credentials masked.
 """
@@ -16,7 +18,7 @@ import os
 import random
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -25,6 +27,15 @@ import openai
 
 from distillkit.errors import UserError
 from distillkit.lm.cache import ResponseCache, request_key
+from distillkit.lm.completions import (
+    ECHO_FIELDS,
+    EchoRequest,
+    LoglikelihoodResult,
+    NoPromptLogprobs,
+    OffsetsUnusable,
+    echo_payload,
+    score_choice,
+)
 from distillkit.lm.config import GenerationConfig, apply_stop
 from distillkit.lm.reasoning import CLOSE, join_reasoning
 from distillkit.lm.secrets import mask_secrets, mask_url
@@ -52,7 +63,8 @@ class OpenAICompatLM:
 
     `chat(conversations, config)` returns one reply per conversation, in order; `usage` counts
     prompt/completion tokens, requests, retries and cache hits; `refused` names the request parameters
-    the server refused (not sent again by this client). `timeout` is a deadline in seconds for each
+    the server refused (not sent again by this client). `loglikelihood(requests)` scores (context,
+    continuation) pairs, `prompts_per_request` prompts per request. `timeout` is a deadline in seconds for each
     request attempt; a request is tried at most `max_retries + 1` times. `token_param` names the token
     limit (`max_completion_tokens` for OpenAI's reasoning models); `extra_body` adds request fields.
     """
@@ -71,6 +83,7 @@ class OpenAICompatLM:
         cache_size_mb: int | None = None,
         token_param: TokenParam = "max_tokens",
         extra_body: dict[str, Any] | None = None,
+        prompts_per_request: int = 8,
     ):
         from distillkit.lm.offline import cache_dir as default_cache
 
@@ -86,6 +99,8 @@ class OpenAICompatLM:
         self.max_backoff = max_backoff
         self.token_param = token_param
         self.extra_body = dict(extra_body or {})
+        self.prompts_per_request = max(1, prompts_per_request)
+        self.list_prompts = True  # the server takes several prompts per request (until it refuses a list)
         self.refused: set[str] = set()
         self._probed = False  # a request went through: the rest may go in parallel
         if cache_dir is False:
@@ -109,6 +124,7 @@ class OpenAICompatLM:
             "max_retries": self.max_retries,
             "timeout": self.timeout,
             "token_param": self.token_param,
+            "prompts_per_request": self.prompts_per_request,
             "refused_params": sorted(self.refused),
         }
 
@@ -137,46 +153,66 @@ class OpenAICompatLM:
     # ------------------------------------------------------------------ one request with retries
     async def _fetch(self, client: openai.AsyncOpenAI, kind: str, payload: dict[str, Any]) -> str:
         """Send one request (retrying, dropping refused parameters); the reply goes to the cache."""
+        text = await self._attempts(client, payload, lambda sent: self._send(client, kind, sent))
+        if self.cache is not None:
+            self.cache.put(self._key(kind, payload), {"text": text})
+        return text
+
+    async def _attempts(
+        self,
+        client: openai.AsyncOpenAI,
+        payload: dict[str, Any],
+        send: Callable[[dict[str, Any]], Awaitable[Any]],
+        protected: tuple[str, ...] = _PROTECTED,
+        refusal: Callable[[openai.APIStatusError, dict[str, Any]], UserError | None] | None = None,
+    ) -> Any:
+        """`send(payload)` until it succeeds: retried on transient failures, refused parameters dropped.
+
+        `protected` fields are never dropped; `refusal` may turn an HTTP error into the UserError to raise.
+        """
         last: Exception | None = None
         attempt = 0
         while True:
             sent = self._effective(payload)
             try:
                 self.usage["requests"] += 1
-                text = await asyncio.wait_for(self._send(client, kind, sent), self.timeout)
-                if self.cache is not None:
-                    self.cache.put(self._key(kind, payload), {"text": text})
+                result = await asyncio.wait_for(send(sent), self.timeout)
                 self._probed = True
-                return text
-            except (openai.BadRequestError, openai.UnprocessableEntityError) as e:
-                param = self._refusable(e, sent)
-                if param is None:
+                return result
+            except openai.APIStatusError as e:
+                if refusal is not None and (err := refusal(e, sent)) is not None:
+                    raise err from None
+                if isinstance(e, openai.BadRequestError | openai.UnprocessableEntityError):
+                    param = self._refusable(e, sent, protected)
+                    if param is None:
+                        raise UserError(
+                            f"the server at {self.shown_url} rejected the request (HTTP {e.status_code}: "
+                            f"{_short(e)}); check the model name and generation settings"
+                        ) from None
+                    self._refuse(param)
+                    continue
+                if isinstance(e, openai.AuthenticationError):
+                    raise UserError(
+                        f"the server at {self.shown_url} refused the API key; set {self.api_key_env} in the environment"
+                    ) from None
+                if isinstance(e, openai.NotFoundError):
+                    raise UserError(
+                        f"the server at {self.shown_url} does not know model {self.model!r} or the "
+                        f"endpoint ({_short(e)}); check --model and --base-url"
+                    ) from None
+                if not isinstance(e, _RETRYABLE):
                     raise UserError(
                         f"the server at {self.shown_url} rejected the request (HTTP {e.status_code}: "
                         f"{_short(e)}); check the model name and generation settings"
                     ) from None
-                self._refuse(param)
+                last = e
             except (*_RETRYABLE, _Garbage, ValueError) as e:
                 last = e
-                if attempt == self.max_retries:
-                    break
-                self.usage["retries"] += 1
-                await asyncio.sleep(self._delay(attempt, e))
-                attempt += 1
-            except openai.AuthenticationError:
-                raise UserError(
-                    f"the server at {self.shown_url} refused the API key; set {self.api_key_env} in the environment"
-                ) from None
-            except openai.NotFoundError as e:
-                raise UserError(
-                    f"the server at {self.shown_url} does not know model {self.model!r} or the "
-                    f"endpoint ({_short(e)}); check --model and --base-url"
-                ) from None
-            except openai.APIStatusError as e:
-                raise UserError(
-                    f"the server at {self.shown_url} rejected the request (HTTP {e.status_code}: "
-                    f"{_short(e)}); check the model name and generation settings"
-                ) from None
+            if attempt == self.max_retries:
+                break
+            self.usage["retries"] += 1
+            await asyncio.sleep(self._delay(attempt, last))
+            attempt += 1
         raise UserError(_explain(last, self.shown_url, self.max_retries, self.timeout)) from None
 
     async def _send(self, client: openai.AsyncOpenAI, kind: str, sent: dict[str, Any]) -> str:
@@ -204,9 +240,11 @@ class OpenAICompatLM:
                 out.setdefault(other, payload[name])
         return out
 
-    def _refusable(self, err: openai.APIStatusError, sent: dict[str, Any]) -> str | None:
+    def _refusable(
+        self, err: openai.APIStatusError, sent: dict[str, Any], protected: tuple[str, ...] = _PROTECTED
+    ) -> str | None:
         """The sent parameter the error names (its `param`, else the first one its message mentions)."""
-        names = [k for k in sent if k not in _PROTECTED]
+        names = [k for k in sent if k not in protected]
         param = getattr(err, "param", None)
         if param not in names:
             text = f"{err.body} {err.message}"
@@ -326,9 +364,168 @@ class OpenAICompatLM:
         payloads = [{**self._gen_args(config, "completion"), "prompt": p} for p in prompts]
         return [apply_stop(t, config.stop) for t in self._sync(self._run_all("completion", payloads, on_result))]
 
-    def loglikelihood(self, requests):  # noqa: D401 - documented refusal
-        """Not available: chat endpoints return no prompt log-probabilities."""
-        raise UserError("log-likelihood scoring needs a local model; chat endpoints return no prompt log-probs")
+    # ------------------------------------------------------------------ base mode: prompt log-probabilities
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
+        """Summed log-probability of each continuation given its context (`/v1/completions` with echo)."""
+        return [r.logprob for r in self.loglikelihood_detailed(requests)]
+
+    def loglikelihood_detailed(self, requests: Sequence[tuple[str, str]]) -> list[LoglikelihoodResult]:
+        """Like `loglikelihood`, with token/char counts and greedy flags (the server never truncates: a prompt
+        beyond its window is refused by the server).
+
+        Each pair becomes one prompt, context + continuation; `prompts_per_request` prompts travel in one
+        request (one each once the server refuses a list); answers are cached per prompt.
+        """
+        asks = [EchoRequest.of(c, x) for c, x in requests]
+        unique = list(dict.fromkeys(asks))
+        scored = dict(zip(unique, self._sync(self._score_all(unique)), strict=True))
+        return [
+            LoglikelihoodResult(logprob=lp, n_tokens=n, n_chars=a.n_chars, is_greedy=greedy, truncated=False)
+            for a in asks
+            for lp, n, greedy in [scored[a]]
+        ]
+
+    def _echo_key(self, ask: EchoRequest) -> dict[str, Any]:
+        return {**echo_payload(self.model, [ask.prompt]), "context_chars": ask.context_chars} | self.extra_body
+
+    async def _score_all(self, asks: list[EchoRequest]) -> list[tuple[float, int, bool]]:
+        results: dict[EchoRequest, tuple[float, int, bool]] = {}
+        for a in asks:
+            if self.cache is not None and (hit := self.cache.get(self._key("echo", self._echo_key(a)))) is not None:
+                self.usage["cache_hits"] += 1
+                results[a] = (hit["logprob"], hit["n_tokens"], hit["is_greedy"])
+        pending = [a for a in asks if a not in results]
+        size = max(1, self.prompts_per_request)
+        batches = [pending[i : i + size] for i in range(0, len(pending), size)]
+        if batches:
+            sem = asyncio.Semaphore(self.concurrency)
+            async with self._client() as client:
+
+                async def one(batch: list[EchoRequest]) -> None:
+                    async with sem:
+                        results.update(zip(batch, await self._score_batch(client, batch), strict=True))
+
+                if not self._probed:  # the first batch alone: a refusal is learnt once
+                    await one(batches.pop(0))
+                await asyncio.gather(*(one(b) for b in batches))
+        return [results[a] for a in asks]
+
+    async def _score_batch(self, client: openai.AsyncOpenAI, batch: list[EchoRequest]) -> list[tuple[float, int, bool]]:
+        """Score one batch in one request; a server that takes one prompt at a time gets them one by one."""
+        if len(batch) > 1 and not self.list_prompts:
+            return [x for a in batch for x in await self._score_batch(client, [a])]
+        payload = echo_payload(self.model, [a.prompt for a in batch]) | self.extra_body
+        try:
+            out = await self._attempts(
+                client,
+                payload,
+                lambda sent: self._send_echo(client, sent, batch),
+                protected=_PROTECTED + ECHO_FIELDS,
+                refusal=lambda e, sent: self._echo_refusal(e, sent, len(batch)),
+            )
+        except _ListRefused:
+            self.list_prompts = False
+            print(f"warning: the server at {self.shown_url} takes one prompt per request", file=sys.stderr)
+            return await self._score_batch(client, batch)
+        unplaced = [k for k, x in enumerate(out) if isinstance(x, dict)]
+        if unplaced:  # the tokens' texts cannot place the continuation: count the context's tokens instead
+            contexts = [batch[k].prompt[: batch[k].context_chars] for k in unplaced]
+            counts = await self._context_tokens(client, contexts)
+            for k, n in zip(unplaced, counts, strict=True):
+                out[k] = self._scored(out[k], batch[k], n)
+        if self.cache is not None:
+            for a, (lp, n, greedy) in zip(batch, out, strict=True):
+                value = {"logprob": lp, "n_tokens": n, "is_greedy": greedy}
+                self.cache.put(self._key("echo", self._echo_key(a)), value)
+        return out
+
+    async def _context_tokens(self, client: openai.AsyncOpenAI, contexts: list[str]) -> list[int]:
+        """How many tokens the server makes of each context (its echo's length), several per request."""
+        unique = list(dict.fromkeys(contexts))
+        size = self.prompts_per_request if self.list_prompts else 1
+        counts: dict[str, int] = {}
+        for start in range(0, len(unique), size):
+            chunk = unique[start : start + size]
+
+            async def send(sent: dict[str, Any], chunk=chunk) -> list[int]:
+                resp = await self._completions(client, sent)
+                if len(resp.choices or []) != len(chunk):
+                    raise _Garbage(f"{len(resp.choices or [])} choices for {len(chunk)} prompts")
+                lps = [c.logprobs for c in sorted(resp.choices, key=lambda c: c.index or 0)]
+                if any(lp is None or not lp.tokens for lp in lps):
+                    raise self._no_logprobs("no logprobs.tokens in the answer")
+                return [len(lp.tokens) for lp in lps]
+
+            payload = echo_payload(self.model, chunk) | self.extra_body
+            got = await self._attempts(
+                client,
+                payload,
+                send,
+                protected=_PROTECTED + ECHO_FIELDS,
+                refusal=lambda e, sent, n=len(chunk): self._echo_refusal(e, sent, n),
+            )
+            counts.update(zip(chunk, got, strict=True))
+        return [counts[c] for c in contexts]
+
+    def _scored(self, choice: dict[str, Any], ask: EchoRequest, context_tokens: int | None = None):
+        """`score_choice`, with the one-line refusal for an answer without prompt log-probabilities; the choice
+        itself when its offsets cannot place the continuation (then the context's token count is needed)."""
+        try:
+            return score_choice(choice, ask, context_tokens)
+        except OffsetsUnusable:
+            return choice
+        except NoPromptLogprobs as e:
+            raise self._no_logprobs(str(e)) from None
+
+    async def _completions(self, client: openai.AsyncOpenAI, sent: dict[str, Any]):
+        """One `/v1/completions` request; its token usage is counted."""
+        rest = {k: v for k, v in sent.items() if k not in _PROTECTED}
+        resp = await client.completions.create(model=sent["model"], prompt=sent["prompt"], extra_body=rest)
+        if resp.usage is not None:
+            self.usage["prompt_tokens"] += resp.usage.prompt_tokens or 0
+            self.usage["completion_tokens"] += resp.usage.completion_tokens or 0
+        return resp
+
+    async def _send_echo(self, client: openai.AsyncOpenAI, sent: dict[str, Any], batch: list[EchoRequest]) -> list:
+        """Scores of one batch; a choice whose offsets cannot place its continuation stays a dict."""
+        resp = await self._completions(client, sent)
+        choices = sorted((c.model_dump() for c in resp.choices or []), key=lambda c: c.get("index") or 0)
+        if len(choices) != len(batch):
+            if len(batch) > 1 and len(choices) == 1:
+                raise _ListRefused
+            raise _Garbage(f"{len(choices)} choices for {len(batch)} prompts")
+        return [self._scored(c, a) for c, a in zip(choices, batch, strict=True)]
+
+    def _echo_refusal(self, err: openai.APIStatusError, sent: dict[str, Any], n_prompts: int) -> UserError | None:
+        """The UserError for an HTTP error that means the server cannot score prompts (None: handle as usual)."""
+        text = f"{err.body} {err.message}".lower()
+        bad_request = isinstance(err, openai.BadRequestError | openai.UnprocessableEntityError)
+        if bad_request and self._refusable(err, sent, _PROTECTED + ECHO_FIELDS) is not None:
+            return None  # an optional field (from --extra-body): dropped and sent again
+        if re.search(r"context length|context window|maximum context|too long", text):
+            return UserError(
+                f"the server at {self.shown_url} refused a prompt as too long for its window ({_short(err)}); "
+                "shorten the instance or serve the model with a longer context"
+            )
+        if n_prompts > 1 and bad_request:
+            if "prompt" in text and not re.search(r"\becho\b|logprob", text):
+                raise _ListRefused
+        names_scoring = re.search(r"\becho\b|logprob|max_tokens", text) is not None
+        if isinstance(err, openai.NotFoundError) and self.model.lower() in text:
+            return None  # an unknown model, not a missing endpoint
+        if names_scoring or err.status_code in (400, 404, 405, 422, 501):
+            return self._no_logprobs(f"HTTP {err.status_code}: {_short(err)}")
+        return None
+
+    def _no_logprobs(self, why: str) -> UserError:
+        return UserError(
+            f"the server at {self.shown_url} returns no prompt log-probabilities ({why}); base mode needs "
+            "/v1/completions with echo and logprobs (e.g. vLLM); use --mode chat with this server"
+        )
+
+
+class _ListRefused(Exception):
+    """The server does not take a list of prompts in one request."""
 
 
 def _reply_text(message: Any) -> str | None:

@@ -26,6 +26,9 @@ $(STAMP): pyproject.toml Makefile
 	@if [ ! -d /usr/share/datasets/fashion-mnist ]; then \
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || \
 		echo "warning: could not install Debian package dataset-fashion-mnist (Fashion-MNIST stays unavailable)"; fi
+	@if ! command -v chromium >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq chromium) || \
+		echo "warning: could not install Debian package chromium (the report.html screenshot test is skipped)"; fi
 	test -d $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(PACKAGES)

@@ -1,5 +1,6 @@
 """The demo section runs the quick DiLM job and shows generated texts (tiny models here)."""
 
+import base64
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 import distillkit.text.demo as demo
+from distillkit.demo import run_demo
 from distillkit.text.api import build_config
 
 TINY = [
@@ -38,7 +40,7 @@ TINY = [
 @pytest.mark.slow
 def test_demo_section_markdown(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "quick_preset", lambda dataset: build_config(dataset, "quick", overrides=TINY))
-    md = demo.demo_section(tmp_path)
+    md = run_demo(tmp_path, only=["distillkit.text.demo"]).read_text()
     metrics = json.loads((tmp_path / "dilm" / "metrics.json").read_text())
     res = metrics["learners"]["tiny-bert"]
     assert "![accuracy vs DPC](dilm/accuracy_vs_dpc.png)" in md and (tmp_path / "dilm/accuracy_vs_dpc.png").exists()
@@ -65,3 +67,10 @@ def test_demo_section_markdown(tmp_path, monkeypatch):
     for r in rows:
         text = r["review"] if len(r["review"]) <= 220 else r["review"][:217] + "..."
         assert f"\n- **{r['label_name']}**: {text}\n" in md
+    # report.html: the chart inlined once, and the run's own table (one decimal, as above) with its config
+    page = (tmp_path / "report.html").read_text()
+    assert page.count(base64.b64encode((tmp_path / "dilm/accuracy_vs_dpc.png").read_bytes()).decode()) == 1
+    section = page.split("<h3>DiLM text distillation run: dilm</h3>", 1)[1]
+    for name, (mean, std) in table.items():
+        assert f"<tr><td>{name}</td><td>{mean:.1f} ± {std:.1f}</td></tr>" in section
+    assert "<summary>Resolved config (config.json)</summary>" in section

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 
 from distillkit.demo import run_demo
@@ -19,7 +21,8 @@ def test_demo_report_shows_each_ipc_with_the_runs_numbers(tmp_path, monkeypatch)
     real = demo.demo_section
     monkeypatch.setattr(demo, "demo_section", lambda out: real(out, TINY, full=True))
     text = run_demo(tmp_path, only=["distillkit.image.demo"]).read_text()
-    assert "## APM image distillation" in text
+    page = (tmp_path / "report.html").read_text()  # the same report as one self-contained page
+    assert "## APM image distillation" in text and "<h2>APM image distillation</h2>" in page
     for ipc in demo.FULL_IPCS:
         name = f"apm_digits_ipc{ipc}"
         m = json.loads((tmp_path / name / "metrics.json").read_text())
@@ -35,6 +38,13 @@ def test_demo_report_shows_each_ipc_with_the_runs_numbers(tmp_path, monkeypatch)
         assert len(m["results"]["random"]["draw_means"]) == 2 and m["results"]["random"]["std_over"] == "draws"
         for w in m["warnings"]:
             assert f"> warning: {w}" in text
+            assert f"<blockquote>\n<p>warning: {w}</p>" in html.unescape(page)  # highlighted as a block
+        # in the page: the grid inlined once, and a section with the run's own table and config
+        assert page.count(base64.b64encode((tmp_path / name / "grid.png").read_bytes()).decode()) == 1
+        section = page.split(f"<h3>APM image distillation run: {name}</h3>", 1)[1].split("</section>", 1)[0]
+        r = m["results"]["apm"]
+        assert f"<td>apm</td><td>{r['n_images']}</td><td>{r['mean']:.2f} ± {r['std']:.2f}</td>" in section
+        assert "<summary>Resolved config (config.json)</summary>" in section
     # one teacher pool serves every IPC; the full-data reference is computed once and reported
     first = json.loads((tmp_path / "apm_digits_ipc1" / "metrics.json").read_text())
     assert "full" in first["results"] and not (tmp_path / "apm_digits_ipc10" / "teachers").exists()

@@ -122,9 +122,12 @@ def _by_offsets(offsets: list[int], tokens: list[str], text: str, request: EchoR
     shift = offsets[-1] + len(tokens[-1]) - len(text)  # characters of the echo before the prompt
     end = len(request.prompt)
     picked = [i for i, off in enumerate(offsets) if request.context_chars <= off - shift < end]
-    start = offsets[picked[0]] - shift if picked else end
-    spelled = "".join(tokens[i] for i in picked)
-    if spelled != request.prompt[start:end] or start >= end:
+    if not picked:  # a token merged the whole continuation into the context, if the texts are right
+        if "".join(tokens)[shift : shift + end] != request.prompt:
+            raise OffsetsUnusable
+        return picked
+    start = offsets[picked[0]] - shift
+    if "".join(tokens[i] for i in picked) != request.prompt[start:end]:
         raise OffsetsUnusable
     return picked
 

@@ -511,7 +511,9 @@ class OpenAICompatLM:
             if "prompt" in text and not re.search(r"\becho\b|logprob", text):
                 raise _ListRefused
         names_scoring = re.search(r"\becho\b|logprob|max_tokens", text) is not None
-        if isinstance(err, openai.NotFoundError) and self.model.lower() in text:
+        if isinstance(err, openai.NotFoundError) and re.search(
+            rf"(?<![\w-]){re.escape(self.model.lower())}(?![\w-])", text
+        ):
             return None  # an unknown model, not a missing endpoint
         if names_scoring or err.status_code in (400, 404, 405, 422, 501):
             return self._no_logprobs(f"HTTP {err.status_code}: {_short(err)}")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from distillkit.dialogbench.evaluate import EvalSettings, evaluate
@@ -17,7 +22,7 @@ def test_export_loads_and_agrees_with_our_summed_likelihood(tmp_path):
 
     files = export_lm_eval(tmp_path / "lme", data="sample", lang="en")
     assert len(files) == 25 and (tmp_path / "lme" / "dialogbench_en.yaml").exists()
-    tm = TaskManager(include_path=str(tmp_path / "lme"))
+    tm = TaskManager(include_path=str(tmp_path / "lme"), include_defaults=False)
     assert "dialogbench_en_sf" in tm.all_tasks and "dialogbench_en" in tm.all_tasks
 
     lm = load_local_lm(str(tiny_llama_folder()), device="cpu")
@@ -33,3 +38,98 @@ def test_export_loads_and_agrees_with_our_summed_likelihood(tmp_path):
         assert 100 * res[f"dialogbench_en_{t.lower()}"]["acc,none"] == pytest.approx(
             ours["tasks"][t]["accuracy"], abs=0.01
         )
+
+
+# ------------------------------------------------------------------------------------------ chat mode
+REPLIES = (
+    "{L}",
+    "The answer is {L}.",
+    "I would pick option {L} here.",
+    "Hard to say without more context.",
+    "<think>Maybe A, maybe not.</think>Answer: {L}",
+)
+
+
+def scripted_reply(messages: list[dict]) -> str:
+    """A fixed answer per question: the letter and the phrasing follow from a hash of the last message."""
+    key = hashlib.sha256(messages[-1]["content"].encode()).digest()
+    return REPLIES[key[1] % len(REPLIES)].format(L="ABCD"[key[0] % 4])
+
+
+class ScriptedChat:
+    """distillkit's chat backend interface, answering like the loopback server."""
+
+    def chat(self, convs, gen, on_result):
+        for i, conv in enumerate(convs):
+            on_result(i, scripted_reply(conv))
+
+
+class ChatHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.seen.append(body["messages"])
+        answer = {"role": "assistant", "content": scripted_reply(body["messages"])}
+        out = json.dumps(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [{"index": 0, "message": answer, "finish_reason": "stop"}],
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_chat_export_through_local_chat_completions_scores_like_distillkit(tmp_path):
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from distillkit.dialogbench.render import chat_messages
+    from distillkit.dialogbench.schema import load_sample
+
+    files = export_lm_eval(tmp_path / "lme", data="sample", lang="en", mode="chat")
+    assert len(files) == 26 and (tmp_path / "lme" / "dialogbench_chat_en.yaml").exists()
+    tm = TaskManager(include_path=str(tmp_path / "lme"), include_defaults=False)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatHandler)
+    server.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+        out = simple_evaluate(
+            model="local-chat-completions",
+            model_args={"model": "scripted", "base_url": url, "tokenizer_backend": None, "max_retries": 1},
+            tasks=["dialogbench_chat_en"],
+            task_manager=tm,
+            apply_chat_template=True,
+            log_samples=False,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    # the model saw the dialogue as real chat turns (DialogBenchChatTask), as `dialogbench eval --mode chat` sends it
+    sample = load_sample()
+    assert sorted(map(json.dumps, server.seen)) == sorted(json.dumps(chat_messages(i)) for i in sample)
+    res = out["results"]
+
+    ours = {}
+    for extractor in ("lenient", "strict"):
+        settings = EvalSettings(model="scripted", mode="chat", extractor=extractor)
+        ours[extractor] = evaluate(settings, tmp_path / f"ours-{extractor}", progress=False, lm=ScriptedChat())
+    for abbr in ours["lenient"]["tasks"]:
+        task = res[f"dialogbench_chat_en_{abbr.lower()}"]
+        for extractor in ("lenient", "strict"):
+            assert 100 * task[f"exact_match,{extractor}"] == pytest.approx(
+                ours[extractor]["tasks"][abbr]["accuracy"], abs=0.01
+            )
+    group = res["dialogbench_chat_en"]
+    assert 100 * group["exact_match,lenient"] == pytest.approx(ours["lenient"]["overall"], abs=0.01)
+    assert 100 * group["exact_match,strict"] == pytest.approx(ours["strict"]["overall"], abs=0.01)
+    # the scripted phrasings make the extractor matter: lenient finds answers that strict does not
+    assert 0 < ours["strict"]["overall"] < ours["lenient"]["overall"] < 100

@@ -1,13 +1,19 @@
-"""Export DialogBench tasks as lm-evaluation-harness task YAML (multiple choice by option likelihood)."""
+"""Export DialogBench tasks as lm-evaluation-harness task YAML.
+
+`base` mode: multiple choice by option likelihood. `chat` mode: `generate_until` tasks whose answers are read
+by distillkit's answer extractor (a filter defined in `distillkit.dialogbench.lmeval_chat`).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
-from distillkit.dialogbench.render import base_context
+from distillkit.dialogbench.render import base_context, chat_messages, sft_prompt
 from distillkit.dialogbench.schema import Instance, load_sample, read_jsonl
 from distillkit.dialogbench.tasks import all_tasks, check_lang
+from distillkit.errors import UserError
 
 _TASK_YAML = """# DialogBench {abbr} ({name}), exported by distillkit. Options are scored by likelihood of their text.
 task: {task_name}
@@ -49,6 +55,68 @@ metadata:
 """
 
 
+_CHAT_TASK_YAML = """# DialogBench {abbr} ({name}), exported by distillkit. Chat mode: the model answers
+# in free text and distillkit's extractor reads the option letter (filters: lenient = the headline, strict,
+# anchored, original).
+task: {task_name}
+tag: dialogbench_chat
+class: !function dialogbench_utils.DialogBenchChatTask
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data_file}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: "{{{{label}}}}"
+generation_kwargs:
+  until: []
+  do_sample: false
+  temperature: 0.0
+  max_gen_toks: {max_gen_toks}
+filter_list:
+{filters}
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+
+_CHAT_FILTER = """  - name: {extractor}
+    filter:
+      - function: !function dialogbench_utils.DialogBenchAnswer
+        extractor: {extractor}
+      - function: take_first"""
+
+_CHAT_GROUP_YAML = """# DialogBench chat ({lang}): overall = unweighted mean of the task accuracies, as in the paper.
+group: {group}
+task:
+{tasks}
+aggregate_metric_list:
+  - metric: exact_match
+    aggregation: mean
+    weight_by_size: false
+    filter_list: lenient
+  - metric: exact_match
+    aggregation: mean
+    weight_by_size: false
+    filter_list: strict
+metadata:
+  version: 1.0
+"""
+
+_CHAT_UTILS = """# Loaded by lm-evaluation-harness through `!function` in the DialogBench chat task YAML.
+# Needs distillkit installed in the environment that runs lm_eval.
+from distillkit.dialogbench.lmeval_chat import DialogBenchAnswer, DialogBenchChatTask
+
+__all__ = ["DialogBenchAnswer", "DialogBenchChatTask"]
+"""
+
+CHAT_FILTERS = ("lenient", "strict", "anchored", "original")
+
+
 def lm_eval_doc(inst: Instance) -> dict:
     """One harness document: the base-model context, the option texts, the gold index."""
     letters = list(inst.options)
@@ -61,16 +129,41 @@ def lm_eval_doc(inst: Instance) -> dict:
     }
 
 
-def export_lm_eval(out: Path, data: str | Path = "sample", lang: str = "en") -> list[Path]:
-    """Write `dialogbench_<lang>_<task>.yaml` + data JSONL per task and a group `dialogbench_<lang>.yaml`.
+def lm_eval_chat_doc(inst: Instance) -> dict:
+    """One chat-mode document: the chat messages, the flat prompt, the options and the gold letter."""
+    return {
+        "id": inst.id,
+        "domain": inst.domain,
+        "language": inst.language,
+        "messages": chat_messages(inst),
+        "prompt": sft_prompt(inst),
+        "letters": "".join(inst.options),
+        "choices": list(inst.options.values()),
+        "label": inst.label,
+    }
 
+
+def export_lm_eval(
+    out: Path,
+    data: str | Path = "sample",
+    lang: str = "en",
+    mode: Literal["base", "chat"] = "base",
+    max_gen_toks: int = 256,
+) -> list[Path]:
+    """Write one task YAML + data JSONL per task and a group YAML (the unweighted mean of the tasks).
+
+    base: `dialogbench_<lang>_<task>.yaml`, group `dialogbench_<lang>`.
+    chat: `dialogbench_chat_<lang>_<task>.yaml`, group `dialogbench_chat_<lang>`, and `dialogbench_utils.py`.
     Data paths in the YAML are absolute, so the harness finds them from any working directory.
     """
     check_lang(lang)
+    if mode not in ("base", "chat"):
+        raise UserError(f"--mode {mode!r}: use base (option likelihood) or chat (generation + answer extraction)")
+    if mode == "chat":
+        return _export_chat(Path(out).resolve(), _load(data, lang), lang, max_gen_toks)
     out = Path(out).resolve()
     (out / "data").mkdir(parents=True, exist_ok=True)
-    items = load_sample() if str(data) == "sample" else read_jsonl(data)
-    items = [i for i in items if i.language == lang]
+    items = _load(data, lang)
     written: list[Path] = []
     names = []
     for abbr, task in all_tasks().items():
@@ -89,5 +182,47 @@ def export_lm_eval(out: Path, data: str | Path = "sample", lang: str = "en") -> 
     group = out / f"dialogbench_{lang}.yaml"
     listing = "\n".join(f"  - {n}" for n in names)
     group.write_text(_GROUP_YAML.format(lang=lang, group=f"dialogbench_{lang}", tasks=listing))
+    written.append(group)
+    return written
+
+
+def _load(data: str | Path, lang: str) -> list[Instance]:
+    items = load_sample() if str(data) == "sample" else read_jsonl(data)
+    items = [i for i in items if i.language == lang]
+    if not items:
+        raise UserError(f"no {lang} instances in {data}; pass --lang of the data, or other --data")
+    return items
+
+
+def _export_chat(out: Path, items: list[Instance], lang: str, max_gen_toks: int) -> list[Path]:
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    utils = out / "dialogbench_utils.py"
+    utils.write_text(_CHAT_UTILS)
+    written: list[Path] = [utils]
+    names = []
+    filters = "\n".join(_CHAT_FILTER.format(extractor=e) for e in CHAT_FILTERS)
+    for abbr, task in all_tasks().items():
+        docs = [lm_eval_chat_doc(i) for i in items if i.task == abbr]
+        if not docs:
+            continue
+        data_file = out / "data" / f"chat_{lang}_{abbr.lower()}.jsonl"
+        data_file.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+        name = f"dialogbench_chat_{lang}_{abbr.lower()}"
+        yml = out / f"{name}.yaml"
+        yml.write_text(
+            _CHAT_TASK_YAML.format(
+                abbr=abbr,
+                name=task.name,
+                task_name=name,
+                data_file=json.dumps(str(data_file)),
+                max_gen_toks=max_gen_toks,
+                filters=filters,
+            )
+        )
+        written += [data_file, yml]
+        names.append(name)
+    group = out / f"dialogbench_chat_{lang}.yaml"
+    listing = "\n".join(f"  - {n}" for n in names)
+    group.write_text(_CHAT_GROUP_YAML.format(lang=lang, group=f"dialogbench_chat_{lang}", tasks=listing))
     written.append(group)
     return written

@@ -13,8 +13,9 @@ import pytest
 import safetensors.torch
 import torch
 
-from distillkit.image.apm import APMConfig, distill, image_gradient, init_images, train_proxy
+from distillkit.image.apm import APMConfig, distill, image_gradient, train_proxy
 from distillkit.image.distilled import DistilledSet
+from distillkit.image.initial import init_images
 
 TINY_APM = {
     "ipc": 3,

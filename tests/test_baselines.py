@@ -9,6 +9,7 @@ from distillkit.errors import UserError
 from distillkit.image.augment import DSA
 from distillkit.image.coresets import coreset, embed
 from distillkit.image.dm import DMConfig, distill_dm, matching_loss
+from distillkit.image.initial import init_images
 from distillkit.nets import build_net
 
 TINY_NET = {"width": 16, "depth": 2}
@@ -74,8 +75,6 @@ def test_dm_lowers_the_matching_loss_and_resumes_identically(digits, digits_pool
         return total
 
     init = ds.meta["dm_config"]
-    from distillkit.image.apm import init_images
-
     x0, y0 = init_images(digits, DMConfig(**init))
     assert loss(ds.images, ds.labels) < loss(x0, y0)
     # stop after 3 iterations (a checkpoint), then resume to the end: same images as one uninterrupted run

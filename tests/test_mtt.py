@@ -14,19 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from distillkit.errors import UserError
-from distillkit.image.apm import APMConfig, init_images
+from distillkit.image.experts import ExpertConfig, Experts, flat_params, train_experts
+from distillkit.image.initial import init_images
 from distillkit.image.memory import PeakMemory
-from distillkit.image.mtt import (
-    ExpertConfig,
-    Experts,
-    FlatNet,
-    MTTConfig,
-    distill_mtt,
-    flat_params,
-    matching_gradient,
-    student_steps,
-    train_experts,
-)
+from distillkit.image.mtt import FlatNet, MTTConfig, distill_mtt, matching_gradient, student_steps
 from distillkit.nets import build_net
 from distillkit.seeding import seeded
 
@@ -45,7 +36,7 @@ def experts(digits, tmp_path_factory) -> Experts:
 def case(digits, experts, dtype=torch.float64, **overrides):
     """A fixed matching problem: tiny student, 20 real images, expert 0 from epoch 1 to 3."""
     cfg = MTTConfig(**{**CASE, **overrides})
-    images, labels = init_images(digits, APMConfig(ipc=cfg.ipc))
+    images, labels = init_images(digits, cfg)
     start, target = experts.pair(0, 1, cfg.expert_epochs)
     student = FlatNet(experts.build_net().to(dtype))
     return student, images.to(dtype), labels, torch.tensor(0.02, dtype=dtype), start.to(dtype), target.to(dtype), cfg
@@ -193,7 +184,7 @@ def test_interrupted_run_resumes_to_the_same_images(digits, experts, tmp_path, g
     straight = distill_mtt(digits, experts, cfg, tmp_path / "straight", label_net=label_net)
     assert torch.equal(resumed.images, straight.images)
     assert resumed.meta["syn_lr"] == straight.meta["syn_lr"]
-    init, _ = init_images(digits, APMConfig(ipc=2))
+    init, _ = init_images(digits, cfg)
     assert not torch.allclose(resumed.images, init)  # the images did move
     assert resumed.soft_labels.shape == (20, 10) and resumed.labels.tolist() == straight.labels.tolist()
     assert resumed.meta["method"] == ("tesla" if gradient == "constant_memory" else "mtt")
@@ -223,7 +214,7 @@ def test_experts_for_other_data_or_broken_files_are_one_line_errors(digits, expe
         assert "other data" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(UserError, match="need trajectories of 5 epochs"):
         distill_mtt(digits, experts, MTTConfig(**{**CASE, "max_start_epoch": 4}, iterations=1))
-    with pytest.raises(UserError, match="no expert trajectories"):
+    with pytest.raises(UserError, match="no expert pool at"):
         Experts(tmp_path / "nothing")
     broken = tmp_path / "broken"
     shutil.copytree(experts.files[0].parent, broken)
@@ -231,12 +222,12 @@ def test_experts_for_other_data_or_broken_files_are_one_line_errors(digits, expe
     with pytest.raises(UserError, match="expert_1.safetensors is missing or damaged"):
         Experts(broken)
     (broken / "experts.json").write_text("{")
-    with pytest.raises(UserError, match="not an expert-trajectory manifest"):
+    with pytest.raises(UserError, match="not a pool manifest"):
         Experts(broken)
 
 
 def test_expert_training_records_trajectories_and_resume_skips_finished(digits, tmp_path, monkeypatch):
-    import distillkit.image.mtt as mtt
+    import distillkit.image.experts as experts_module
 
     cfg = ExpertConfig(**{**TINY_EXPERTS, "num_experts": 1, "epochs": 2})
     train_experts(digits, cfg, tmp_path)
@@ -249,13 +240,13 @@ def test_expert_training_records_trajectories_and_resume_skips_finished(digits, 
     assert pool.meta["num_params"] == init.numel() and pool.epochs == 2
 
     calls = []
-    real = mtt.train_expert
+    real = experts_module.train_expert
 
     def spy(data, cfg, index, device="cpu"):
         calls.append(index)
         return real(data, cfg, index, device)
 
-    monkeypatch.setattr(mtt, "train_expert", spy)
+    monkeypatch.setattr(experts_module, "train_expert", spy)
     train_experts(digits, cfg.model_copy(update={"num_experts": 3}), tmp_path)
     assert calls == [1, 2]
     assert (tmp_path / "expert_0.safetensors").read_bytes() == first

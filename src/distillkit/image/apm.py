@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -28,15 +27,18 @@ from torch import nn
 
 from distillkit.data.images import ImageData
 from distillkit.errors import UserError
-from distillkit.image.augment import DSA
+from distillkit.image.augment import DSA, DSA_STRATEGY
 from distillkit.image.checkpoints import load_state, save_state
 from distillkit.image.distilled import DistilledSet, provenance
+from distillkit.image.groups import Group
+from distillkit.image.groups import check_groups as check_groups
+from distillkit.image.initial import init_images
 from distillkit.image.losses import label_loss
 from distillkit.image.teacher import TeacherPool
 from distillkit.image.train import agreement, frozen, predict, train_net
 from distillkit.nets import build_net
 from distillkit.progress import progress
-from distillkit.seeding import derive_seed, generator, seeded
+from distillkit.seeding import generator, seeded
 
 
 class APMConfig(BaseModel):
@@ -62,7 +64,7 @@ class APMConfig(BaseModel):
     label_mode: Literal["teacher_logits", "hard"] = "teacher_logits"
     teacher_draw: Literal["seeded", "fixed"] = "seeded"
     label_teacher: int = Field(0, ge=0, description="index of the pool teacher that writes the soft labels")
-    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    dsa_strategy: str = DSA_STRATEGY
     checkpoint_every: int = Field(30, ge=1, description="save a resumable checkpoint about this often")
     reference_compat: bool = Field(False, description="reproduce the reference's off-by-one epoch counts")
     seed: int = 0
@@ -80,104 +82,11 @@ class APMConfig(BaseModel):
         return [round(j * e / k) + shift for j in range(1, k + 1)]
 
 
-GROUP_SPLITS = ("ipc", "classes")
-
-
-@dataclass(frozen=True)
-class Group:
-    """Group `index` of `count` in the parallel variant (spec 2.3): which part of the synthetic set it distils.
-
-    split "ipc": every class, with chunk `index` of the class's IPC budget (chunk sizes differ by at most one);
-    split "classes": classes index, index + count, ... with the full IPC.
-    """
-
-    index: int
-    count: int
-    split: str = "ipc"
-
-    def __post_init__(self) -> None:
-        if self.count < 1:
-            raise UserError(f"the number of groups must be at least 1, not {self.count}")
-        if not 0 <= self.index < self.count:
-            raise UserError(f"group index {self.index} is outside 0..{self.count - 1}")
-        if self.split not in GROUP_SPLITS:
-            raise UserError(f"unknown group split '{self.split}'; choose ipc or classes")
-
-    def check(self, ipc: int, num_classes: int) -> None:
-        check_groups(self.count, self.split, ipc, num_classes)
-
-    def seed(self, seed: int) -> int:
-        """The group's own seed for every random stream except the shared initial-image permutation."""
-        return derive_seed(seed, "group", self.index)
-
-    def classes(self, num_classes: int) -> list[int]:
-        return list(range(self.index, num_classes, self.count)) if self.split == "classes" else list(range(num_classes))
-
-    def ipc_range(self, ipc: int) -> tuple[int, int]:
-        """[start, stop) of this group's chunk of a class's IPC budget (the whole budget for a classes split)."""
-        if self.split == "classes":
-            return 0, ipc
-        base, extra = divmod(ipc, self.count)
-        start = self.index * base + min(self.index, extra)
-        return start, start + base + (1 if self.index < extra else 0)
-
-    def as_dict(self) -> dict:
-        return {"index": self.index, "count": self.count, "split": self.split}
-
-
-def check_groups(count: int, split: str, ipc: int, num_classes: int | None = None) -> None:
-    """Refuse a group layout that leaves a group empty (one line, naming the fix); None skips the class check."""
-    if count < 1:
-        raise UserError(f"the number of groups must be at least 1, not {count}")
-    if split not in GROUP_SPLITS:
-        raise UserError(f"unknown group split '{split}'; choose ipc or classes")
-    if split == "ipc" and count > ipc:
-        raise UserError(
-            f"{count} groups is more than the IPC ({ipc}): an ipc split needs one image per class "
-            f"in every group; use at most {ipc} groups or --group-split classes"
-        )
-    if split == "classes" and num_classes is not None and count > num_classes:
-        raise UserError(
-            f"{count} groups is more than the {num_classes} classes: a classes split needs one class "
-            f"in every group; use at most {num_classes} groups or --group-split ipc"
-        )
-
-
 def discrepancy(name: str, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """D(f_k, f_T): mean absolute (l1), mean squared (mse) logit difference, or KL(teacher || student)."""
     if name == "kl":
         return F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True, reduction="batchmean")
     return label_loss(name, student, teacher)
-
-
-def init_images(data: ImageData, cfg: APMConfig, group: Group | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """IPC distinct real images per class (seeded), or N(0, 1) noise; labels are class ids.
-
-    With a group, only its classes and its chunk of the IPC budget: every group draws the same per-class
-    permutation (from `cfg.seed`) and takes its own slice, so real initial images never repeat across
-    groups and together they are the ungrouped run's initial images. Noise comes from the group's seed.
-    """
-    g = generator(cfg.seed, "init")
-    noise = g if group is None else generator(group.seed(cfg.seed), "init")
-    wanted = set(group.classes(data.num_classes)) if group else None
-    start, stop = group.ipc_range(cfg.ipc) if group else (0, cfg.ipc)
-    xs, ys = [], []
-    for c in range(data.num_classes):
-        idx = data.class_indices(c)
-        if len(idx) < cfg.ipc:
-            raise UserError(
-                f"IPC {cfg.ipc} is larger than class {data.classes[c]!r} ({len(idx)} training images); "
-                "choose a smaller --ipc"
-            )
-        perm = torch.randperm(len(idx), generator=g)
-        if wanted is not None and c not in wanted:
-            continue
-        pick = idx[perm[start:stop]]
-        xs.append(
-            data.x_train[pick] if cfg.init == "real" else torch.randn((stop - start, *data.shape), generator=noise)
-        )
-        ys.append(torch.full((stop - start,), c, dtype=torch.long))
-    return torch.cat(xs).clone(), torch.cat(ys)
 
 
 def train_proxy(

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
+DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"  # every family: the default of every image method
 
 
 class DSA:
@@ -24,7 +25,7 @@ class DSA:
 
     def __init__(
         self,
-        strategy: str = "color_crop_cutout_flip_scale_rotate",
+        strategy: str = DSA_STRATEGY,
         generator: torch.Generator | None = None,
         brightness: float = 1.0,
         saturation: float = 2.0,

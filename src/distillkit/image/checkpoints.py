@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import safetensors
 import safetensors.torch
 import torch
 from safetensors import SafetensorError
@@ -21,15 +22,29 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write tensors with distillkit metadata in the header, atomically (a temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    safetensors.torch.save_file(tensors, tmp, metadata={"distillkit": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
 def save_net(net: nn.Module, path: Path, meta: dict[str, Any]) -> None:
     """Write `path` (.safetensors, metadata inside too) and `path.json` with the same metadata."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    safetensors.torch.save_file(state, tmp, metadata={"distillkit": json.dumps(meta)})
-    tmp.replace(path)
+    write_safetensors(path, {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, meta)
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The distillkit metadata in a safetensors file's header, without reading its tensors."""
+    try:
+        with safetensors.safe_open(path, framework="pt") as f:
+            return json.loads((f.metadata() or {})["distillkit"])
+    except Exception as e:  # noqa: BLE001 - any unreadable file means the same thing to the user
+        raise UserError(f"{path} is missing or damaged ({type(e).__name__}); delete it and train it again") from None
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from distillkit.data.images import ImageData
-from distillkit.image.apm import init_images
-from distillkit.image.augment import DSA
+from distillkit.image.augment import DSA, DSA_STRATEGY
 from distillkit.image.checkpoints import load_state, save_state
 from distillkit.image.distilled import DistilledSet, provenance
+from distillkit.image.initial import init_images
 from distillkit.image.train import frozen, predict
 from distillkit.nets import build_net
 from distillkit.progress import progress
@@ -39,7 +39,7 @@ class DMConfig(BaseModel):
     arch: str = "convnet"
     net_options: dict = Field(default_factory=dict)
     init: str = "real"
-    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    dsa_strategy: str = DSA_STRATEGY
     checkpoint_every: int = Field(100, ge=1)
     seed: int = 0
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from distillkit.data.images import ImageData
 from distillkit.errors import UserError
-from distillkit.image.augment import DSA
+from distillkit.image.augment import DSA, DSA_STRATEGY
 from distillkit.image.train import UntilConverged, accuracy, agreement, predict, train_net
 from distillkit.nets import build_net, canonical_arch
 from distillkit.progress import progress
@@ -36,7 +36,7 @@ class EvalConfig(BaseModel):
     label_mode: Literal["soft", "hard"] = "soft"
     loss: Literal["l1", "kl", "mse", "soft_ce", "ce"] = "l1"
     dsa: bool = True
-    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    dsa_strategy: str = DSA_STRATEGY
     random_draws: int = Field(3, ge=1, description="random real subsets the baseline averages over")
     seed: int = 0
 

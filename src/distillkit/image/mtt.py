@@ -1,9 +1,9 @@
 """MTT and TESLA: dataset distillation by matching training trajectories (baselines beside APM).
 
 MTT (Cazenavette et al. 2022). Experts are trained on the real data with a constant learning rate, and
-their parameters are kept after every epoch. Each iteration starts a student at θ*_t (a random expert, a
-random start epoch t < max_start_epoch), takes N SGD steps with a learnable learning rate α on batches of
-synthetic images (DSA on), and lowers
+their parameters are kept after every epoch (image/experts.py). Each iteration starts a student at θ*_t
+(a random expert, a random start epoch t < max_start_epoch), takes N SGD steps with a learnable learning
+rate α on batches of synthetic images (DSA on), and lowers
 
     L = ||θ_N - θ*_{t+M}||² / ||θ*_t - θ*_{t+M}||²
 
@@ -29,15 +29,11 @@ Every random draw comes from a stream derived from (seed, stream, iteration). A 
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import safetensors
-import safetensors.torch
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -45,37 +41,17 @@ from torch.func import functional_call
 
 from distillkit.data.images import ImageData
 from distillkit.errors import UserError
-from distillkit.image.apm import APMConfig, init_images
-from distillkit.image.augment import DSA
-from distillkit.image.checkpoints import file_hash, load_state, save_state
+from distillkit.image.augment import DSA, DSA_STRATEGY
+from distillkit.image.checkpoints import load_state, save_state
 from distillkit.image.distilled import DistilledSet, provenance
+from distillkit.image.experts import ExpertConfig as ExpertConfig
+from distillkit.image.experts import Experts
+from distillkit.image.experts import train_experts as train_experts
+from distillkit.image.initial import init_images
 from distillkit.image.losses import label_loss
-from distillkit.image.teacher import data_signature
-from distillkit.image.train import accuracy, predict, train_net
-from distillkit.nets import build_net, canonical_arch
+from distillkit.image.train import predict
 from distillkit.progress import progress
-from distillkit.runs import write_json
-from distillkit.seeding import generator, seeded
-
-DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
-
-
-class ExpertConfig(BaseModel):
-    """How expert trajectories are trained (MTT's buffer.py: 100 experts, 50 epochs, SGD 0.01, no momentum)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    arch: str = "convnet"
-    net_options: dict[str, Any] = Field(default_factory=dict)
-    num_experts: int = Field(100, ge=1)
-    epochs: int = Field(50, ge=1, description="trajectory length: parameters are kept at epochs 0..epochs")
-    lr: float = Field(0.01, gt=0, description="constant learning rate")
-    momentum: float = Field(0.0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    batch_size: int = Field(256, ge=1)
-    dsa: bool = True
-    dsa_strategy: str = DSA_STRATEGY
-    seed: int = 0
+from distillkit.seeding import generator
 
 
 class MTTConfig(BaseModel):
@@ -101,12 +77,7 @@ class MTTConfig(BaseModel):
     seed: int = 0
 
 
-# ---------------------------------------------------------------- flat parameters
-
-
-def flat_params(net: nn.Module) -> torch.Tensor:
-    """All parameters of `net` as one detached vector, in `named_parameters` order."""
-    return torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+# ---------------------------------------------------------------- the student
 
 
 class FlatNet:
@@ -123,151 +94,6 @@ class FlatNet:
     def __call__(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         views = zip(self.names, theta.split(self.sizes), self.shapes, strict=True)
         return functional_call(self.net, {n: v.view(s) for n, v, s in views}, (x,))
-
-
-# ---------------------------------------------------------------- experts
-
-
-def train_expert(
-    data: ImageData, cfg: ExpertConfig, index: int, device: str | torch.device = "cpu"
-) -> tuple[torch.Tensor, dict]:
-    """Train expert `index` on the real training split; return its (epochs + 1, P) trajectory and metadata."""
-    c, h, _ = data.shape
-    with seeded(cfg.seed, "expert_init", index):
-        net = build_net(cfg.arch, c, data.num_classes, h, **cfg.net_options).to(device)
-    rows = [flat_params(net).cpu()]
-    dsa = DSA(cfg.dsa_strategy, generator(cfg.seed, "expert_dsa", index)) if cfg.dsa else None
-    train_net(
-        net,
-        data.x_train,
-        data.y_train,
-        epochs=cfg.epochs,
-        lr=cfg.lr,
-        loss="ce",
-        batch_size=cfg.batch_size,
-        decay_after=cfg.epochs,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-        dsa=dsa,
-        generator=generator(cfg.seed, "expert_order", index),
-        on_epoch=lambda _e, m: rows.append(flat_params(m).cpu()),
-        desc=f"expert {index}",
-    )
-    meta = {
-        "arch": canonical_arch(cfg.arch),
-        "net_options": cfg.net_options,
-        **data_signature(data),
-        "mean": data.mean,
-        "std": data.std,
-        "data_options": data.options,
-        "index": index,
-        "epochs": cfg.epochs,
-        "num_params": int(rows[0].numel()),
-        "val_acc": accuracy(net, data.x_val, data.y_val),
-        "config": cfg.model_dump(),
-    }
-    return torch.stack(rows), meta
-
-
-def train_experts(data: ImageData, cfg: ExpertConfig, out: Path, device: str | torch.device = "cpu") -> Path:
-    """Train the experts into `out` (expert_i.safetensors + experts.json); finished experts are kept on resume."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = out / "experts.json"
-    setup = cfg.model_dump(exclude={"num_experts"})
-    entries: list[dict] = []
-    if manifest.exists():
-        try:
-            info = json.loads(manifest.read_text())
-        except json.JSONDecodeError:
-            raise UserError(f"{manifest} is damaged; delete it (the experts are then trained again)") from None
-        if info.get("config") != setup or info.get("signature") != data_signature(data):
-            raise UserError(
-                f"{out} holds experts trained with other settings or data; use the same settings or a new --out folder"
-            )
-        entries = info["experts"]
-    for i in progress(range(cfg.num_experts), desc="experts"):
-        path = out / f"expert_{i}.safetensors"
-        if i < len(entries) and path.exists():
-            continue
-        trajectory, meta = train_expert(data, cfg, i, device)
-        tmp = path.with_suffix(".tmp")
-        safetensors.torch.save_file(
-            {"trajectory": trajectory.contiguous()}, tmp, metadata={"distillkit": json.dumps(meta)}
-        )
-        os.replace(tmp, path)
-        entries = entries[:i] + [{"file": path.name, "sha256_16": file_hash(path), "val_acc": meta["val_acc"]}]
-        write_json(manifest, {"signature": data_signature(data), "config": setup, "experts": entries})
-    return manifest
-
-
-class Experts:
-    """A folder of expert trajectories. Rows are read from disk when needed, so the pool size costs no memory."""
-
-    def __init__(self, path: Path, device: str | torch.device = "cpu") -> None:
-        path = Path(path)
-        manifest = path / "experts.json" if path.is_dir() else path
-        if not manifest.exists():
-            raise UserError(f"no expert trajectories at {path}; train them with `distill image experts`")
-        try:
-            info = json.loads(manifest.read_text())
-            entries, self.signature = info["experts"], info["signature"]
-            self.files = [manifest.parent / e["file"] for e in entries]
-            self.ids = [f"{e['file']}@{e['sha256_16']}" for e in entries]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise UserError(
-                f"{manifest} is not an expert-trajectory manifest; re-create it with `distill image experts`"
-            ) from None
-        if not self.files:
-            raise UserError(f"the expert folder {manifest.parent} is empty; train it again")
-        self.device = torch.device(device)
-        metas = [self._header(f) for f in self.files]
-        self.meta = metas[0]
-        self.epochs = min(m["epochs"] for m in metas)
-
-    @staticmethod
-    def _header(path: Path) -> dict:
-        try:
-            with safetensors.safe_open(path, framework="pt") as f:
-                meta = json.loads((f.metadata() or {})["distillkit"])
-                shape = f.get_slice("trajectory").get_shape()
-            if shape != [meta["epochs"] + 1, meta["num_params"]]:
-                raise ValueError("the trajectory does not have the shape its metadata gives")
-        except Exception as e:  # noqa: BLE001 - any unreadable file means the same thing to the user
-            raise UserError(
-                f"expert file {path} is missing or damaged ({type(e).__name__}); "
-                "delete it and run `distill image experts` again"
-            ) from None
-        return meta
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def check_matches(self, data: ImageData) -> None:
-        sig = data_signature(data)
-        if self.signature != sig:
-            diff = {k: (self.signature.get(k), v) for k, v in sig.items() if self.signature.get(k) != v}
-            raise UserError(
-                f"the expert trajectories were trained on other data {diff} (experts, data); "
-                "train experts for this dataset or load the matching ones"
-            )
-
-    def build_net(self) -> nn.Module:
-        m = self.meta
-        return build_net(m["arch"], m["channels"], m["num_classes"], m["image_size"], **m["net_options"])
-
-    def pair(self, index: int, start: int, span: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Parameters of expert `index` at epochs `start` and `start + span`, on the device."""
-        try:
-            with safetensors.safe_open(self.files[index], framework="pt") as f:
-                rows = f.get_slice("trajectory")
-                first, last = rows[start : start + 1][0], rows[start + span : start + span + 1][0]
-        except Exception as e:  # noqa: BLE001
-            raise UserError(
-                f"expert file {self.files[index]} cannot be read ({type(e).__name__}); "
-                "delete it and run `distill image experts` again"
-            ) from None
-        return first.to(self.device), last.to(self.device)
 
 
 # ---------------------------------------------------------------- the matching gradient
@@ -413,8 +239,8 @@ def distill_mtt(
     if ckpt_path and ckpt_path.exists():
         state = MTTState.load(ckpt_path, cfg, device)
     else:
-        # APM's seeded initial images, so both methods start from the same real images for a given seed
-        state = MTTState(*init_images(data, APMConfig(ipc=cfg.ipc, init=cfg.init, seed=cfg.seed)), cfg, device)
+        # the seeded initial images APM and DM start from too, so all start from the same real images
+        state = MTTState(*init_images(data, cfg), cfg, device)
     student = FlatNet(experts.build_net().to(device))
     method = "tesla" if cfg.gradient == "constant_memory" else "mtt"
     for t in progress(range(state.t, cfg.iterations), desc=method.upper(), total=cfg.iterations, initial=state.t):

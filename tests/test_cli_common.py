@@ -80,7 +80,7 @@ def test_set_is_not_overridden_by_flag_defaults(monkeypatch, tmp_path):
     cfg = _capture_run(monkeypatch, tmp_path, "--set", "apm.ipc=3", "--set", "seed=7", "--set", "device=cuda")
     assert (cfg.apm.ipc, cfg.seed, cfg.device) == (3, 7, "cuda")
     cfg = _capture_run(monkeypatch, tmp_path)  # the documented defaults when nothing is typed
-    assert (cfg.apm.ipc, cfg.seed, cfg.device, cfg.data.dataset) == (10, 0, "cpu", "mnist")
+    assert (cfg.apm.ipc, cfg.seed, cfg.device, cfg.data.dataset) == (10, 0, "auto", "mnist")
 
 
 def test_preset_then_config_then_set_then_typed_flags(monkeypatch, tmp_path):

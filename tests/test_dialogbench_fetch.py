@@ -94,6 +94,16 @@ def test_recorded_hashes_match_and_a_rerun_downloads_nothing(server, tmp_path):
     assert server.requests == [] and again.kept == NAMES and again.n_instances == 36
 
 
+def test_a_kept_file_that_differs_from_the_recorded_hash_is_downloaded_again(server, tmp_path):
+    _fetch(tmp_path / "out", server.url, [])
+    changed = tmp_path / "out" / "data" / "data_en" / NAMES[3]
+    changed.write_bytes(changed.read_bytes().replace(b'"label": "', b'"label": "X'))
+    server.requests.clear()
+    res = _fetch(tmp_path / "out", server.url, [], hashes=server.hashes)
+    assert server.requests == [NAMES[3]] and res.downloaded == [NAMES[3]] and res.hashes == server.hashes
+    assert len(res.kept) == 11 and res.n_instances == 36
+
+
 def test_recorded_hash_mismatch_is_refused_and_nothing_is_left(server, tmp_path):
     wrong = dict(server.hashes, **{NAMES[2]: "0" * 64})
     with pytest.raises(UserError, match=rf"{NAMES[2]}: sha256 [0-9a-f]{{16}}\.\.\. differs from the recorded 0{{16}}"):

@@ -68,6 +68,7 @@ class ChatHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.seen.append(body["messages"])
+        self.server.settings.append((body["temperature"], body["max_tokens"]))
         answer = {"role": "assistant", "content": scripted_reply(body["messages"])}
         out = json.dumps(
             {
@@ -98,7 +99,7 @@ def test_chat_export_through_local_chat_completions_scores_like_distillkit(tmp_p
     assert len(files) == 26 and (tmp_path / "lme" / "dialogbench_chat_en.yaml").exists()
     tm = TaskManager(include_path=str(tmp_path / "lme"), include_defaults=False)
     server = ThreadingHTTPServer(("127.0.0.1", 0), ChatHandler)
-    server.seen = []
+    server.seen, server.settings = [], []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
@@ -116,6 +117,7 @@ def test_chat_export_through_local_chat_completions_scores_like_distillkit(tmp_p
     # the model saw the dialogue as real chat turns (DialogBenchChatTask), as `dialogbench eval --mode chat` sends it
     sample = load_sample()
     assert sorted(map(json.dumps, server.seen)) == sorted(json.dumps(chat_messages(i)) for i in sample)
+    assert set(server.settings) == {(0.0, 256)}  # greedy, 256 new tokens at most (the paper's setting)
     res = out["results"]
 
     ours = {}

@@ -92,7 +92,8 @@ def _download(url: str, dest: Path, label: str, timeout: float, show_progress: b
         with urllib.request.urlopen(url, timeout=timeout) as resp, dest.open("wb") as out:
             length = resp.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
-            bar = progress_bar(None, label, total=expected, disable=not show_progress)
+            bar = progress_bar(None, label, total=expected, leave=False, disable=not show_progress)
+            bar.unit, bar.unit_scale = "B", True
             while block := resp.read(_CHUNK):
                 out.write(block)
                 h.update(block)

@@ -144,3 +144,9 @@ def test_unreachable_host_is_one_line(tmp_path):
         port = s.getsockname()[1]
     with pytest.raises(UserError, match=r"^cannot reach 127\.0\.0\.1 \(.*\); check the network, or pass --base-url"):
         _fetch(tmp_path / "out", f"http://127.0.0.1:{port}", [], timeout=5)
+
+
+def test_base_url_must_be_http(tmp_path):
+    with pytest.raises(UserError, match=r"--base-url 'ftp://example.org/x' is not an http\(s\) URL"):
+        _fetch(tmp_path / "out", "ftp://example.org/x", [])
+    assert not (tmp_path / "out" / "data").exists()

@@ -144,7 +144,7 @@ def _fetch_file(
 def fetch_release(
     lang: str,
     out_dir: Path,
-    base_url: str = DEFAULT_BASE_URL,
+    base_url: str | None = DEFAULT_BASE_URL,
     *,
     hashes: Mapping[str, str] | None = None,
     timeout: float = 60.0,
@@ -155,9 +155,13 @@ def fetch_release(
 
     Writes `out_dir/data/data_<lang>/*.json` (the release layout), `out_dir/dialogbench_<lang>.jsonl` (instances
     for `dialogbench eval --data`) and `out_dir/dialogbench_<lang>.import.json` (import report with the hashes).
-    `hashes` (official file name -> sha256) defaults to the ones recorded in the package.
+    `base_url` None means the public repository; `hashes` (official file name -> sha256) defaults to the ones
+    recorded in the package.
     """
     check_lang(lang)
+    base_url = base_url or DEFAULT_BASE_URL
+    if urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
+        raise UserError(f"--base-url {mask_url(base_url)!r} is not an http(s) URL; e.g. {DEFAULT_BASE_URL}")
     out_dir = make_dir(Path(out_dir), "--out")
     folder = out_dir / "data" / f"data_{lang}"
     recorded = recorded_hashes(lang) if hashes is None else dict(hashes)

@@ -17,7 +17,7 @@ from distillkit.dialogbench.render import base_context
 from distillkit.dialogbench.schema import load_sample
 from distillkit.errors import UserError
 from distillkit.lm import load_local_lm
-from distillkit.lm.completions import EchoRequest, OffsetsUnusable, score_choice
+from distillkit.lm.completions import EchoRequest, OffsetsUnusable, ServerCannotScore, score_choice
 from distillkit.lm.openai_compat import OpenAICompatLM
 
 TASKS = ("SF", "RC")  # two answer headers; one instance each keeps the test short on a CPU
@@ -159,7 +159,7 @@ def test_a_server_refusing_a_list_gets_one_prompt_per_request(tmp_path, capsys):
 def test_a_server_without_prompt_logprobs_is_one_line(tmp_path, make):
     srv = make()
     try:
-        with pytest.raises(UserError) as err:
+        with pytest.raises(ServerCannotScore) as err:
             client(srv.url, tmp_path).loglikelihood(REQS)
         line = str(err.value)
         assert "\n" not in line and srv.url in line and "echo and logprobs" in line

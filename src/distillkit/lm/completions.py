@@ -41,6 +41,10 @@ class LoglikelihoodResult:
         return math.exp(-self.mean_logprob)
 
 
+class ServerCannotScore(UserError):
+    """The server returns no prompt log-probabilities: base mode cannot run against it at all."""
+
+
 class NoPromptLogprobs(Exception):
     """The server's answer holds no usable prompt log-probabilities (it does not echo or score the prompt)."""
 

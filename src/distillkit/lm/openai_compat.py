@@ -33,6 +33,7 @@ from distillkit.lm.completions import (
     LoglikelihoodResult,
     NoPromptLogprobs,
     OffsetsUnusable,
+    ServerCannotScore,
     echo_payload,
     score_choice,
 )
@@ -519,8 +520,8 @@ class OpenAICompatLM:
             return self._no_logprobs(f"HTTP {err.status_code}: {_short(err)}")
         return None
 
-    def _no_logprobs(self, why: str) -> UserError:
-        return UserError(
+    def _no_logprobs(self, why: str) -> ServerCannotScore:
+        return ServerCannotScore(
             f"the server at {self.shown_url} returns no prompt log-probabilities ({why}); base mode needs "
             "/v1/completions with echo and logprobs (e.g. vLLM); use --mode chat with this server"
         )

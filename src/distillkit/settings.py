@@ -43,7 +43,7 @@ def _read_yaml(source: Any, label: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserError(f"{label} must hold a mapping of settings, e.g. 'apm: {{lr_img: 3}}'")
+        raise UserError(f"{label} must hold a mapping of settings (a JSON object), e.g. 'apm: {{lr_img: 3}}'")
     return data
 
 

@@ -1,23 +1,47 @@
 """`distill text ...`: DiLM text dataset distillation.
 
-`distill text run` settings, lowest to highest: the preset (or `--config`), `--set key=value`, the flags typed;
-a typed flag and a `--set` of the same key that disagree are refused.
+Settings, lowest to highest: the preset, the `--config` file (e.g. a run's config.json), `--set section.key=value`,
+the flags typed; a typed flag and a `--set` of the same key that disagree are refused. `--print-config` prints
+the resolved settings (YAML) and exits before any data or output folder is touched.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import typer
+from pydantic import BaseModel
 
+from distillkit.devices import DEVICE_HELP, resolve_device
 from distillkit.errors import UserError
-from distillkit.overrides import check_conflicts
 from distillkit.runs import make_dir
+from distillkit.settings import resolve, to_yaml
 
 app = typer.Typer(no_args_is_help=True, help="DiLM: distil a text classification set into a generator LM.")
 
 SEED_MAX = 2**32 - 1  # numpy's seeds stop here
+ORDER = "Wins over the preset and --config; a typed flag wins over it, and must agree with it."
+DEVICE = typer.Option(None, "--device", help=DEVICE_HELP)
+SEED = typer.Option(None, min=0, max=SEED_MAX, help="Seed (default: 0).")
+CONFIG = typer.Option(None, "--config", help="YAML/JSON settings file (e.g. a run's config.json); --set and flags win.")
+PRINT_CONFIG = typer.Option(
+    False, "--print-config", help="Print the resolved settings (YAML) and exit; no data or output is touched."
+)
+
+
+def sets_option(example: str) -> Any:
+    return typer.Option([], "--set", help=f"Any setting as section.key=value, e.g. --set {example}. {ORDER}")
+
+
+def _printed(cfg: BaseModel, print_config: bool) -> bool:
+    if print_config:
+        typer.echo(to_yaml(cfg), nl=False)
+    return print_config
+
+
+def _flags(**values: Any) -> dict[str, tuple[str, Any]]:
+    return {key: (f"--{key.replace('_', '-')}", value) for key, value in values.items()}
 
 
 @app.command()
@@ -35,40 +59,35 @@ def run(
     label_column: str = typer.Option(None, help="Label column of table data (default 'label')."),
     generator: str = typer.Option(None, help="Causal LM: hub id, folder, smollm2-135m, tiny-gpt2."),
     learner: str = typer.Option(None, help="Encoder classifier: hub id, folder, minilm, tiny-bert."),
-    device: str = typer.Option(None, help="cpu or cuda."),
-    config: Path = typer.Option(None, help="Start from this config.json instead of a preset."),
-    set_: list[str] = typer.Option(
-        [], "--set", help="Override a setting: key=value (dotted for nested); a typed flag of the same key must agree."
-    ),
+    device: str = DEVICE,
+    config: Path = CONFIG,
+    set_: list[str] = sets_option("gm.outer_loops=50"),
+    print_config: bool = PRINT_CONFIG,
     quiet: bool = typer.Option(False, help="No progress bars."),
 ) -> None:
     """Train the generator (stage 1 + gradient matching), build sets, run baselines, evaluate, plot."""
-    from distillkit.text.api import build_config
+    from distillkit.text.api import resolve_text_config
     from distillkit.text.pipeline import run_dilm
 
     path = data_path
     if data_path is None and dataset and Path(dataset).suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
         path = Path(dataset)
-    fields = {
-        "data_path": str(path) if path else None,
-        "test_path": str(test_path) if test_path else None,
-        "text_columns": text_column or None,
-        "label_column": label_column,
-        "generator": generator,
-        "learner": learner,
-        "device": device,
-    }
-    flags = {k: (f"--{k.replace('_', '-')}", v) for k, v in fields.items()}
-    flags.update(
-        dataset=("--dataset", dataset),
-        dpcs=("--dpc", dpc or None),
-        seed=("--seed", seed),
-        text_columns=("--text-column", fields["text_columns"]),
+    flags = _flags(
+        dataset=dataset,
+        dpcs=dpc or None,
+        seed=seed,
+        data_path=str(path) if path else None,
+        test_path=str(test_path) if test_path else None,
+        label_column=label_column,
+        generator=generator,
+        learner=learner,
+        device=device,
     )
-    check_conflicts(set_, flags)
-    if config and dataset:  # a typed --dataset wins over the config file's
-        set_ = [*set_, f"dataset={json.dumps(dataset)}"]
-    cfg = build_config(dataset or "fine_foods", preset, dpc or None, seed, config, set_, **fields)
+    flags.update(dpcs=("--dpc", dpc or None), text_columns=("--text-column", text_column or None))
+    cfg = resolve_text_config(preset, config, set_, flags)
+    if _printed(cfg, print_config):
+        return
+    resolve_device(cfg.device)
     make_dir(out)
     metrics = run_dilm(cfg, out, progress=not quiet)
     _print_table(metrics)
@@ -78,14 +97,28 @@ def run(
 @app.command()
 def generate(
     generator: Path = typer.Option(..., help="A saved generator folder (e.g. RUN/generator_dilm)."),
-    dpc: int = typer.Option(..., min=1, help="Texts per class to keep."),
+    dpc: int = typer.Option(None, min=1, help="Texts per class to keep (required, here or in --config)."),
     out: Path = typer.Option(..., help="Folder for texts.jsonl, hf/ and provenance.json."),
-    oversample: int = typer.Option(100, min=1, help="Candidates per kept text."),
-    encoder: str = typer.Option("minilm", help="Selection encoder for K-means-medoid selection."),
+    oversample: int = typer.Option(None, min=1, help="Candidates per kept text (default: 100)."),
+    encoder: str = typer.Option(None, help="Selection encoder for K-means-medoid selection (default: minilm)."),
     label_names: str = typer.Option(None, help="Comma-separated class names (default 0,1,...)."),
-    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed."),
+    seed: int = SEED,
+    device: str = DEVICE,
+    config: Path = CONFIG,
+    set_: list[str] = sets_option("oversample=20"),
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Write a distilled set of any DPC from a trained generator (one generator serves every DPC)."""
+    from distillkit.text.jobs import TextGenerateJob
+
+    names = label_names.split(",") if label_names else None
+    flags = _flags(dpc=dpc, oversample=oversample, encoder=encoder, label_names=names, seed=seed, device=device)
+    job = resolve(TextGenerateJob, None, config, set_, flags)
+    if _printed(job, print_config):
+        return
+    if job.dpc is None:
+        raise UserError("pass --dpc N (texts per class to keep)")
+    dev = str(resolve_device(job.device))
     from distillkit.data.text import TextDataset
     from distillkit.text.coreset import SelectionEncoder
     from distillkit.text.generator import Generator
@@ -94,19 +127,20 @@ def generate(
     if not generator.is_dir():
         raise UserError(f"--generator {generator} is not a folder; pass a saved generator, e.g. RUN/generator_dilm")
     make_dir(out)
-    gen = Generator.load(generator)
-    names = label_names.split(",") if label_names else [str(c) for c in range(gen.num_classes)]
+    gen = Generator.load(generator, dev)
+    names = job.label_names or [str(c) for c in range(gen.num_classes)]
     fields = ["text"] if gen.num_fields == 1 else ["text", "text_pair"]
     template = TextDataset([], [], names, fields, "generated")
-    small = generate_set(gen, SelectionEncoder(encoder, gen.max_length), template, dpc, oversample, seed, progress=True)
+    encoder_model = SelectionEncoder(job.encoder, gen.max_length, device=dev)
+    small = generate_set(gen, encoder_model, template, job.dpc, job.oversample, job.seed, progress=True)
     prov = {
         "method": "generated",
         "generator_checkpoint": str(generator),
-        "dpc": dpc,
-        "oversample": oversample,
+        "dpc": job.dpc,
+        "oversample": job.oversample,
         "selection": "kmeans_medoid",
-        "selection_encoder": encoder,
-        "seed": seed,
+        "selection_encoder": job.encoder,
+        "seed": job.seed,
         "label_names": names,
         "text_fields": fields,
     }
@@ -117,17 +151,41 @@ def generate(
 @app.command("eval")
 def eval_(
     set_path: Path = typer.Option(..., help="A saved text set folder (texts.jsonl + provenance.json)."),
-    dataset: str = typer.Option("fine_foods", help="The dataset whose test split scores the set."),
-    learner: str = typer.Option("minilm", help="Learner architecture to fine-tune."),
-    runs: int = typer.Option(10, min=1, help="Fresh fine-tuning runs."),
-    steps: int = typer.Option(100, min=1, help="Fine-tuning steps per run."),
-    lr: float = typer.Option(1e-4, help="Learning rate."),
-    max_length: int = typer.Option(64, min=1, help="Learner max tokens."),
+    dataset: str = typer.Option(None, help="The dataset whose test split scores the set (default: fine_foods)."),
+    learner: str = typer.Option(None, help="Learner architecture to fine-tune (default: minilm)."),
+    runs: int = typer.Option(None, min=1, help="Fresh fine-tuning runs (default: 10)."),
+    steps: int = typer.Option(None, min=1, help="Fine-tuning steps per run (default: 100)."),
+    lr: float = typer.Option(None, help="Learning rate (default: 1e-4)."),
+    max_length: int = typer.Option(None, min=1, help="Learner max tokens (default: 64)."),
     max_test: int = typer.Option(None, min=1, help="Score on a seeded subsample of the test split."),
-    train_body: bool = typer.Option(True, "--train-body/--frozen-body", help="Fine-tune all, or the head only."),
-    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed."),
+    train_body: bool = typer.Option(
+        None, "--train-body/--frozen-body", help="Fine-tune all (the default), or the head only."
+    ),
+    seed: int = SEED,
+    device: str = DEVICE,
+    config: Path = CONFIG,
+    set_: list[str] = sets_option("steps=200"),
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Fine-tune fresh learners on a saved set and report test accuracy mean ± std."""
+    from distillkit.text.jobs import TextEvalJob
+
+    flags = _flags(
+        dataset=dataset,
+        learner=learner,
+        runs=runs,
+        steps=steps,
+        lr=lr,
+        max_length=max_length,
+        max_test=max_test,
+        train_body=train_body,
+        seed=seed,
+        device=device,
+    )
+    job = resolve(TextEvalJob, None, config, set_, flags)
+    if _printed(job, print_config):
+        return
+    dev = str(resolve_device(job.device))
     if not (set_path / "provenance.json").exists():
         raise UserError(f"{set_path} is not a saved text set (no provenance.json); pass a folder under RUN/sets/")
     from distillkit.data.text import load_text_dataset, subsample
@@ -137,36 +195,56 @@ def eval_(
     from distillkit.text.synthetic import load_text_set
 
     small = load_text_set(set_path)
-    data = load_text_dataset(dataset, seed=seed)
-    test = subsample(data.test, max_test, seed)
-    lrn = Learner.load(learner, data.train.num_classes, max_length, seed)
+    data = load_text_dataset(job.dataset, seed=job.seed)
+    test = subsample(data.test, job.max_test, job.seed)
+    lrn = Learner.load(job.learner, data.train.num_classes, job.max_length, job.seed, device=dev)
     res = evaluate_set(
         lrn,
         small,
         test,
-        FinetuneConfig(steps=steps, batch_size=64, lr=lr, train_body=train_body),
-        [derive_seed(seed, "cli_eval_run", k) for k in range(runs)],
+        FinetuneConfig(steps=job.steps, batch_size=job.batch_size, lr=job.lr, train_body=job.train_body),
+        [derive_seed(job.seed, "cli_eval_run", k) for k in range(job.runs)],
         data.validation,
     )
     s = summarize(res)
-    typer.echo(f"{set_path}: accuracy {s['mean']:.2f} ± {s['std']:.2f} over {s['n']} runs ({learner})")
+    typer.echo(f"{set_path}: accuracy {s['mean']:.2f} ± {s['std']:.2f} over {s['n']} runs ({job.learner})")
 
 
 @app.command()
 def icl(
     set_path: Path = typer.Option(..., help="A saved text set folder whose texts become the demonstrations."),
-    model: str = typer.Option("smollm2", help="Causal LM: smollm2, a local folder, a .gguf file or a hub id."),
-    dataset: str = typer.Option("fine_foods", help="The dataset whose test split is scored."),
-    shots_per_class: int = typer.Option(2, min=1, help="Demonstrations per class in every prompt."),
+    model: str = typer.Option(None, help="Causal LM: smollm2 (the default), a local folder, a .gguf file or a hub id."),
+    dataset: str = typer.Option(None, help="The dataset whose test split is scored (default: fine_foods)."),
+    shots_per_class: int = typer.Option(None, min=1, help="Demonstrations per class in every prompt (default: 2)."),
     label_words: str = typer.Option(None, help="Comma-separated label words (default: the label names)."),
-    max_test: int = typer.Option(200, min=1, help="Score a seeded subsample of the test split."),
+    max_test: int = typer.Option(None, min=1, help="Score a seeded subsample of the test split (default: 200)."),
     max_tokens: int = typer.Option(
-        1024, min=1, help="Prompt budget; demonstrations are dropped to fit, never the query."
+        None, min=1, help="Prompt budget (default: 1024); demonstrations are dropped to fit, never the query."
     ),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed."),
+    device: str = DEVICE,
+    seed: int = SEED,
+    config: Path = CONFIG,
+    set_: list[str] = sets_option("shots_per_class=4"),
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """In-context learning: k-shot prompts from a small set, label-word likelihood on a causal LM."""
+    from distillkit.text.jobs import ICLJob
+
+    words = label_words.split(",") if label_words else None
+    flags = _flags(
+        model=model,
+        dataset=dataset,
+        shots_per_class=shots_per_class,
+        label_words=words,
+        max_test=max_test,
+        max_tokens=max_tokens,
+        device=device,
+        seed=seed,
+    )
+    job = resolve(ICLJob, None, config, set_, flags)
+    if _printed(job, print_config):
+        return
+    dev = str(resolve_device(job.device))
     if not (set_path / "provenance.json").exists():
         raise UserError(f"{set_path} is not a saved text set (no provenance.json); pass a folder under RUN/sets/")
     from distillkit.data.text import load_text_dataset, subsample
@@ -175,14 +253,14 @@ def icl(
     from distillkit.text.synthetic import load_text_set
 
     small = load_text_set(set_path)
-    test = subsample(load_text_dataset(dataset, seed=seed).test, max_test, seed)
-    words = label_words.split(",") if label_words else list(test.label_names)
+    test = subsample(load_text_dataset(job.dataset, seed=job.seed).test, job.max_test, job.seed)
+    words = job.label_words or list(test.label_names)
     if len(words) != test.num_classes:
         raise UserError(f"{len(words)} label words for {test.num_classes} classes; pass one word per class")
-    lm = load_local_lm(model, device=device, max_length=max_tokens)
-    res = icl_evaluate(lm, small, test, words, shots_per_class, seed, max_tokens)
+    lm = load_local_lm(job.model, device=dev, max_length=job.max_tokens)
+    res = icl_evaluate(lm, small, test, words, job.shots_per_class, job.seed, job.max_tokens)
     typer.echo(
-        f"{set_path}: ICL accuracy {res['accuracy']:.2f} on {len(test)} test texts with {model} "
+        f"{set_path}: ICL accuracy {res['accuracy']:.2f} on {len(test)} test texts with {job.model} "
         f"({res['demonstrations']} demonstrations, {res['demonstrations_dropped']} dropped to fit)"
     )
 

@@ -6,17 +6,29 @@ from pathlib import Path
 from typing import Any
 
 from distillkit.overrides import apply_overrides as apply_dotted
-from distillkit.text.config import DiLMConfig, config_from_dict, preset_config, read_config_file
+from distillkit.settings import Flags, layered, merge_settings
+from distillkit.text.config import DiLMConfig, config_from_dict, preset_settings
 
 
 def apply_overrides(cfg: DiLMConfig, overrides: list[str]) -> DiLMConfig:
     """Apply `key=value` overrides (dotted keys for nested settings, JSON values, e.g. gm.outer_loops=50)."""
-    data = apply_dotted(cfg.model_dump(), overrides, known_only=True)
-    return config_from_dict(data)
+    return config_from_dict(apply_dotted(cfg.model_dump(), overrides))
+
+
+def resolve_text_config(
+    preset: str, config: Path | None = None, sets: list[str] | None = None, flags: Flags | None = None
+) -> DiLMConfig:
+    """`distill text run`'s settings: preset < --config file < --set items < typed flags, validated and checked.
+
+    The preset is resolved for the dataset the other layers name (default fine_foods).
+    """
+    settings = layered(None, config, sets, flags)
+    dataset = settings.get("dataset") if isinstance(settings.get("dataset"), str) else "fine_foods"
+    return config_from_dict(merge_settings(preset_settings(preset, dataset), settings)).check()
 
 
 def build_config(
-    dataset: str,
+    dataset: str | None,
     preset: str,
     dpcs: list[int] | None = None,
     seed: int | None = None,
@@ -24,15 +36,7 @@ def build_config(
     overrides: list[str] | None = None,
     **fields: Any,
 ) -> DiLMConfig:
-    """Preset (or a config.json) + explicit fields + `key=value` overrides, validated."""
-    if config_file is not None:
-        cfg = read_config_file(config_file)
-    else:
-        cfg = preset_config(preset, dataset)
-    data = cfg.model_dump()
-    if dpcs:
-        data["dpcs"] = list(dpcs)
-    if seed is not None:
-        data["seed"] = seed
-    data.update({k: v for k, v in fields.items() if v is not None})
-    return apply_overrides(config_from_dict(data), overrides or []).check()
+    """Preset < `config_file` < `key=value` overrides < explicit arguments (those not None), validated."""
+    values = {"dataset": dataset, "dpcs": list(dpcs) if dpcs else None, "seed": seed, **fields}
+    flags = {key: (f"--{key.replace('_', '-')}", value) for key, value in values.items()}
+    return resolve_text_config(preset, config_file, overrides, flags)

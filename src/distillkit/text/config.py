@@ -1,16 +1,24 @@
-"""The typed DiLM run configuration and its presets (`quick` for a 2-core CPU, `paper` for a GPU)."""
+"""The typed DiLM run configuration and its presets (YAML files under distillkit/presets/text: `quick` for a
+2-core CPU, `paper` for a GPU)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, with_config
 
-from distillkit.errors import UserError, validated
+from distillkit.devices import DEVICE_HELP, resolve_device
+from distillkit.errors import UserError
+from distillkit.settings import load_preset, merge_settings, preset_names, validate
+from distillkit.settings import read_config_file as read_settings
 from distillkit.text.evaluate import FinetuneConfig
 from distillkit.text.gm import GMConfig
 from distillkit.text.stage1 import Stage1Config
+
+# The nested sections are stdlib dataclasses; validated inside DiLMConfig they refuse unknown keys too.
+for _section in (FinetuneConfig, GMConfig, Stage1Config):
+    with_config(ConfigDict(extra="forbid"))(_section)
 
 METHODS = ("dilm", "vanilla_lm", "kmeans_medoid", "greedy_k_center", "herding", "random", "full")
 
@@ -39,7 +47,7 @@ class DiLMConfig(BaseModel):
     max_validation: int | None = None
     max_test: int | None = None
     seed: int = 0
-    device: str = "cpu"
+    device: str = Field("auto", description=DEVICE_HELP, validate_default=True)
     generator: str = "gpt2"
     learner: str = "bert-base-uncased"
     encoder: str | None = None  # selection encoder; None = the learner's pretrained body
@@ -66,6 +74,12 @@ class DiLMConfig(BaseModel):
     val_runs: int = 5
     icl: ICLConfig | None = None
 
+    @field_validator("device")
+    @classmethod
+    def _concrete_device(cls, v: str) -> str:
+        """`auto` becomes the device it names here (CUDA when present, else CPU); others are checked before work."""
+        return str(resolve_device(v)) if v.strip().lower() == "auto" else v
+
     def check(self) -> DiLMConfig:
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
@@ -81,92 +95,36 @@ class DiLMConfig(BaseModel):
         return self
 
 
-def paper_preset(dataset: str = "sst2") -> DiLMConfig:
-    """The published settings (GPT-2 generator, BERT-base learner); needs a GPU and the hub or its cache."""
-    from distillkit.data.text import GLUE_TASKS
-
-    max_len = GLUE_TASKS[dataset].max_length if dataset in GLUE_TASKS else 128
-    real_batch = 100 if dataset in ("qqp", "mnli") else 200
-    return DiLMConfig(
-        preset="paper",
-        dataset=dataset,
-        generator="gpt2",
-        learner="bert-base-uncased",
-        max_length=max_len,
-        gm=GMConfig(real_batch=real_batch),
-        gen_batch_size=512,
-    )
+PRESETS = tuple(preset_names("text"))
 
 
-def quick_preset(dataset: str = "fine_foods") -> DiLMConfig:
-    """Minutes on a 2-core CPU: a 4-layer GPT-2 trained from scratch, MiniLM with a frozen body, few steps.
-
-    SmolLM2-135M (`generator="smollm2-135m"`) or GPT-2 are better generators but too slow for this budget.
-    """
-    return DiLMConfig(
-        preset="quick",
-        dataset=dataset,
-        generator="scratch-gpt2",
-        learner="minilm",
-        max_length=48,
-        max_train=600,
-        max_validation=100,
-        max_test=300,
-        dpcs=[5, 10],
-        methods=["dilm", "vanilla_lm", "kmeans_medoid", "herding", "random", "full"],
-        oversample=5,
-        share_pool=True,
-        num_sets=2,
-        runs_per_set=2,
-        gen_batch_size=64,
-        stage1=Stage1Config(steps=60, batch_size=16, lr=1e-3, checkpoint_every=20),
-        gm=GMConfig(
-            outer_loops=2,
-            inner_loops=4,
-            learner_steps=3,
-            syn_batch=12,
-            real_batch=12,
-            rt_sets=3,
-            dms_interval=1,
-            lr=1e-4,
-            learner_lr=1e-3,
-            learner_batch=32,
-            learner_train_body=False,
-            checkpoint_every=1,
-        ),
-        finetune=FinetuneConfig(steps=100, batch_size=64, lr=1e-2, train_body=False),
-        full_finetune=FinetuneConfig(steps=300, batch_size=64, lr=1e-2, train_body=False),
-        full_runs=3,
-        checkpoint="last",
-        validate_every=0,
-        val_dpc=5,
-        val_sets=1,
-        val_runs=2,
-    )
-
-
-PRESETS = {"quick": quick_preset, "paper": paper_preset}
+def preset_settings(name: str, dataset: str) -> dict[str, Any]:
+    """The settings of preset `name` for `dataset` (its `datasets:` entry merged in), as nested data."""
+    raw = load_preset("text", name)
+    per_dataset = raw.pop("datasets", {}) or {}
+    return {**merge_settings(raw, per_dataset.get(dataset, {})), "preset": name, "dataset": dataset}
 
 
 def preset_config(name: str, dataset: str) -> DiLMConfig:
-    if name not in PRESETS:
-        raise UserError(f"unknown preset '{name}'; choose one of {sorted(PRESETS)}")
-    return PRESETS[name](dataset)
+    """The validated config of preset `name` for `dataset`; an unknown name is one line listing the known ones."""
+    return config_from_dict(preset_settings(name, dataset))
+
+
+def paper_preset(dataset: str = "sst2") -> DiLMConfig:
+    """The published settings (GPT-2 generator, BERT-base learner); needs a GPU and the hub or its cache."""
+    return preset_config("paper", dataset)
+
+
+def quick_preset(dataset: str = "fine_foods") -> DiLMConfig:
+    """Minutes on a 2-core CPU: a 4-layer GPT-2 trained from scratch, MiniLM with a frozen body, few steps."""
+    return preset_config("quick", dataset)
 
 
 def config_from_dict(data: dict[str, Any]) -> DiLMConfig:
     """Validate settings (a preset's, a config file's, with overrides); a bad one is one line naming it."""
-    return validated(DiLMConfig, data)
+    return validate(DiLMConfig, data)
 
 
 def read_config_file(path: Path) -> DiLMConfig:
-    """A run's config.json as a DiLMConfig; a missing, corrupt or invalid file is one clear line."""
-    from distillkit.runs import read_json
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist or is not a file; pass a run's config.json")
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise UserError(f"config file {path} must hold a JSON object of settings, like a run's config.json")
-    return config_from_dict(data)
+    """A run's config.json (or any YAML/JSON settings file) as a DiLMConfig; a bad file is one clear line."""
+    return config_from_dict(read_settings(path))

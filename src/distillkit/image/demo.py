@@ -69,8 +69,7 @@ def demo_section(out_dir: Path, overrides: dict | None = None, full: bool = Fals
             f"APM's proxy students agreed with the teacher on {m['proxy_fit']:.1f} % of the images they were "
             "trained on (the adversarial step needs trained students).",
             "",
-            *[f"> warning: {w}" for w in m["warnings"]],
-            "",
+            *[line for w in m["warnings"] for line in (f"> warning: {w}", "")],  # one quoted block each
             f"![test accuracy]({name}/accuracy.png)",
             "",
             f"Time: distillation {t['distill']:.0f} s, whole run {t['total']:.0f} s; peak memory (resident set) "

@@ -18,6 +18,7 @@ from distillkit.report.html import Table
 from distillkit.runs import read_json
 from distillkit.text.plot import LABELS as TEXT_METHODS
 
+COUNT_ORDER = ["task", "domain", "answer_position", "style", "rejection_reason"]  # as in datasheet.md
 GAIN_LABELS = {"apm": "teacher soft labels (L1)", "apm_hard": "hard labels (CE)"}
 
 
@@ -232,7 +233,7 @@ def dialogbench_generation(summary: dict, counts: dict) -> RunView:
     )
     tables = [run] + [
         Table(f"Per {key.replace('_', ' ')}", ["value", "count"], [[k, v] for k, v in c.items()] or [["(none)", 0]])
-        for key, c in counts.items()
+        for key, c in sorted(counts.items(), key=lambda kv: COUNT_ORDER.index(kv[0]) if kv[0] in COUNT_ORDER else 99)
     ]
     warnings = []
     if summary.get("budget_reached"):

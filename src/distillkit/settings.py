@@ -110,10 +110,15 @@ def validate(model: type[Model], data: dict[str, Any], flags: Flags | None = Non
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        names = {key: flag for key, (flag, value) in (flags or {}).items() if value is not None}
-        first = ".".join(str(p) for p in e.errors()[0]["loc"])
-        fix = "pass another value" if first in names else "fix the --set or --config value"
-        raise UserError(validation_message(e, model, names, fix)) from None
+        raise UserError(explain(e, model, flags)) from None
+
+
+def explain(error: ValidationError, model: type[BaseModel], flags: Flags | None = None) -> str:
+    """One line for a settings error: the key (or the typed flag), the value given and what is allowed."""
+    names = {key: flag for key, (flag, value) in (flags or {}).items() if value is not None}
+    first = ".".join(str(p) for p in error.errors()[0]["loc"])
+    fix = "pass another value" if first in names else "fix the --set or --config value"
+    return validation_message(error, model, names, fix)
 
 
 def resolve(

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from distillkit.cli.common import run_app
+from distillkit.devices import DEVICE_HELP
 
 app = typer.Typer(help="DialogBench: LLMs as human-like dialogue systems.", no_args_is_help=True)
 
@@ -34,6 +35,25 @@ def _json_object(text: str | None, flag: str) -> dict[str, Any] | None:
 
 
 TIMEOUT_HELP = "seconds a server gets to answer one request (a deadline per attempt)"
+ORDER = "Wins over --config; a typed flag wins over it, and must agree with it."
+CONFIG = typer.Option(None, "--config", help="YAML/JSON settings file (e.g. a run's config.json); --set and flags win.")
+PRINT_CONFIG = typer.Option(
+    False, "--print-config", help="Print the resolved settings (YAML) and exit; no data or output is touched."
+)
+
+
+def _config_file(path: Path | None, derived: tuple[str, ...]) -> dict[str, Any]:
+    """A --config file's settings without what a run derived from them (e.g. a run's config.json)."""
+    from distillkit.settings import read_config_file
+
+    return {k: v for k, v in read_config_file(path).items() if k not in derived} if path else {}
+
+
+def _flags(values: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """{setting: (its flag, the typed value or None)} for the settings resolver."""
+    return {key: (f"--{key.replace('_', '-')}", value) for key, value in values.items()}
+
+
 RETRIES_HELP = "tries after the first one per request (429, 5xx, timeouts, dropped connections)"
 
 
@@ -96,72 +116,91 @@ def export_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    model: str = typer.Option(..., "--model", help="HF id, folder, .gguf file, 'smollm2', or a served model name"),
+    model: str = typer.Option(
+        None, "--model", help="HF id, folder, .gguf file, 'smollm2', or a served model name (required)"
+    ),
     tasks: str = typer.Option(None, "--tasks", help="comma-separated task abbreviations (default: all 12)"),
-    lang: str = typer.Option("en", "--lang", help="en or zh"),
-    mode: str = typer.Option("chat", "--mode", help="base (option likelihood) or chat (generate + extract)"),
-    circular: bool = typer.Option(False, "--circular", help="ask every instance with the gold in every position"),
-    data: str = typer.Option("sample", "--data", help="instance JSONL file, or 'sample' (the shipped set)"),
+    lang: str = typer.Option(None, "--lang", help="en (default) or zh"),
+    mode: str = typer.Option(None, "--mode", help="base (option likelihood) or chat (generate + extract; default)"),
+    circular: bool = typer.Option(
+        None, "--circular/--no-circular", help="ask every instance with the gold in every position (default: no)"
+    ),
+    data: str = typer.Option(None, "--data", help="instance JSONL file, or 'sample' (the shipped set; default)"),
     out: Path = typer.Option(None, "--out", help="run folder (default runs/dialogbench/<model>-<mode>-<lang>)"),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (selects that backend)"),
-    norm: str = typer.Option("token", "--norm", help="base mode: token (paper perplexity), sum, or char"),
-    extractor: str = typer.Option("lenient", "--extractor", help="chat headline: strict, lenient, anchored, original"),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, help="parallel requests to a server"),
+    norm: str = typer.Option(None, "--norm", help="base mode: token (paper perplexity; default), sum, or char"),
+    extractor: str = typer.Option(
+        None, "--extractor", help="chat headline: strict, lenient (default), anchored, original"
+    ),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, help="default: 256"),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="default: 8"),
+    concurrency: int = typer.Option(None, "--concurrency", min=1, help="parallel requests to a server (default: 8)"),
     limit: int = typer.Option(None, "--limit", min=1, help="at most this many instances per task"),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="skip bad JSONL lines (listed in metrics)"),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)"),
-    seed: int = typer.Option(0, "--seed"),
+    skip_invalid: bool = typer.Option(
+        None, "--skip-invalid/--no-skip-invalid", help="skip bad JSONL lines (listed in metrics; default: no)"
+    ),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    seed: int = typer.Option(None, "--seed", help="default: 0"),
     release_date: str = typer.Option(None, "--release-date", help="model release date, shown next to scores"),
     system_prompt: str = typer.Option(None, "--system-prompt", help="chat mode: sent as the first (system) message"),
     extra_body: str = typer.Option(None, "--extra-body", help="server: JSON object of extra request fields"),
     token_param: str = typer.Option(
         None, "--token-param", help="server: max_tokens (default) or max_completion_tokens (OpenAI reasoning models)"
     ),
-    timeout: float = typer.Option(120.0, "--timeout", help=TIMEOUT_HELP),
-    max_retries: int = typer.Option(5, "--max-retries", help=RETRIES_HELP),
+    timeout: float = typer.Option(None, "--timeout", help=TIMEOUT_HELP + " (default: 120)"),
+    max_retries: int = typer.Option(None, "--max-retries", help=RETRIES_HELP + " (default: 5)"),
+    config: Path = CONFIG,
+    set_: list[str] = typer.Option([], "--set", help=f"Any setting as key=value, e.g. --set max_length=4096. {ORDER}"),
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Evaluate one model; resumes from the run folder's items.jsonl if it exists."""
-    from pydantic import ValidationError
-
-    from distillkit.dialogbench.evaluate import EvalSettings, evaluate
+    from distillkit.devices import resolve_device
+    from distillkit.dialogbench.evaluate import DERIVED, EvalSettings, evaluate
     from distillkit.dialogbench.tasks import parse_tasks
     from distillkit.errors import UserError
+    from distillkit.settings import layered, to_yaml, validate
 
-    try:
-        settings = EvalSettings(
-            model=model,
-            backend="openai" if base_url else "local",
-            base_url=base_url,
-            mode=mode,
-            lang=lang,
-            tasks=[t.abbr for t in parse_tasks(tasks)],
-            data=data,
-            circular=circular,
-            norm=norm,
-            extractor=extractor,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            seed=seed,
-            limit=limit,
-            skip_invalid=skip_invalid,
-            device=device,
-            release_date=release_date,
-            system_prompt=system_prompt,
-            extra_body=_json_object(extra_body, "--extra-body"),
-            token_param=token_param,
-            timeout=timeout,
-            max_retries=max_retries,
-        )
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise UserError(f"bad value for --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
-    out = out or Path("runs/dialogbench") / f"{_slug(model)}-{mode}-{lang}{'-circular' if circular else ''}"
+    values = {
+        "model": model,
+        "base_url": base_url,
+        "mode": mode,
+        "lang": lang,
+        "tasks": [t.abbr for t in parse_tasks(tasks)] if tasks is not None else None,
+        "data": data,
+        "circular": circular,
+        "norm": norm,
+        "extractor": extractor,
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "concurrency": concurrency,
+        "seed": seed,
+        "limit": limit,
+        "skip_invalid": skip_invalid,
+        "device": device,
+        "release_date": release_date,
+        "system_prompt": system_prompt,
+        "extra_body": _json_object(extra_body, "--extra-body"),
+        "token_param": token_param,
+        "timeout": timeout,
+        "max_retries": max_retries,
+    }
+    flags = _flags(values)
+    raw = layered(_config_file(config, DERIVED), None, set_, flags)
+    if not raw.get("model"):
+        raise UserError("pass --model NAME (an HF id, folder, .gguf file, 'smollm2' or a served model name)")
+    raw.setdefault("backend", "openai" if raw.get("base_url") else "local")
+    raw["tasks"] = [t.abbr for t in parse_tasks(raw.get("tasks") or None)]
+    settings = validate(EvalSettings, raw, flags)
+    if print_config:
+        print(to_yaml(settings.saved()), end="")
+        return
+    if settings.backend == "local":
+        resolve_device(settings.device)
+    s = settings
+    out = out or Path("runs/dialogbench") / f"{_slug(s.model)}-{s.mode}-{s.lang}{'-circular' if s.circular else ''}"
     m = evaluate(settings, out)
     print(
-        f"{model} [{mode}, {lang}, {settings.headline}]: overall {m['overall']} over {len(m['tasks'])} tasks "
+        f"{s.model} [{s.mode}, {s.lang}, {settings.headline}]: overall {m['overall']} over {len(m['tasks'])} tasks "
         f"({m['n_done']}/{m['n_items']} items); results in {out}"
     )
     for abbr, t in m["tasks"].items():
@@ -207,11 +246,13 @@ def prepare_model_cmd() -> None:
 
 @app.command("generate")
 def generate_cmd(
-    llm: str = typer.Option(..., "--llm", help="generator model name as the server knows it"),
+    llm: str = typer.Option(None, "--llm", help="generator model name as the server knows it (required)"),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (default $OPENAI_BASE_URL)"),
     tasks: str = typer.Option(None, "--tasks", help="comma-separated task abbreviations (default: all 12)"),
-    per_task: int = typer.Option(20, "--per-task", help="instances planned per task (a multiple of the 20 domains)"),
-    lang: str = typer.Option("en", "--lang", help="en or zh"),
+    per_task: int = typer.Option(
+        None, "--per-task", help="instances planned per task (a multiple of the 20 domains; default: 20)"
+    ),
+    lang: str = typer.Option(None, "--lang", help="en (default) or zh"),
     out: Path = typer.Option(..., "--out", help="output folder (resumed if it exists)"),
     judge_llm: str = typer.Option(None, "--judge-llm", help="model of the blind-answer filter (default: --llm)"),
     judge_base_url: str = typer.Option(None, "--judge-base-url", help="server of the judge (default: --base-url)"),
@@ -223,54 +264,80 @@ def generate_cmd(
         False, "--no-position-balance", help="let the model place the correct option"
     ),
     no_json_schema: bool = typer.Option(False, "--no-json-schema", help="for servers without response_format"),
-    n_options: int = typer.Option(4, "--options", help="options per question (2-4)"),
-    seed: int = typer.Option(0, "--seed"),
-    temperature: float = typer.Option(1.0, "--temperature"),
-    presence_penalty: float = typer.Option(0.6, "--presence-penalty"),
-    max_new_tokens: int = typer.Option(2048, "--max-new-tokens", min=1),
-    max_attempts: int = typer.Option(3, "--max-attempts", help="tries per instance (first + repairs)"),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, help="parallel requests"),
+    n_options: int = typer.Option(None, "--options", help="options per question (2-4; default: 4)"),
+    seed: int = typer.Option(None, "--seed", help="default: 0"),
+    temperature: float = typer.Option(None, "--temperature", help="default: 1.0"),
+    presence_penalty: float = typer.Option(None, "--presence-penalty", help="default: 0.6"),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, help="default: 2048"),
+    max_attempts: int = typer.Option(None, "--max-attempts", help="tries per instance (first + repairs; default: 3)"),
+    concurrency: int = typer.Option(None, "--concurrency", min=1, help="parallel requests (default: 8)"),
     max_requests: int = typer.Option(None, "--max-requests", help="stop after this many requests (this run)"),
     max_tokens: int = typer.Option(None, "--max-tokens", help="stop once this many tokens were used (this run)"),
-    timeout: float = typer.Option(120.0, "--timeout", help=TIMEOUT_HELP),
-    max_retries: int = typer.Option(5, "--max-retries", help=RETRIES_HELP),
+    timeout: float = typer.Option(None, "--timeout", help=TIMEOUT_HELP + " (default: 120)"),
+    max_retries: int = typer.Option(None, "--max-retries", help=RETRIES_HELP + " (default: 5)"),
+    config: Path = CONFIG,
+    set_: list[str] = typer.Option([], "--set", help=f"Any setting as key=value, e.g. --set temperature=0.7. {ORDER}"),
+    print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Generate a new, bias-mitigated, filtered DialogBench with any OpenAI-compatible LLM (resumable)."""
     from pydantic import ValidationError
 
     from distillkit.dialogbench.generate.run import generate, resolve
+    from distillkit.dialogbench.generate.settings import DERIVED, GenSettings
     from distillkit.errors import UserError
+    from distillkit.settings import explain, layered, to_yaml
 
+    values = {
+        "llm": llm,
+        "base_url": base_url,
+        "tasks": tasks,
+        "per_task": per_task,
+        "lang": lang,
+        "judge_llm": judge_llm,
+        "judge_base_url": judge_base_url,
+        "judge": False if no_judge else None,
+        "domain_balance": False if no_domain_balance else None,
+        "style_mix": False if no_style_mitigation else None,
+        "position_balance": False if no_position_balance else None,
+        "json_schema": False if no_json_schema else None,
+        "n_options": n_options,
+        "seed": seed,
+        "temperature": temperature,
+        "presence_penalty": presence_penalty,
+        "max_new_tokens": max_new_tokens,
+        "max_attempts": max_attempts,
+        "concurrency": concurrency,
+        "max_requests": max_requests,
+        "max_tokens": max_tokens,
+        "timeout": timeout,
+        "max_retries": max_retries,
+    }
+    flags = _flags(values)
+    flags.update(n_options=("--options", n_options), judge=("--no-judge", values["judge"]))
+    file = _config_file(config, DERIVED)
+    if "requested_per_task" in file:  # a run's config.json: the count asked for, rounded again below
+        file["per_task"] = file.pop("requested_per_task")
+    raw = layered(file, None, set_, flags)
+    if not raw.get("llm"):
+        raise UserError("pass --llm NAME (the generator model as the server knows it)")
+    per = raw.pop("per_task", 20)
+    if not isinstance(per, int) or per < 1:
+        raise UserError(f"--per-task must be at least 1, got {per!r}")
     try:
         s = resolve(
-            llm,
-            tasks,
-            per_task,
-            lang,
+            raw.pop("llm"),
+            raw.pop("tasks", None),
+            per,
+            raw.pop("lang", "en"),
             rounding,
-            domain_balance=not no_domain_balance,
-            base_url=base_url,
-            judge_llm=judge_llm,
-            judge_base_url=judge_base_url,
-            judge=not no_judge,
-            style_mix=not no_style_mitigation,
-            position_balance=not no_position_balance,
-            json_schema=not no_json_schema,
-            n_options=n_options,
-            seed=seed,
-            temperature=temperature,
-            presence_penalty=presence_penalty,
-            max_new_tokens=max_new_tokens,
-            max_attempts=max_attempts,
-            concurrency=concurrency,
-            max_requests=max_requests,
-            max_tokens=max_tokens,
-            timeout=timeout,
-            max_retries=max_retries,
+            domain_balance=raw.pop("domain_balance", True),
+            **raw,
         )
     except ValidationError as e:
-        err = e.errors()[0]
-        raise UserError(f"bad value for --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+        raise UserError(explain(e, GenSettings, flags)) from None
+    if print_config:
+        print(to_yaml(s.saved()), end="")
+        return
     if s.rounding_note:
         print(s.rounding_note)
     summ = generate(s, out)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from distillkit.devices import DEVICE_HELP
 from distillkit.dialogbench.aggregate import summarize
 from distillkit.dialogbench.extract import extract
 from distillkit.dialogbench.itemlog import ItemLog
@@ -29,10 +30,13 @@ from distillkit.progress import progress as progress_bar
 from distillkit.runs import prepare_run_dir, write_json
 
 RESUMABLE = ("timeout", "max_retries")  # may differ between a run and its resumption
+DERIVED = ("data_sha256", "generation")  # written beside the settings in config.json, not settings themselves
 
 
 class EvalSettings(BaseModel):
     """The full, resolved configuration of one evaluation run (saved as config.json)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     model: str
     backend: Literal["local", "openai"] = "local"
@@ -51,7 +55,7 @@ class EvalSettings(BaseModel):
     seed: int = 0
     limit: int | None = None
     skip_invalid: bool = False
-    device: str | None = None
+    device: str | None = Field("auto", description=DEVICE_HELP)  # None, as saved by older runs: auto
     release_date: str | None = None  # shown next to the scores (data public since 2023: contamination)
     system_prompt: str | None = None  # chat mode: sent as the first message
     # servers only; None keeps the defaults, so runs saved before these settings existed still resume

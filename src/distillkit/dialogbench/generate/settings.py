@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from distillkit.dialogbench.generate.checks import CheckSettings
 from distillkit.lm.secrets import mask_url
 
 # may differ between a run and its resumption
 RESUMABLE = ("max_requests", "max_tokens", "concurrency", "timeout", "max_retries")
+# recomputed from the count asked for and the language, so a run's config.json given back as --config drops them
+DERIVED = ("domains", "rounding_note")
 
 
 class GenSettings(BaseModel):
     """Generator, judge, tasks, counts, mitigations, sampling, checks and budget."""
+
+    model_config = ConfigDict(extra="forbid")
 
     llm: str
     base_url: str | None = None

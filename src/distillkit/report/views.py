@@ -96,7 +96,17 @@ def image_compare(m: dict) -> RunView:
             )
         over = " (over draws)" if r.get("std_over") == "draws" else ""
         rows.append(
-            [r["method"], r["ipc"], r["arch"], r["labels"], r["loss"], pm(r) + over, vs, r["seconds"], r["peak_mb"]]
+            [
+                r["method"],
+                r["ipc"],
+                r["arch"],
+                r["labels"],
+                r["loss"],
+                pm(r) + over,
+                vs,
+                round(r["seconds"]),
+                round(r["peak_mb"]),
+            ]
         )
     header = ["method", "IPC", "network", "labels", "loss", "test acc. (%)", "vs random", "build s", "peak MB"]
     tables = [Table("Test accuracy", header, rows)]

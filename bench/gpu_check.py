@@ -55,7 +55,15 @@ SIZES: dict[str, dict[str, Any]] = {
             "full.epochs": 8,
         },
         "data": {},
-        "memory": {"ipcs": [10, 50], "steps": 3, "syn_steps": 30, "expert_epochs": 2, "proxy_epochs": 5, "k": 5},
+        "memory": {
+            "ipcs": [10, 50],
+            "steps": 3,
+            "syn_steps": 30,
+            "expert_epochs": 2,
+            "proxy_epochs": 5,
+            "k": 5,
+            "in_process": False,
+        },
         "loglik": {"model": "smollm2", "per_task": 4, "batch_size": 16, "rounds": 2},
     },
     "smoke": {
@@ -70,9 +78,19 @@ SIZES: dict[str, dict[str, Any]] = {
             "eval.random_draws": 1,
             "full.runs": 1,
             "full.epochs": 1,
+            "teacher.net_options": {"width": 8, "depth": 2},
+            "eval.net_options": {"width": 8, "depth": 2},
         },
         "data": {"train_limit": 300, "val_size": 100},
-        "memory": {"ipcs": [1], "steps": 1, "syn_steps": 2, "expert_epochs": 1, "proxy_epochs": 1, "k": 2},
+        "memory": {
+            "ipcs": [1],
+            "steps": 1,
+            "syn_steps": 2,
+            "expert_epochs": 1,
+            "proxy_epochs": 1,
+            "k": 2,
+            "in_process": True,
+        },
         "loglik": {"model": "tiny-llama", "per_task": 1, "batch_size": 4, "rounds": 1},
     },
 }
@@ -177,6 +195,12 @@ def apm_vs_mtt(size: dict, device: str, work: Path) -> dict[str, Any]:
 
     m = size["memory"]
     shape = "3x32x32"
+    run_worker = bench.run_worker
+    if m["in_process"]:  # smoke: no fresh process per setting, and a small MNIST subset for the experts
+        from distillkit.data.images import load_images
+
+        run_worker = bench.worker
+        bench.load = lambda shape: load_images("mnist", size=32, channels=3, val_size=100, train_limit=300)
     data = bench.load(shape)
     experts = work / "experts"
     start = time.perf_counter()
@@ -190,8 +214,8 @@ def apm_vs_mtt(size: dict, device: str, work: Path) -> dict[str, Any]:
         init_path = work / f"init_{ipc}.pt"
         torch.save(init_images(data, APMConfig(ipc=ipc)), init_path)
         job = {**common, "ipc": ipc, "init_path": str(init_path)}
-        proxy = bench.run_worker({**job, "method": "apm_proxy", "proxy_epochs": m["proxy_epochs"]})
-        step = bench.run_worker({**job, "method": "apm_step", "segment": n})
+        proxy = run_worker({**job, "method": "apm_proxy", "proxy_epochs": m["proxy_epochs"]})
+        step = run_worker({**job, "method": "apm_step", "segment": n})
         refresh = proxy["sec_per_epoch"] * 250  # the published E = 250 proxy epochs per refresh, R = 3
         rows.append(
             {
@@ -205,7 +229,7 @@ def apm_vs_mtt(size: dict, device: str, work: Path) -> dict[str, Any]:
             }
         )
         for method in ("mtt", "tesla"):
-            r = bench.run_worker(
+            r = run_worker(
                 {
                     **common,
                     "method": method,

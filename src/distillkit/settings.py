@@ -105,6 +105,14 @@ def layered(
     return apply_flags(data, sets, flags or {})
 
 
+def choose_preset(typed: str | None, settings: dict[str, Any], default: str = "quick") -> str:
+    """The preset a job starts from: the one typed, else the one the --config file names (a run's config.json
+    names its own), else `default`; written into `settings` so the resolved config records it."""
+    name = typed or settings.get("preset") or default
+    settings["preset"] = name
+    return str(name)
+
+
 def validate(model: type[Model], data: dict[str, Any], flags: Flags | None = None) -> Model:
     """`model` from nested settings; a bad key or value is one UserError line (a typed flag named as typed)."""
     try:

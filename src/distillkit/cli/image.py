@@ -19,7 +19,16 @@ from distillkit.devices import DEVICE_HELP, resolve_device
 from distillkit.errors import UserError
 from distillkit.overrides import set_dotted
 from distillkit.runs import check_out_file, make_dir
-from distillkit.settings import Flags, layered, merge_settings, require_dotted, resolve, to_yaml, validate
+from distillkit.settings import (
+    Flags,
+    choose_preset,
+    layered,
+    merge_settings,
+    require_dotted,
+    resolve,
+    to_yaml,
+    validate,
+)
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -33,9 +42,9 @@ DATASET = typer.Option(
 )
 DATA_ROOT = typer.Option(None, help="Folder (or .npz file) holding the data; offline defaults need none.")
 PRESET = typer.Option(
-    "quick",
-    help="quick (minutes on a CPU), standard (about an hour on a CPU), paper (the published settings, "
-    "per dataset and IPC from APM's Table A9; GPU).",
+    None,
+    help="quick (minutes on a CPU; the default, unless --config names another), standard (about an hour on a "
+    "CPU), paper (the published settings, per dataset and IPC from APM's Table A9; GPU).",
 )
 SIZE = typer.Option(None, min=1, max=1024, help="Pad/resize images to SIZE x SIZE (e.g. 32).")
 CHANNELS = typer.Option(None, min=1, max=4, help="Repeat grey images to this many channels (e.g. 3).")
@@ -97,7 +106,7 @@ def _data_flags(
 def run(
     dataset: str | None = DATASET,
     ipc: int | None = typer.Option(None, min=1, help="Images per class (default: 10)."),
-    preset: str = PRESET,
+    preset: str | None = PRESET,
     out: Path = typer.Option(Path("runs/image"), help="Run directory (resumed when it exists)."),
     data_root: Path | None = DATA_ROOT,
     size: int | None = SIZE,
@@ -202,7 +211,7 @@ def experts(
     print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Train expert trajectories for the MTT/TESLA baselines; finished experts are kept when re-run."""
-    from distillkit.image.jobs import ExpertJob
+    from distillkit.image.jobs import EXPERT_DEFAULTS, ExpertJob
     from distillkit.image.mtt import train_experts
 
     flags = {
@@ -215,7 +224,7 @@ def experts(
         "seed": ("--seed", seed),
         "device": ("--device", device),
     }
-    job = resolve(ExpertJob, None, config, set_, flags)
+    job = resolve(ExpertJob, EXPERT_DEFAULTS, config, set_, flags)
     job.experts.seed = job.seed
     if printed(job, print_config):
         return
@@ -235,7 +244,7 @@ def distill_cmd(
     teachers: Path = typer.Option(..., help="Teacher pool folder (from `distill image teacher`)."),
     dataset: str | None = DATASET,
     ipc: int | None = typer.Option(None, min=1, help="Images per class (default: 10)."),
-    preset: str = PRESET,
+    preset: str | None = PRESET,
     out: Path = typer.Option(Path("runs/apm"), help="Run directory (resumed when it exists)."),
     data_root: Path | None = DATA_ROOT,
     size: int | None = SIZE,
@@ -276,6 +285,7 @@ def distill_cmd(
         "group_split": ("--group-split", group_split),
     }
     settings = layered(None, config, set_, flags)
+    preset = choose_preset(preset, settings)
     job = validate(DistillJob, merge_settings(distill_preset(preset, settings), settings), flags)
     job.apm.seed = job.seed
     if printed(job, print_config):
@@ -437,7 +447,7 @@ def compare(
     ),
     dataset: str | None = DATASET,
     ipc: str | None = typer.Option(None, help="Comma-separated images-per-class values, e.g. 1,10,50 (default: 1,10)."),
-    preset: str = PRESET,
+    preset: str | None = PRESET,
     out: Path = typer.Option(Path("runs/compare"), help="Run directory (resumed when it exists)."),
     data_root: Path | None = DATA_ROOT,
     size: int | None = SIZE,
@@ -488,7 +498,7 @@ def tune(
     dataset: str | None = DATASET,
     ipc: int = typer.Option(10, min=1, help="Images per class the settings are chosen for."),
     trials: int = typer.Option(20, help="Trials in all (finished ones are kept when the search is resumed)."),
-    preset: str = PRESET,
+    preset: str | None = PRESET,
     out: Path = typer.Option(Path("runs/tune"), help="Search folder: study.db, trials/, preset.yaml, tune.json."),
     data_root: Path | None = DATA_ROOT,
     size: int | None = SIZE,
@@ -515,6 +525,7 @@ def tune(
         "device": ("--device", device),
     }
     settings = layered(None, config, set_, flags)
+    preset = choose_preset(preset, settings)
     set_dotted(settings, "full.runs", 0)  # the search never trains on the full data
     set_dotted(settings, "ipcs", [ipc])  # the IPC searched (and the Table A9 row of a paper preset)
     cfg = make_compare_config(preset, settings)

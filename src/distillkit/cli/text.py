@@ -48,7 +48,9 @@ def _flags(**values: Any) -> dict[str, tuple[str, Any]]:
 def run(
     dataset: str = typer.Option(None, help="fine_foods (default), sst2, qqp, mnli, or a .csv/.tsv/.jsonl file."),
     dpc: list[int] = typer.Option([], min=1, help="Data per class; repeat for several (e.g. --dpc 5 --dpc 10)."),
-    preset: str = typer.Option("quick", help="quick (2-core CPU, minutes) or paper (published settings, GPU)."),
+    preset: str = typer.Option(
+        None, help="quick (2-core CPU, minutes; the default, unless --config names another) or paper (GPU)."
+    ),
     out: Path = typer.Option(..., help="Run directory (created, or resumed when it exists)."),
     seed: int = typer.Option(
         None, min=0, max=SEED_MAX, help="The one seed for every random choice (default: the preset's, 0)."

@@ -33,7 +33,7 @@ from distillkit.image.presets import PAPER, compare_preset, with_paper_row
 from distillkit.image.teacher import TeacherConfig, TeacherPool, train_pool
 from distillkit.nets import canonical_arch
 from distillkit.runs import prepare_run_dir, read_json, write_json
-from distillkit.settings import Flags, layered, merge_settings, validate
+from distillkit.settings import Flags, choose_preset, layered, merge_settings, validate
 
 METHODS = tuple(BUILDERS)
 WHAT_TO_COMPUTE = ("methods", "ipcs", "label_modes", "cross_archs")  # each cell cached apart
@@ -111,10 +111,13 @@ def make_compare_config(preset: str = "quick", overrides: dict[str, Any] | None 
 
 
 def resolve_compare_config(
-    preset: str, config: Path | None = None, sets: list[str] | None = None, flags: Flags | None = None
+    preset: str | None, config: Path | None = None, sets: list[str] | None = None, flags: Flags | None = None
 ) -> CompareConfig:
-    """`distill image compare`'s settings: preset < --config file < --set items < typed flags, validated."""
-    return make_compare_config(preset, layered(None, config, sets, flags))
+    """`distill image compare`'s settings: preset < --config file < --set items < typed flags, validated.
+
+    With no `preset`, the one the config file names (a run's config.json), else quick."""
+    settings = layered(None, config, sets, flags)
+    return make_compare_config(choose_preset(preset, settings), settings)
 
 
 class Comparison:

@@ -34,7 +34,10 @@ class ExpertJob(_Job):
     """`distill image experts`: MTT expert trajectories on one dataset."""
 
     data: DataConfig = Field(default_factory=DataConfig)
-    experts: ExpertConfig = Field(default_factory=lambda: ExpertConfig(num_experts=10))
+    experts: ExpertConfig = Field(default_factory=ExpertConfig)
+
+
+EXPERT_DEFAULTS = {"experts": {"num_experts": 10}}  # `distill image experts` trains 10 unless told (MTT: 100)
 
 
 class DistillJob(_Job):

@@ -36,7 +36,7 @@ from distillkit.image.presets import PAPER, image_preset, with_paper_row
 from distillkit.image.teacher import TeacherConfig, TeacherPool, train_pool
 from distillkit.overrides import _MISSING, get_dotted
 from distillkit.runs import prepare_run_dir, write_json
-from distillkit.settings import Flags, layered, merge_settings, preset_names, validate
+from distillkit.settings import Flags, choose_preset, layered, merge_settings, preset_names, validate
 
 __all__ = ["DataConfig", "ImageRunConfig", "make_config", "merge_settings", "resolve_run_config", "run_image"]
 
@@ -88,10 +88,13 @@ def make_config(preset: str = "quick", overrides: dict[str, Any] | None = None) 
 
 
 def resolve_run_config(
-    preset: str, config: Path | None = None, sets: list[str] | None = None, flags: Flags | None = None
+    preset: str | None, config: Path | None = None, sets: list[str] | None = None, flags: Flags | None = None
 ) -> ImageRunConfig:
-    """`distill image run`'s settings: preset < --config file < --set items < typed flags, validated."""
-    return make_config(preset, layered(None, config, sets, flags))
+    """`distill image run`'s settings: preset < --config file < --set items < typed flags, validated.
+
+    With no `preset`, the one the config file names (a run's config.json), else quick."""
+    settings = layered(None, config, sets, flags)
+    return make_config(choose_preset(preset, settings), settings)
 
 
 def _peak_rss_mb() -> float:

@@ -55,8 +55,8 @@ def check_same_training(out: Path, kind: PoolKind, manifest: dict, signature: di
     def training(cfg: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in cfg.items() if k != kind.size_field}
 
-    files = [out / e["file"] for e in manifest[kind.key]]
-    trained = [training(read_meta(f)["config"]) for f in files if f.exists()]
+    files = [out / e["file"] for e in manifest[kind.key] if isinstance(e, dict) and "file" in e]
+    trained = [training(read_meta(f).get("config", {})) for f in files if f.exists()]
     old = {"data": manifest.get("signature"), "training": trained}
     new = {"data": signature, "training": [training(config)] * len(trained)}
     if old != new:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from distillkit.data.images import ALIASES
+from distillkit.data.images import canonical_name
+from distillkit.errors import UserError
 from distillkit.settings import load_preset, load_table, merge_settings
 
 PAPER = "paper"
@@ -31,8 +32,11 @@ def table_a9() -> list[dict[str, Any]]:
 
 
 def _dataset_key(dataset: str) -> str:
-    key = dataset.lower().replace("-", "_")
-    return ALIASES.get(key, ALIASES.get(dataset.lower(), key))
+    """The registry name of `dataset` (aliases resolved); a name outside the registry, lower-cased."""
+    try:
+        return canonical_name(dataset)
+    except UserError:
+        return dataset.lower().replace("-", "_")
 
 
 def paper_row(dataset: str, ipc: int) -> dict[str, Any] | None:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from distillkit.overrides import apply_overrides as apply_dotted
-from distillkit.settings import Flags, layered, merge_settings
+from distillkit.settings import Flags, choose_preset, layered, merge_settings
 from distillkit.text.config import DiLMConfig, config_from_dict, preset_settings
 
 
@@ -16,20 +16,22 @@ def apply_overrides(cfg: DiLMConfig, overrides: list[str]) -> DiLMConfig:
 
 
 def resolve_text_config(
-    preset: str, config: Path | None = None, sets: list[str] | None = None, flags: Flags | None = None
+    preset: str | None, config: Path | None = None, sets: list[str] | None = None, flags: Flags | None = None
 ) -> DiLMConfig:
     """`distill text run`'s settings: preset < --config file < --set items < typed flags, validated and checked.
 
-    The preset is resolved for the dataset the other layers name (default fine_foods).
+    The preset is resolved for the dataset the other layers name (default fine_foods); with no `preset`, the one
+    the config file names (a run's config.json), else quick.
     """
     settings = layered(None, config, sets, flags)
+    preset = choose_preset(preset, settings)
     dataset = settings.get("dataset") if isinstance(settings.get("dataset"), str) else "fine_foods"
     return config_from_dict(merge_settings(preset_settings(preset, dataset), settings)).check()
 
 
 def build_config(
     dataset: str | None,
-    preset: str,
+    preset: str | None,
     dpcs: list[int] | None = None,
     seed: int | None = None,
     config_file: Path | None = None,

@@ -109,6 +109,7 @@ def test_apm_proxy_training_on_device_tracks_the_cpu(apm_case, digits_pool, devi
 RESUME_SCRIPT = """
 import sys, json, torch
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True, warn_only=True)  # CUDA: the same sums in both processes
 from distillkit.data.images import load_images
 from distillkit.image.apm import APMConfig, distill
 from distillkit.image.teacher import TeacherPool
@@ -122,7 +123,7 @@ def test_apm_killed_on_device_resumes_to_the_same_images(digits_pool, device, tm
     cfg = {**APM_TINY, "iterations": 120, "checkpoint_every": 6, "student_epochs": 10}
     script = tmp_path / "run.py"
     script.write_text(RESUME_SCRIPT)
-    env = {**os.environ, "DISTILLKIT_PROGRESS": "0"}
+    env = {**os.environ, "DISTILLKIT_PROGRESS": "0", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
     pool = str(digits_pool.manifest.parent)
 
     def run(out: Path) -> subprocess.Popen:
@@ -337,7 +338,7 @@ def test_torchrun_groups_on_device_equal_one_process(digits_pool, device, tmp_pa
         pytest.skip("nccl with two processes needs two GPUs")
     flag = "cuda" if device.type == "cuda" else str(device)
     pool = str(digits_pool.manifest.parent)
-    tiny = ["--set", "iterations=6", "--set", "student_epochs=4", "--set", "num_checkpoints=2"]
+    tiny = ["--set", "apm.iterations=6", "--set", "apm.student_epochs=4", "--set", "apm.num_checkpoints=2"]
     common = ["image", "distill", "--teachers", pool, "--dataset", "digits", "--ipc", "3", *tiny, "--groups", "2"]
     env = {**os.environ, "DISTILLKIT_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
 

@@ -27,7 +27,7 @@ TINY = {
     "lr_img": 5.0,
     "lr_net": 0.05,
 }
-CLI_TINY = ["--set", "iterations=6", "--set", "student_epochs=4", "--set", "num_checkpoints=2"]
+CLI_TINY = ["--set", "apm.iterations=6", "--set", "apm.student_epochs=4", "--set", "apm.num_checkpoints=2"]
 
 
 def cli(*args: str, torchrun: int = 0, check: bool = True) -> subprocess.CompletedProcess:

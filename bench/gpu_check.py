@@ -45,14 +45,14 @@ SIZES: dict[str, dict[str, Any]] = {
     "full": {
         "device": "cuda",
         "caps": {
-            "teacher.epochs": 15,
+            "teacher.epochs": 10,
             "teacher.num_teachers": 1,
             "apm.iterations": 150,
             "eval.runs": 2,
             "eval.epochs": 500,
             "eval.random_draws": 2,
             "full.runs": 1,
-            "full.epochs": 8,
+            "full.epochs": 5,
         },
         "data": {},
         "memory": {

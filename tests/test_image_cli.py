@@ -102,6 +102,19 @@ def test_rerun_resumes_without_recomputing(run_dir):
     assert "apm" in proc.stdout
 
 
+def test_the_saved_config_reruns_the_same_job(run_dir, tmp_path):
+    config = run_dir / "config.json"
+    before = (run_dir / "evals" / "apm.json").stat().st_mtime
+    distill("image", "run", "--config", str(config), "--out", str(run_dir))  # accepted as the same job: resumed
+    assert (run_dir / "evals" / "apm.json").stat().st_mtime == before
+    again = tmp_path / "again"  # a fresh folder, with the first run's teachers: the same distilled set
+    distill("image", "run", "--config", str(config), "--teachers", str(run_dir / "teachers"), "--out", str(again))
+    assert json.loads((again / "config.json").read_text()) == json.loads(config.read_text())
+    first = safetensors.torch.load_file(run_dir / "distilled.safetensors")
+    second = safetensors.torch.load_file(again / "distilled.safetensors")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
 def test_eval_command(run_dir, tmp_path):
     out = tmp_path / "eval.json"
     distill(

@@ -20,13 +20,16 @@ import numpy as np
 import torch
 
 from distillkit.data.text import TextDataset, TextSplits, check_dpc, load_text_dataset, subsample
+from distillkit.report import write_report_html
 from distillkit.runs import Run, read_json, save_numpy, write_json
 from distillkit.seeding import derive_seed
 from distillkit.text.coreset import DETERMINISTIC, SelectionEncoder, select_per_class
 from distillkit.text.evaluate import evaluate_set, scores, summarize
 from distillkit.text.generator import Generator
 from distillkit.text.gm import GradientMatcher
+from distillkit.text.icl import run_icl
 from distillkit.text.learner import Learner
+from distillkit.text.plot import plot_accuracy_vs_dpc
 from distillkit.text.stage1 import train_stage1
 from distillkit.text.synthetic import generate_pool, generate_set, load_text_set, save_text_set, select_from_pool
 
@@ -344,14 +347,11 @@ class DiLMRun:
             h = read_json(hist)
             metrics["gm_seconds_per_step"] = float(np.mean([x["seconds"] for x in h])) if h else None
         if cfg.icl is not None:
-            from distillkit.text.icl import run_icl
-
             metrics["icl"] = run_icl(self, cfg.icl)
         metrics = self.run_dir.write_metrics(metrics)
         if len(cfg.dpcs) >= 1:
-            from distillkit.text.plot import plot_accuracy_vs_dpc
-
             plot_accuracy_vs_dpc(metrics, self.out / "accuracy_vs_dpc.png")
+        write_report_html(self.out)
         return metrics
 
 

@@ -60,7 +60,7 @@ CASES = [
     ("distill", "image eval {missing} --set eval.loss=l7", "eval.loss: got 'l7'"),
     ("distill", "image compare --set dm.iterations=0 --out {out}", "dm.iterations: got 0"),
     ("distill", "image tune --set mtt.nope=1 --out {out}", "unknown setting mtt.nope (given 1)"),
-    ("distill", "image run --preset nosuch --out {out}", "unknown preset 'nosuch'; choose one of paper, quick, standard"),
+    ("distill", "image run --preset nosuch --out {out}", "unknown preset 'nosuch'; choose one of paper, quick"),
     ("distill", "image run --device cuda:7 --out {out}", "--device cuda:7 asks for"),
     ("distill", "image run --device tpu --out {out}", "--device 'tpu' is not a device"),
     ("distill", "image eval {missing} --label-mode foo", "--label-mode: got 'foo', should be 'soft' or 'hard'"),

@@ -12,15 +12,15 @@ from typing import Any
 
 from distillkit.errors import UserError
 
-_MISSING = object()
+MISSING = object()  # what get_dotted returns for a key that is not there
 
 
 def get_dotted(data: dict[str, Any], key: str) -> Any:
-    """The value at `a.b.c` in nested `data`, or `_MISSING`."""
+    """The value at `a.b.c` in nested `data`, or `MISSING`."""
     node: Any = data
     for p in key.split("."):
         if not isinstance(node, dict) or p not in node:
-            return _MISSING
+            return MISSING
         node = node[p]
     return node
 
@@ -61,7 +61,7 @@ def apply_overrides(data: dict[str, Any], items: list[str], known_only: bool = F
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        if known_only and get_dotted(data, key) is _MISSING:
+        if known_only and get_dotted(data, key) is MISSING:
             raise UserError(f"unknown setting '{key}' (given {raw!r}); known here: {', '.join(_known(data, key))}")
         set_dotted(data, key, value)
     return data
@@ -75,7 +75,7 @@ def check_conflicts(sets: list[str], flags: dict[str, tuple[str, Any]]) -> None:
     given = apply_overrides({}, sets)
     for key, (flag, value) in flags.items():
         other = get_dotted(given, key)
-        if value is not None and other is not _MISSING and other != value:
+        if value is not None and other is not MISSING and other != value:
             raise UserError(f"{flag} {value} and --set {key}={json.dumps(other)} disagree; pass only one of them")
 
 

@@ -34,7 +34,7 @@ from distillkit.image.evaluate import (
 from distillkit.image.plots import accuracy_bars, curve, image_grid
 from distillkit.image.presets import PAPER, image_preset, with_paper_row
 from distillkit.image.teacher import TeacherConfig, TeacherPool, train_pool
-from distillkit.overrides import _MISSING, get_dotted
+from distillkit.overrides import MISSING, get_dotted
 from distillkit.runs import prepare_run_dir, write_json
 from distillkit.settings import Flags, choose_preset, layered, merge_settings, preset_names, validate
 
@@ -65,7 +65,7 @@ def preset_settings(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
     if preset == PAPER:
         dataset = get_dotted(overrides, "data.dataset")
         ipc = get_dotted(overrides, "apm.ipc")
-        dataset = DataConfig().dataset if dataset is _MISSING else str(dataset)
+        dataset = DataConfig().dataset if dataset is MISSING else str(dataset)
         ipc = APMConfig().ipc if not isinstance(ipc, int) else ipc
         base = with_paper_row(base, dataset, ipc)
     return base

@@ -85,9 +85,47 @@ def apm_vs_random(d: dict) -> str:
     return "\n".join(lines)
 
 
+def dilm_stage2(d: dict) -> str:
+    """Stage-2 readings per learning rate and outer loop, and DPC-10 validation accuracy (bench_dilm_stage2)."""
+    lines = [
+        "| lr | step | matching: train, objective | validation, objective | train, fresh | validation, fresh "
+        "| fidelity: probe | judge | distinct-2 | validation LM loss | generative classifier | drift |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in d["runs"]:
+        for c in r["checkpoints"]:
+            m = c["matching"]
+            lines.append(
+                f"| {r['lr']:g} | {c['step']} | {m['train_objective']:.4f} | {m['validation_objective']:.4f} | "
+                f"{m['train_fresh']:.4f} | {m['validation_fresh']:.4f} | {c['fidelity_probe']:.1f} | "
+                f"{c['fidelity_judge']:.1f} | {c['distinct_2']:.3f} | {c['validation_lm_loss']:.3f} | "
+                f"{c['conditioning']['balanced_accuracy']:.1f} | {c.get('parameter_drift', 0.0):.3f} |"
+            )
+    ref, ceil = d["setup"]["reference_distances"], d["setup"]["judge_ceilings_validation"]
+    lines += [
+        "",
+        "Real against real (train batches of 20 vs validation batches of 16): same class "
+        f"{ref['train_same_class']:.4f}, the other class's reviews {ref['train_other_class']:.4f}; "
+        "cosine of the two classes' mean features "
+        f"{ref['cos_class_mean_features']:.4f}. Judges on the real validation reviews (balanced accuracy): "
+        f"probe {ceil['probe']:.1f}, judge {ceil['judge']:.1f}.",
+    ]
+    if "vanilla_dpc10" in d:
+        lines += ["", "| DPC-10 sets from | runs | validation accuracy | macro-F1 |", "|---|---|---|---|"]
+        rows = [("random real reviews", d["random_dpc10"]), ("vanilla LM (stage 1 only)", d["vanilla_dpc10"])]
+        rows += [(f"stage 2 at lr {r['lr']:g}", r["dpc10_final"]) for r in d["runs"]]
+        for name, x in rows:
+            lines.append(
+                f"| {name} | {x['runs']} | {x['accuracy']:.1f} ± {x['accuracy_std']:.1f} | "
+                f"{x['macro_f1']:.1f} ± {x['macro_f1_std']:.1f} |"
+            )
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "soft-label-protocol-digits": ("soft_label_protocol_digits.json", soft_label_protocol),
     "apm-vs-random-digits": ("apm_vs_random_digits.json", apm_vs_random),
+    "dilm-stage2": ("dilm_stage2_scratch.json", dilm_stage2),
 }
 
 

@@ -67,7 +67,8 @@ def main() -> None:
     import torch
 
     from distillkit.data.images import load_images
-    from distillkit.image.apm import APMConfig, init_images
+    from distillkit.image.apm import APMConfig
+    from distillkit.image.initial import init_images
 
     data = load_images(args.dataset, size=args.size, channels=args.channels, val_size=1000)
     init_path = args.out.parent / "init_images.pt"

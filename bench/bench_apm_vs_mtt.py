@@ -107,7 +107,8 @@ def worker(job: dict) -> dict:
                 torch.cuda.synchronize()
             sec = time.perf_counter() - start
         return {"peak_mb": pm.peak_mb, "sec_per_epoch": sec / e}
-    from distillkit.image.mtt import Experts, MTTConfig, distill_mtt
+    from distillkit.image.experts import Experts
+    from distillkit.image.mtt import MTTConfig, distill_mtt
 
     data = load(job["shape"])
     experts = Experts(job["experts"], dev)
@@ -163,8 +164,9 @@ def main() -> None:
         return
     import torch
 
-    from distillkit.image.apm import APMConfig, init_images
-    from distillkit.image.mtt import ExpertConfig, train_experts
+    from distillkit.image.apm import APMConfig
+    from distillkit.image.experts import ExpertConfig, train_experts
+    from distillkit.image.initial import init_images
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     common = {"threads": args.threads, "device": args.device, "steps": args.steps, "k": args.k}

@@ -24,8 +24,8 @@ import torch
 
 def init_eval(cfg, data, pool, label: str, run_dir: Path) -> dict:
     """APM's initial real images (same seed, same draw) scored like the set; cached in the run directory."""
-    from distillkit.image.apm import init_images
     from distillkit.image.evaluate import evaluate_set
+    from distillkit.image.initial import init_images
     from distillkit.image.teacher import TeacherPool
     from distillkit.image.train import predict
     from distillkit.runs import read_json, write_json

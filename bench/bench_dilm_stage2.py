@@ -193,6 +193,12 @@ class Probe:
             return out
 
         d = self.distances({"same_class": side(0), "other_class": side(1)}, ("train",))
+        states = [f"seed {s}, {k} head steps" for s in LEARNER_SEEDS for k in LEARNER_STEPS]
+        for name, head in zip(states, self.heads, strict=True):
+            keep = self.heads
+            self.heads = [head]
+            d[name] = self.distances({"same_class": side(0), "other_class": side(1)}, ("train",))
+            self.heads = keep
         feats, labels = self.feats["train"], self.run.data.train.labels
         means = [feats[torch.as_tensor(labels == c)].mean(0) for c in range(self.C)]
         d["cos_class_mean_features"] = float(F.cosine_similarity(means[0], means[1], dim=0))
@@ -325,6 +331,9 @@ def merge(outs: list[Path], dest: Path) -> None:
     merged["wall_seconds"] = [p.get("wall_seconds") for p in parts]
     merged["vanilla_dpc10"] = next((p["vanilla_dpc10"] for p in parts if p.get("vanilla_dpc10")), None)
     runs = [r for p in parts for r in p["runs"]]
+    refs = [o / "references.json" for o in outs if (o / "references.json").exists()]
+    if refs:
+        merged["setup"]["reference_distances"] = read_json(refs[0])
     merged["runs"] = [{k: v for k, v in r.items() if k != "history"} for r in sorted(runs, key=lambda r: -r["lr"])]
     for r, full in zip(merged["runs"], sorted(runs, key=lambda r: -r["lr"]), strict=True):
         r["matching_loss_per_step"] = [h["loss"] for h in full["history"]]
@@ -343,6 +352,7 @@ def main() -> None:
     ap.add_argument("--base", type=Path, default=None, help="stage-1 run folder (default OUT/base; shareable)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--merge", type=Path, nargs="+", default=None, help="only merge these OUT folders into --json")
+    ap.add_argument("--references-only", action="store_true", help="only the real-vs-real distances per learner state")
     args = ap.parse_args()
     if args.merge:
         merge(args.merge, args.json)
@@ -354,6 +364,9 @@ def main() -> None:
     run = DiLMRun(cfg, args.base or args.out / "base", progress=False)
     vanilla = run.vanilla_generator()
     probe = Probe(run, vanilla, args.samples, args.seed)
+    if args.references_only:
+        write_json(args.out / "references.json", probe.references())
+        return
     result: dict = {
         "setup": {
             "schedule": "bench_dilm.py scratch (scratch-gpt2 generator, MiniLM learner, head-only learner steps)",

@@ -40,8 +40,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(2)
     from distillkit.data.images import load_images
-    from distillkit.image.apm import APMConfig, init_images, train_proxy
+    from distillkit.image.apm import APMConfig, train_proxy
     from distillkit.image.evaluate import EvalConfig, evaluate_set, random_subset
+    from distillkit.image.initial import init_images
     from distillkit.image.teacher import TeacherConfig, train_teacher
     from distillkit.image.train import agreement, predict
 

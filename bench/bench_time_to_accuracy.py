@@ -56,8 +56,9 @@ def snapshots(cmp, method: str, ipc: int, every: int, out: Path) -> list[dict]:
 
 def curve(cmp, method: str, ipc: int, snaps: list[dict], labels: list[str]) -> list[dict]:
     """Accuracy of every snapshot (t = 0 is the shared initial set) under each label mode."""
-    from distillkit.image.apm import APMConfig, init_images
+    from distillkit.image.apm import APMConfig
     from distillkit.image.distilled import DistilledSet
+    from distillkit.image.initial import init_images
     from distillkit.image.train import predict
 
     init, hard = init_images(cmp.data, APMConfig(ipc=ipc, init=cmp.cfg.apm.init, seed=cmp.cfg.apm.seed))
@@ -106,7 +107,7 @@ def main() -> None:
     torch.set_num_threads(2)
     from distillkit.cli.image import parse_sets
     from distillkit.image.compare import Comparison, make_compare_config
-    from distillkit.image.plots import accuracy_lines
+    from distillkit.plots import accuracy_lines
 
     overrides = parse_sets(args.set)
     overrides.setdefault("data", {})["dataset"] = args.dataset

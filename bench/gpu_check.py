@@ -190,8 +190,9 @@ def apm_vs_mtt(size: dict, device: str, work: Path) -> dict[str, Any]:
     import bench_apm_vs_mtt as bench
     import torch
 
-    from distillkit.image.apm import APMConfig, init_images
-    from distillkit.image.mtt import ExpertConfig, train_experts
+    from distillkit.image.apm import APMConfig
+    from distillkit.image.experts import ExpertConfig, train_experts
+    from distillkit.image.initial import init_images
 
     m = size["memory"]
     shape = "3x32x32"

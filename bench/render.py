@@ -110,6 +110,12 @@ def dilm_stage2(d: dict) -> str:
         f"{ref['cos_class_mean_features']:.4f}. Judges on the real validation reviews (balanced accuracy): "
         f"probe {ceil['probe']:.1f}, judge {ceil['judge']:.1f}.",
     ]
+    states = {k: v for k, v in ref.items() if isinstance(v, dict)}
+    if states:
+        gaps = "; ".join(
+            f"{k}: {v['train_same_class']:.4f} / {v['train_other_class']:.4f}" for k, v in sorted(states.items())
+        )
+        lines += ["", f"The same per learner state (same class / other class): {gaps}."]
     if "vanilla_dpc10" in d:
         lines += ["", "| DPC-10 sets from | runs | validation accuracy | macro-F1 |", "|---|---|---|---|"]
         rows = [("random real reviews", d["random_dpc10"]), ("vanilla LM (stage 1 only)", d["vanilla_dpc10"])]

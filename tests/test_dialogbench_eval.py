@@ -14,8 +14,7 @@ from distillkit.dialogbench.render import base_context, chat_messages
 from distillkit.dialogbench.report import write_report
 from distillkit.dialogbench.schema import load_sample
 from distillkit.errors import UserError
-from distillkit.lm import load_local_lm
-from distillkit.lm.local import LoglikelihoodResult
+from distillkit.lm import LoglikelihoodResult, load_local_lm
 from distillkit.lm.offline import tiny_llama_folder
 from distillkit.lm.openai_compat import OpenAICompatLM
 

@@ -21,7 +21,8 @@ import safetensors.torch
 import torch
 
 from distillkit.devices import bf16_supported, resolve_device, tf32
-from distillkit.image.apm import APMConfig, distill, image_gradient, init_images, train_proxy
+from distillkit.image.apm import APMConfig, distill, image_gradient, train_proxy
+from distillkit.image.initial import init_images
 
 FORCED = os.environ.get("DISTILLKIT_TEST_DEVICE")
 pytestmark = [
@@ -162,7 +163,7 @@ def test_apm_distill_on_device_is_close_to_cpu(digits, digits_pool, device):
 # ---- MTT and DM --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def experts_dir(digits, tmp_path_factory):
-    from distillkit.image.mtt import ExpertConfig, train_experts
+    from distillkit.image.experts import ExpertConfig, train_experts
 
     out = tmp_path_factory.mktemp("experts")
     train_experts(digits, ExpertConfig(num_experts=1, epochs=3, lr=0.05, net_options={"width": 8, "depth": 2}), out)
@@ -171,7 +172,8 @@ def experts_dir(digits, tmp_path_factory):
 
 @pytest.mark.parametrize("gradient", ["unrolled", "constant_memory"])
 def test_one_mtt_step_on_device_equals_cpu(digits, experts_dir, device, gradient):
-    from distillkit.image.mtt import Experts, MTTConfig, distill_mtt
+    from distillkit.image.experts import Experts
+    from distillkit.image.mtt import MTTConfig, distill_mtt
 
     cfg = MTTConfig(
         ipc=2, iterations=1, syn_steps=3, expert_epochs=2, max_start_epoch=1, batch_syn=8, gradient=gradient

@@ -13,8 +13,10 @@ import safetensors.torch
 import torch
 
 from distillkit.errors import UserError
-from distillkit.image.apm import APMConfig, Group, distill, init_images
+from distillkit.image.apm import APMConfig, distill
 from distillkit.image.distilled import DistilledSet
+from distillkit.image.groups import Group
+from distillkit.image.initial import init_images
 from distillkit.image.parallel import distill_groups, merge_files, merge_sets
 from distillkit.seeding import derive_seed, generator
 

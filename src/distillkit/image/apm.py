@@ -146,21 +146,23 @@ def image_gradient(
     leaf = images.detach().to(device).requires_grad_(True)
     seg = segment_size or cfg.segment_size or len(idx)
     total = len(idx)
-    stats = {"discrepancy": 0.0, "ce": 0.0}
+    # loss terms summed on the device in float64 (one read-back at the end, not one sync per segment)
+    sums = torch.zeros(2, dtype=torch.float64, device=device)
     for part in idx.split(seg):
         xs = leaf[part.to(device)]
         weight = len(part) / total
         t_out = teacher(xs)
         ce = weight * F.cross_entropy(t_out, labels[part].to(device))
-        stats["ce"] += ce.item()
+        sums[1] += ce.detach().double()
         for k, ckpt in enumerate(ckpts):
             d = weight * discrepancy(cfg.discrepancy, ckpt(xs), t_out)
-            stats["discrepancy"] += d.item()
+            sums[0] += d.detach().double()
             last = k == len(ckpts) - 1
             (-d + cfg.alpha_ce * ce if last else -d).backward(retain_graph=not last)
         if not ckpts:
             (cfg.alpha_ce * ce).backward()
-    return leaf.grad.to(images.device), stats
+    discrepancy_sum, ce_sum = sums.tolist()
+    return leaf.grad.to(images.device), {"discrepancy": discrepancy_sum, "ce": ce_sum}
 
 
 def proxy_fit_of(history: list[dict]) -> float | None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from distillkit.data.images import ImageData, to_pixels
+from distillkit.data.image_prep import to_pixels
+from distillkit.data.images import ImageData
 from distillkit.errors import UserError
 from distillkit.image.checkpoints import read_safetensors
 from distillkit.runs import save_safetensors

@@ -17,9 +17,11 @@ import torch
 
 from distillkit.data.images import ImageData
 from distillkit.errors import UserError
-from distillkit.image.apm import APMConfig, Group, check_groups, distill
+from distillkit.image.apm import APMConfig, distill
 from distillkit.image.distilled import DistilledSet
+from distillkit.image.groups import Group, check_groups
 from distillkit.image.teacher import TeacherPool
+from distillkit.plots import image_grid
 from distillkit.runs import write_json
 
 # A rank that finished its groups waits at the barrier for the slowest rank, which may be a whole group
@@ -127,8 +129,6 @@ def merge_sets(sets: list[DistilledSet], names: list[str] | None = None) -> Dist
 
 def merge_files(files: list[Path], out: Path) -> tuple[DistilledSet, Path]:
     """Merge group files into `out` and draw the grid beside it (OUT_STEM_grid.png); return the set and grid."""
-    from distillkit.image.plots import image_grid
-
     files = [Path(f) for f in files]
     merged = merge_sets([DistilledSet.load(f) for f in files], [str(f) for f in files])
     out = Path(out)
@@ -210,8 +210,6 @@ def distill_groups(
         files = [out / f"group_{g}" / "distilled.safetensors" for g in range(num_groups)]
         merged = merge_sets([DistilledSet.load(f) for f in files], [str(f) for f in files])
         merged.save(out / "distilled.safetensors")
-        from distillkit.image.plots import image_grid
-
         image_grid(data.denormalise(merged.images), merged.labels, data.classes, out / "grid.png")
         write_json(
             out / "groups.json",

@@ -7,23 +7,24 @@
 - `OpenAICompatLM(model, base_url)`: any OpenAI-compatible server, async with a concurrency limit,
   a deadline per request, retries with backoff, an on-disk response cache and token accounting.
 
-Names are imported lazily, so a server client never pays for importing torch.
+Both implement `LanguageModel` (`distillkit.lm.protocol`), the one protocol DialogBench and DiLM are typed
+against. Names are imported lazily, so a server client never pays for importing torch.
 """
 
 from importlib import import_module
 
 from distillkit.lm.config import GenerationConfig
+from distillkit.lm.protocol import LanguageModel, LoglikelihoodResult
 
 _LAZY = {
     "LocalLM": "distillkit.lm.local",
-    "LoglikelihoodResult": "distillkit.lm.local",
     "load_local_lm": "distillkit.lm.local",
     "smollm2_folder": "distillkit.lm.offline",
     "tiny_llama_folder": "distillkit.lm.offline",
     "OpenAICompatLM": "distillkit.lm.openai_compat",
 }
 
-__all__ = ["GenerationConfig", *_LAZY]
+__all__ = ["GenerationConfig", "LanguageModel", "LoglikelihoodResult", *_LAZY]
 
 
 def __getattr__(name: str):

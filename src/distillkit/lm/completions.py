@@ -12,7 +12,6 @@ len(enc(context)), which leaves such a token to the context).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,25 +19,6 @@ from distillkit.errors import UserError
 
 ECHO_FIELDS = ("echo", "logprobs", "max_tokens")  # what scoring needs; never dropped as a refused parameter
 GREEDY_TOLERANCE = 1e-6
-
-
-@dataclass(frozen=True)
-class LoglikelihoodResult:
-    """Log-probability of one continuation given its context."""
-
-    logprob: float  # sum over continuation tokens (natural log)
-    n_tokens: int  # continuation tokens scored
-    n_chars: int  # characters of the continuation (after whitespace moved from the context)
-    is_greedy: bool  # every continuation token was the argmax
-    truncated: bool  # the context was cut on the left to fit the window
-
-    @property
-    def mean_logprob(self) -> float:
-        return self.logprob / max(self.n_tokens, 1)
-
-    @property
-    def perplexity(self) -> float:
-        return math.exp(-self.mean_logprob)
 
 
 class ServerCannotScore(UserError):

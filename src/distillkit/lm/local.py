@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,26 +12,8 @@ import torch
 from distillkit.devices import autocast, bf16_supported, check_precision, resolve_device
 from distillkit.errors import UserError
 from distillkit.lm.config import GenerationConfig, apply_stop
+from distillkit.lm.protocol import LoglikelihoodResult
 from distillkit.seeding import derive_seed
-
-
-@dataclass(frozen=True)
-class LoglikelihoodResult:
-    """Log-probability of one continuation given its context."""
-
-    logprob: float  # sum over continuation tokens (natural log)
-    n_tokens: int  # continuation tokens scored
-    n_chars: int  # characters of the continuation (after whitespace moved from the context)
-    is_greedy: bool  # every continuation token was the argmax
-    truncated: bool  # the context was cut on the left to fit the window
-
-    @property
-    def mean_logprob(self) -> float:
-        return self.logprob / max(self.n_tokens, 1)
-
-    @property
-    def perplexity(self) -> float:
-        return math.exp(-self.mean_logprob)
 
 
 class LocalLM:

@@ -30,7 +30,6 @@ from distillkit.lm.cache import ResponseCache, request_key
 from distillkit.lm.completions import (
     ECHO_FIELDS,
     EchoRequest,
-    LoglikelihoodResult,
     NoPromptLogprobs,
     OffsetsUnusable,
     ServerCannotScore,
@@ -38,6 +37,7 @@ from distillkit.lm.completions import (
     score_choice,
 )
 from distillkit.lm.config import GenerationConfig, apply_stop
+from distillkit.lm.protocol import LoglikelihoodResult
 from distillkit.lm.reasoning import CLOSE, join_reasoning
 from distillkit.lm.secrets import mask_secrets, mask_url
 

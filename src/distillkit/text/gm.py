@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from distillkit.coresets import kmeans_medoid, per_class
 from distillkit.data.text import TextDataset
 from distillkit.progress import progress as progress_bar
 from distillkit.seeding import derive_seed, numpy_rng, seed32
-from distillkit.text.coreset import kmeans_medoid
 from distillkit.text.generator import Generator
 from distillkit.text.learner import Learner
 from distillkit.text.train_utils import adamw, cosine, load_checkpoint, save_checkpoint
@@ -57,12 +57,7 @@ class GMConfig:
 
 def build_representative_teacher(emb: np.ndarray, labels: np.ndarray, k: int, sets: int) -> list[dict[int, np.ndarray]]:
     """R_t[c] = K-means medoids (K = k) of class c's real embeddings with seed t, for t < sets."""
-    out = []
-    for t in range(sets):
-        out.append(
-            {int(c): np.flatnonzero(labels == c)[kmeans_medoid(emb[labels == c], k, t)] for c in np.unique(labels)}
-        )
-    return out
+    return [per_class(labels, lambda rows, t=t: kmeans_medoid(emb[rows], k, t)) for t in range(sets)]
 
 
 def diverse_batches(emb: np.ndarray, batch: int, n_batches: int, seed: int) -> list[np.ndarray]:

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from distillkit.coresets import kmeans_medoid
 from distillkit.data.text import TextDataset
 from distillkit.seeding import derive_seed
-from distillkit.text.coreset import SelectionEncoder, kmeans_medoid
+from distillkit.text.coreset import SelectionEncoder
 from distillkit.text.generator import Generator
 
 

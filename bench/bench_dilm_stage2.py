@@ -326,7 +326,7 @@ def merge(outs: list[Path], dest: Path) -> None:
     """One summary JSON from runs in several OUT folders (same stage 1 and probe); runs sorted by lr, descending."""
     from distillkit.runs import read_json
 
-    parts = [read_json(o / "stage2.json") for o in outs]
+    parts = [read_json(o / "stage2.json") for o in outs if (o / "stage2.json").exists()]
     merged = {k: v for k, v in parts[0].items() if k not in ("runs", "wall_seconds")}
     merged["wall_seconds"] = [p.get("wall_seconds") for p in parts]
     merged["vanilla_dpc10"] = next((p["vanilla_dpc10"] for p in parts if p.get("vanilla_dpc10")), None)

@@ -113,7 +113,8 @@ def dilm_stage2(d: dict) -> str:
     states = {k: v for k, v in ref.items() if isinstance(v, dict)}
     if states:
         gaps = "; ".join(
-            f"{k}: {v['train_same_class']:.4f} / {v['train_other_class']:.4f}" for k, v in sorted(states.items())
+            f"{k}: {v['train_same_class']:.4f} / {v['train_other_class']:.4f}"
+            for k, v in sorted(states.items(), key=lambda kv: [int(x) for x in re.findall(r"\d+", kv[0])])
         )
         lines += ["", f"The same per learner state (same class / other class): {gaps}."]
     if "vanilla_dpc10" in d:

@@ -9,7 +9,10 @@ import math
 import pytest
 from test_lm_openai import ScriptedServer
 
+from distillkit.cli.common import run_app
+from distillkit.cli.dialogbench import app as dialogbench_app
 from distillkit.dialogbench.evaluate import EvalSettings, evaluate, make_units
+from distillkit.dialogbench.positions import gold_swap
 from distillkit.dialogbench.render import base_context, chat_messages
 from distillkit.dialogbench.report import write_report
 from distillkit.dialogbench.schema import load_sample
@@ -96,9 +99,11 @@ class PolicyChat:
         self.questions: dict[str, tuple] = {}
         for inst in load_sample():
             letters, texts = list(inst.options), list(inst.options.values())
-            for k in range(len(texts)):  # every cyclic arrangement of the options
+            for k in range(len(texts)):  # every cyclic arrangement of the options, and every gold swap
                 shown = dict(zip(letters, texts[k:] + texts[:k], strict=True))
                 self.questions[json.dumps(chat_messages(inst, shown))] = (inst, shown)
+                swapped = gold_swap(inst, k)[0]
+                self.questions[json.dumps(chat_messages(inst, swapped))] = (inst, swapped)
         self.asked: list[str] = []
 
     def chat(self, convs, config, on_result=None):
@@ -162,6 +167,21 @@ def test_circular_accuracy_with_a_scripted_model(mode, tmp_path):
     plain = evaluate(settings(mode=mode), tmp_path / f"{mode}-plain", progress=False, lm=type(lm)())
     assert {t: v["accuracy"] for t, v in plain["tasks"].items()} == {t: e[0] for t, e in EXPECTED.items()}
     assert "circular_accuracy" not in plain["tasks"]["SF"] and plain["n_items"] == 12
+
+
+def test_gold_swap_moves_only_the_gold(tmp_path):
+    m = evaluate(settings(mode="chat", gold_swap=True), tmp_path / "s", progress=False, lm=PolicyChat())
+    assert m["complete"] and m["gold_swap"] and m["n_items"] == 9 * 4 + 3 * 3
+    assert m["letters"]["gold"] == {"A": 12, "B": 12, "C": 12, "D": 9}  # the gold visits every letter once
+    by_id = {i.id: i for i in load_sample()}
+    for line in (tmp_path / "s" / "items.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        inst = by_id[r["id"]]
+        assert r["options"][r["gold"]] == inst.gold_text
+        kept = {k: v for k, v in inst.options.items() if k not in (inst.label, r["gold"])}
+        assert all(r["options"][k] == v for k, v in kept.items())  # every other option stays at its letter
+    with pytest.raises(UserError, match="pass only one"):
+        evaluate(settings(circular=True, gold_swap=True), tmp_path / "x", progress=False, lm=PolicyChat())
 
 
 class Killer:
@@ -278,3 +298,9 @@ def test_report_compares_runs(tiny, tmp_path):
     assert len((tmp_path / "rep" / "results.csv").read_text().splitlines()) == 3
     with pytest.raises(UserError, match="no metrics.json"):
         write_report([tmp_path], tmp_path / "rep2")
+    assert (tmp_path / "a" / "report.html").stat().st_size > 1000 and (tmp_path / "rep" / "report.html").exists()
+    # the paired comparison from the command line: the 12 unrotated items of `a` are shared with `b`
+    run_app(dialogbench_app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c.md")])
+    cmp = json.loads((tmp_path / "c.json").read_text())
+    assert cmp["overall"]["n"] == 12 and cmp["only_b"] == 9 * 4 + 3 * 3 - 12
+    assert "| SF | 3 | 33.33 | 0.00 | +33.33 |" in (tmp_path / "c.md").read_text()

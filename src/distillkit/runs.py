@@ -167,9 +167,9 @@ def _git_commit() -> str | None:
 
 def device_name(device: str | torch.device | None) -> str:
     """`cpu`, or the CUDA device with its model name (e.g. `cuda:0 (NVIDIA H200)`)."""
-    if device is None:
-        return "cpu"
-    device = torch.device(device)
+    from distillkit.devices import resolve_device
+
+    device = resolve_device(device)
     if device.type == "cuda" and torch.cuda.is_available():
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"

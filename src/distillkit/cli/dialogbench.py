@@ -125,6 +125,11 @@ def eval_cmd(
     circular: bool = typer.Option(
         None, "--circular/--no-circular", help="ask every instance with the gold in every position (default: no)"
     ),
+    gold_swap: bool = typer.Option(
+        None,
+        "--gold-swap/--no-gold-swap",
+        help="ask every instance with the gold text swapped into every letter, the others kept (default: no)",
+    ),
     data: str = typer.Option(None, "--data", help="instance JSONL file, or 'sample' (the shipped set; default)"),
     out: Path = typer.Option(None, "--out", help="run folder (default runs/dialogbench/<model>-<mode>-<lang>)"),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (selects that backend)"),
@@ -140,6 +145,10 @@ def eval_cmd(
         None, "--skip-invalid/--no-skip-invalid", help="skip bad JSONL lines (listed in metrics; default: no)"
     ),
     device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    dtype: str = typer.Option(
+        None, "--dtype", help="local weights: auto (fp32 on CPU, bf16 on GPUs), bf16, fp16, fp32"
+    ),
+    precision: str = typer.Option(None, "--precision", help="local forward passes: fp32 (default) or bf16 autocast"),
     seed: int = typer.Option(None, "--seed", help="default: 0"),
     release_date: str = typer.Option(None, "--release-date", help="model release date, shown next to scores"),
     system_prompt: str = typer.Option(None, "--system-prompt", help="chat mode: sent as the first (system) message"),
@@ -168,6 +177,7 @@ def eval_cmd(
         "tasks": [t.abbr for t in parse_tasks(tasks)] if tasks is not None else None,
         "data": data,
         "circular": circular,
+        "gold_swap": gold_swap,
         "norm": norm,
         "extractor": extractor,
         "max_new_tokens": max_new_tokens,
@@ -177,6 +187,8 @@ def eval_cmd(
         "limit": limit,
         "skip_invalid": skip_invalid,
         "device": device,
+        "dtype": dtype,
+        "precision": precision,
         "release_date": release_date,
         "system_prompt": system_prompt,
         "extra_body": _json_object(extra_body, "--extra-body"),
@@ -197,11 +209,12 @@ def eval_cmd(
     if settings.backend == "local":
         resolve_device(settings.device)
     s = settings
-    out = out or Path("runs/dialogbench") / f"{_slug(s.model)}-{s.mode}-{s.lang}{'-circular' if s.circular else ''}"
+    moved = "-circular" if s.circular else "-goldswap" if s.gold_swap else ""
+    out = out or Path("runs/dialogbench") / f"{_slug(s.model)}-{s.mode}-{s.lang}{moved}"
     m = evaluate(settings, out)
     print(
         f"{s.model} [{s.mode}, {s.lang}, {settings.headline}]: overall {m['overall']} over {len(m['tasks'])} tasks "
-        f"({m['n_done']}/{m['n_items']} items); results in {out}"
+        f"({m['n_done']}/{m['n_items']} items); results in {out} (report.html)"
     )
     for abbr, t in m["tasks"].items():
         extra = f"  unparsed {t['unparsed']}" if "unparsed" in t else ""
@@ -220,7 +233,49 @@ def report_cmd(
     from distillkit.dialogbench.report import write_report
 
     md = write_report(runs, out)
-    print(f"wrote {md} (+ CSV and plots in {out})")
+    print(f"wrote {md} and {out / 'report.html'} (+ CSV and plots in {out})")
+
+
+@app.command("compare")
+def compare_cmd(
+    run_a: Path = typer.Argument(..., help="run folder written by `dialogbench eval`"),
+    run_b: Path = typer.Argument(..., help="another run folder on the same items"),
+    seed: int = typer.Option(0, "--seed", min=0, help="seed of the paired bootstrap"),
+    boot: int = typer.Option(1000, "--boot", min=100, help="bootstrap resamples"),
+    out: Path = typer.Option(None, "--out", help="also write the comparison here (.md, with a .json beside it)"),
+) -> None:
+    """Paired comparison of two runs on their shared items: difference with a 95% CI and McNemar's test."""
+    from distillkit.dialogbench.report import load_run, run_label
+    from distillkit.dialogbench.stats import compare_run_dirs, render_comparison
+    from distillkit.runs import check_out_file, write_json
+
+    if out is not None:
+        check_out_file(out)
+    cmp = compare_run_dirs(run_a, run_b, seed, boot)
+    md = render_comparison(cmp, run_label(load_run(run_a)), run_label(load_run(run_b)))
+    print(md)
+    if out is not None:
+        out.write_text(md)
+        write_json(out.with_suffix(".json"), cmp)
+        print(f"wrote {out} and {out.with_suffix('.json')}")
+
+
+@app.command("fetch")
+def fetch_cmd(
+    lang: str = typer.Option("en", "--lang", help="en or zh"),
+    out: Path = typer.Option(
+        ..., "--out", help="folder for data/data_<lang>/ and dialogbench_<lang>.jsonl (a rerun resumes)"
+    ),
+    base_url: str = typer.Option(
+        None,
+        "--base-url",
+        help="release root serving data/data_<lang>/<file> (default: kwai/DialogBench on GitHub; or a mirror)",
+    ),
+) -> None:
+    """Download the published DialogBench files of one language, check their sha256, and import them."""
+    from distillkit.dialogbench.fetch import fetch_release
+
+    fetch_release(lang, out, base_url)
 
 
 @app.command("export-lm-eval")
@@ -228,12 +283,25 @@ def export_lm_eval_cmd(
     out: Path = typer.Option(..., "--out", help="folder for the task YAML files and data"),
     data: str = typer.Option("sample", "--data", help="instance JSONL file, or 'sample'"),
     lang: str = typer.Option("en", "--lang"),
+    mode: str = typer.Option(
+        "base",
+        "--mode",
+        help="base: multiple choice by option likelihood; chat: generate_until tasks read by distillkit's answer "
+        "extractor (for local-chat-completions)",
+    ),
 ) -> None:
     """Export the 12 tasks as lm-evaluation-harness task YAML (run with `lm_eval --include_path OUT`)."""
     from distillkit.dialogbench.lmeval_export import export_lm_eval
 
-    files = export_lm_eval(out, data=data, lang=lang)
-    print(f"wrote {len(files)} files to {out}; run: lm_eval --include_path {out} --tasks dialogbench_{lang} ...")
+    files = export_lm_eval(out, data=data, lang=lang, mode=mode)
+    if mode == "chat":
+        hint = (
+            "lm_eval --model local-chat-completions --model_args model=NAME,base_url=URL/v1/chat/completions,"
+            f"tokenizer_backend=None --apply_chat_template --include_path {out} --tasks dialogbench_chat_{lang}"
+        )
+    else:
+        hint = f"lm_eval --include_path {out} --tasks dialogbench_{lang} ..."
+    print(f"wrote {len(files)} files to {out}; run: {hint}")
 
 
 @app.command("prepare-model")

@@ -6,8 +6,6 @@ same command again skips finished items, so a killed run resumes without repeats
 
 from __future__ import annotations
 
-import hashlib
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +17,19 @@ from distillkit.devices import DEVICE_HELP
 from distillkit.dialogbench.aggregate import summarize
 from distillkit.dialogbench.extract import extract
 from distillkit.dialogbench.itemlog import ItemLog
+from distillkit.dialogbench.positions import gold_swap
 from distillkit.dialogbench.render import base_context, chat_messages
 from distillkit.dialogbench.schema import Instance, load_sample, read_jsonl_lenient, sample_path
 from distillkit.dialogbench.tasks import check_lang, parse_tasks
 from distillkit.errors import UserError
+from distillkit.lm import LanguageModel
+from distillkit.lm.completions import ServerCannotScore
 from distillkit.lm.config import GenerationConfig
 from distillkit.lm.reasoning import answer_text
 from distillkit.lm.secrets import mask_url
 from distillkit.progress import progress as progress_bar
-from distillkit.runs import prepare_run_dir, write_json
+from distillkit.report import write_report_html
+from distillkit.runs import Run, file_digest
 
 RESUMABLE = ("timeout", "max_retries")  # may differ between a run and its resumption
 DERIVED = ("data_sha256", "generation")  # written beside the settings in config.json, not settings themselves
@@ -46,6 +48,7 @@ class EvalSettings(BaseModel):
     tasks: list[str] = Field(default_factory=list)
     data: str = "sample"
     circular: bool = False
+    gold_swap: bool = False  # the gold text trades places with each option in turn (spec: position-balanced mode)
     norm: Literal["token", "sum", "char"] = "token"
     extractor: Literal["strict", "lenient", "anchored", "original"] = "lenient"
     max_new_tokens: int = 256
@@ -63,6 +66,8 @@ class EvalSettings(BaseModel):
     token_param: Literal["max_tokens", "max_completion_tokens"] | None = None
     timeout: float = Field(120.0, gt=0)  # seconds per request attempt (may change on resume)
     max_retries: int = Field(5, ge=0)  # may change on resume
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] | None = None  # local weights (None: fp32 on CPU, bf16 on GPUs)
+    precision: Literal["fp32", "bf16"] | None = None  # local forward passes under bf16 autocast (None: fp32)
 
     def saved(self) -> dict:
         """The settings as written to config.json (credentials in the URL masked)."""
@@ -100,18 +105,16 @@ def rotate(inst: Instance, k: int) -> tuple[dict[str, str], str]:
     return opts, gold
 
 
-def make_units(instances: list[Instance], circular: bool) -> list[Unit]:
-    """One unit per instance, or (circular) one per rotation so the gold letter visits every position."""
+def make_units(instances: list[Instance], circular: bool, swap: bool = False) -> list[Unit]:
+    """One unit per instance, or one per position of the gold letter: by rotating every option (`circular`)
+    or by swapping the gold text with the option at each letter in turn (`swap`)."""
+    variant = gold_swap if swap else rotate
     units = []
     for inst in instances:
-        for k in range(len(inst.options) if circular else 1):
-            opts, gold = rotate(inst, k)
+        for k in range(len(inst.options) if circular or swap else 1):
+            opts, gold = variant(inst, k)
             units.append(Unit(inst, k, opts, gold))
     return units
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load_instances(settings: EvalSettings) -> tuple[list[Instance], list[dict], str]:
@@ -137,17 +140,12 @@ def load_instances(settings: EvalSettings) -> tuple[list[Instance], list[dict], 
         raise UserError(
             f"no {settings.lang} instances of tasks {sorted(wanted)} in {path}; check --tasks/--lang/--data"
         )
-    return chosen, skipped, file_sha256(path)
+    return chosen, skipped, file_digest(path)
 
 
 def load_backend(settings: EvalSettings):
     """The model behind the run: a LocalLM or an OpenAI-compatible client."""
-    if settings.backend == "openai":
-        if settings.mode == "base":
-            raise UserError(
-                "base mode needs per-token log-likelihoods, which chat endpoints do not return; "
-                "use --mode chat, or a local model for base mode"
-            )
+    if settings.backend == "openai":  # base mode needs /v1/completions with echo + logprobs (e.g. vLLM)
         from distillkit.lm.openai_compat import OpenAICompatLM
 
         return OpenAICompatLM(
@@ -164,7 +162,12 @@ def load_backend(settings: EvalSettings):
     from distillkit.lm.local import load_local_lm
 
     return load_local_lm(
-        settings.model, device=settings.device, max_length=settings.max_length, batch_size=settings.batch_size
+        settings.model,
+        device=settings.device,
+        dtype=None if settings.dtype in (None, "auto") else settings.dtype,
+        max_length=settings.max_length,
+        batch_size=settings.batch_size,
+        precision=settings.precision or "fp32",
     )
 
 
@@ -181,7 +184,9 @@ def predict_base(scores: dict[str, dict]) -> dict[str, str]:
     return {n: max(scores, key=lambda k, n=n: (_score(scores[k], n), -ord(k))) for n in ("token", "sum", "char")}
 
 
-def _run_base(lm, units: list[Unit], log: ItemLog, skipped: list[dict], progress: bool, batch: int) -> None:
+def _run_base(
+    lm: LanguageModel, units: list[Unit], log: ItemLog, skipped: list[dict], progress: bool, batch: int
+) -> None:
     by_inst: dict[str, list[Unit]] = {}
     for u in units:
         by_inst.setdefault(u.inst.id, []).append(u)
@@ -196,6 +201,8 @@ def _run_base(lm, units: list[Unit], log: ItemLog, skipped: list[dict], progress
             reqs += [(base_context(us[0].inst), t) for t in texts]
         try:
             res = lm.loglikelihood_detailed(reqs)
+        except ServerCannotScore:
+            raise
         except UserError:
             res = None  # an instance does not fit: score them one by one to find and skip it
         for us, (off, texts) in zip(chunk, spans, strict=True):
@@ -205,6 +212,8 @@ def _run_base(lm, units: list[Unit], log: ItemLog, skipped: list[dict], progress
             else:
                 try:
                     mine = lm.loglikelihood_detailed([(base_context(inst), t) for t in texts])
+                except ServerCannotScore:
+                    raise
                 except UserError as e:
                     skipped.append({"id": inst.id, "task": inst.task, "reason": str(e)})
                     continue
@@ -220,7 +229,7 @@ def _run_base(lm, units: list[Unit], log: ItemLog, skipped: list[dict], progress
     bar.close()
 
 
-def _run_chat(lm, units: list[Unit], log: ItemLog, settings: EvalSettings, progress: bool) -> None:
+def _run_chat(lm: LanguageModel, units: list[Unit], log: ItemLog, settings: EvalSettings, progress: bool) -> None:
     todo = [u for u in units if u.key not in log]
     chunk = 4 * settings.concurrency if settings.backend == "openai" else settings.batch_size
     gen = settings.generation()
@@ -256,15 +265,17 @@ def _record(u: Unit, mode: str, **fields) -> dict:
     }
 
 
-def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm=None) -> dict:
+def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm: LanguageModel | None = None) -> dict:
     """Run (or resume) an evaluation into `out_dir`; returns the metrics (also written to metrics.json)."""
     out_dir = Path(out_dir)
     if settings.system_prompt and settings.mode == "base":
         raise UserError("--system-prompt applies to chat mode; drop it or use --mode chat")
+    if settings.circular and settings.gold_swap:
+        raise UserError("--circular and --gold-swap are two ways to move the gold letter; pass only one")
     instances, skipped, data_hash = load_instances(settings)
     config = settings.saved() | {"data_sha256": data_hash, "generation": settings.generation().to_dict()}
-    prepare_run_dir(out_dir, config, extendable=RESUMABLE)
-    units = make_units(instances, settings.circular)
+    run = Run(out_dir, config, extendable=RESUMABLE, device=settings.device)
+    units = make_units(instances, settings.circular, settings.gold_swap)
     log = ItemLog(out_dir / "items.jsonl")
     t0 = time.time()
     done_before = sum(u.key in log for u in units)
@@ -277,12 +288,14 @@ def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm=No
     finally:
         log.close()
         records = [log.records[u.key] for u in units if u.key in log.records]
-        metrics = summarize(records, settings.mode, settings.headline, settings.circular)
+        moved = settings.circular or settings.gold_swap
+        metrics = summarize(records, settings.mode, settings.headline, moved, seed=settings.seed)
         metrics.update(
             model=settings.model,
             mode=settings.mode,
             lang=settings.lang,
             circular=settings.circular,
+            gold_swap=settings.gold_swap,
             release_date=settings.release_date,
             n_instances=len(instances),
             n_items=len(units),
@@ -292,9 +305,10 @@ def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm=No
             skipped=skipped,
             seconds=round(time.time() - t0, 2),
             backend=(lm.describe() if lm is not None and hasattr(lm, "describe") else {"backend": settings.backend}),
-            python=platform.python_version(),
+            decoding=settings.generation().to_dict() if settings.mode == "chat" else {"norm": settings.norm},
         )
         if lm is not None and hasattr(lm, "usage"):
             metrics["usage"] = dict(lm.usage)
-        write_json(out_dir / "metrics.json", metrics)
+        metrics = run.write_metrics(metrics)
+        write_report_html(out_dir)
     return metrics

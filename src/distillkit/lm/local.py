@@ -62,6 +62,9 @@ class LocalLM:
             "device": str(self.device),
             "precision": self.precision,
             "max_length": self.max_length,
+            "revision": getattr(self.model.config, "_commit_hash", None),  # hub snapshot, when loaded from the hub
+            "source": getattr(self.model.config, "_name_or_path", None),
+            "chat_template_sha256": _text_digest(getattr(self.tokenizer, "chat_template", None)),
         }
 
     # ---------------------------------------------------------------- tokenisation
@@ -287,6 +290,16 @@ def _resolve(name_or_path: str) -> tuple[str, dict]:
 
 
 WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _text_digest(text: str | dict | None) -> str | None:
+    """sha256 of a chat template (a string, or a dict of named templates), to tell templates apart."""
+    if not text:
+        return None
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(text, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def weight_dtype(dtype: str | None, device: torch.device) -> torch.dtype:

@@ -42,8 +42,9 @@ def main() -> None:
     from distillkit.image.distilled import DistilledSet
     from distillkit.image.evaluate import evaluate_set
     from distillkit.image.parallel import distill_groups
-    from distillkit.image.pipeline import _cached_eval, make_config
+    from distillkit.image.pipeline import make_config
     from distillkit.image.teacher import TeacherPool, train_pool
+    from distillkit.runs import Run
 
     overrides = parse_sets(args.set)
     overrides.setdefault("data", {})["dataset"] = args.dataset
@@ -51,6 +52,7 @@ def main() -> None:
     cfg = make_config(args.preset, {**overrides, "device": args.device})
     data = cfg.data.load(cfg.seed)
     root = args.out / args.preset / f"{args.dataset}_ipc{args.ipc}"
+    bench_run = Run(root, cfg.model_dump(), device=args.device)  # every evaluation below is computed once
     pool_dir = args.teachers or args.out / args.preset / f"{args.dataset}_teachers"
     if args.teachers is None:
         train_pool(data, cfg.teacher, pool_dir, args.device)
@@ -60,11 +62,12 @@ def main() -> None:
 
     def scores(ds: DistilledSet, run_dir: Path) -> dict:
         return {
-            name: _cached_eval(
-                run_dir / f"eval_{name}.json",
+            name: bench_run.cached(
+                f"{run_dir.relative_to(root)}/eval_{name}.json",
                 lambda ec=ec, name=name: evaluate_set(
                     ds.images, ds.labels, ds.soft_labels, data, ec, args.device, f"eval {run_dir.name} {name}"
                 ),
+                timed=True,
             )
             for name, ec in (("soft", soft_cfg), ("hard", hard_cfg))
         }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 
+import pytest
 import torch
 
 from distillkit.image.evaluate import (
@@ -112,3 +114,36 @@ def test_a_pool_folder_trained_with_other_settings_is_refused_not_reused(digits,
     train_pool(digits, cfg.model_copy(update={"num_teachers": 2}), tmp_path / "pool")
     assert (tmp_path / "pool" / "teacher_0.safetensors").read_bytes() == before
     assert len(json.loads(manifest.read_text())["teachers"]) == 2
+
+
+def test_a_run_resumed_with_another_teacher_pool_is_refused(digits, digits_pool, tmp_path):
+    import shutil
+
+    from distillkit.errors import UserError
+    from distillkit.image.pipeline import make_config, run_image
+    from distillkit.image.teacher import TeacherConfig, train_pool
+
+    tiny = {"net_options": {"width": 16, "depth": 2}}
+    cfg = make_config(
+        "quick",
+        {
+            "data": {"dataset": "digits", "val_size": 200},
+            "teacher": tiny,
+            "apm": {"ipc": 1, "iterations": 2, "student_epochs": 2, "num_checkpoints": 1},
+            "eval": {**tiny, "runs": 1, "epochs": 5, "random_draws": 1},
+            "full": {"runs": 0},
+            "device": "cpu",
+        },
+    )
+    pool = tmp_path / "pool"
+    shutil.copytree(digits_pool.manifest.parent, pool)
+    run_image(cfg, tmp_path / "run", teachers=pool)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["teacher_pool"]
+    assert recorded == {"path": str(pool), "identity": digits_pool.identity}
+    # the same folder, now holding other teachers (retrained in place), is caught before anything is touched
+    shutil.rmtree(pool)
+    train_pool(digits, TeacherConfig(epochs=2, net_options=tiny["net_options"], num_teachers=1, seed=1), pool)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()}
+    with pytest.raises(UserError, match="differs in: teacher_pool"):
+        run_image(cfg, tmp_path / "run", teachers=pool)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()} == before

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 import weakref
@@ -52,21 +53,32 @@ def check_out_file(path: Path, what: str = "--out") -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path` to write to; it replaces `path` only when the block finishes."""
+def atomic_path(path: Path, keep_existing: bool = False) -> Iterator[Path]:
+    """A temporary path beside `path` (a file or a folder) to write to; it replaces `path` when the block ends.
+
+    A kill or an error leaves `path` as it was. The temporary name is per process, so processes writing the
+    same cache entry do not collide; with `keep_existing` the first one to finish wins and the rest discard
+    their copy.
+    """
     path = Path(path)
     make_dir(path.parent, f"the folder of {path.name}")
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _remove(tmp)
     try:
         yield tmp
-        os.replace(tmp, path)
+        if not (keep_existing and path.exists()):
+            if tmp.is_dir() and path.is_dir():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
     finally:
-        if tmp.is_dir():
-            import shutil
+        _remove(tmp)
 
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def write_json(path: Path, obj: Any) -> None:

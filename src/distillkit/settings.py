@@ -60,6 +60,11 @@ def load_table(system: str, name: str) -> dict[str, Any]:
     return _read_yaml(_preset_dir(system) / "tables" / f"{name}.yaml", f"table {system}/tables/{name}.yaml")
 
 
+# What a run records in config.json beside its settings: the pools it was given (path and content hash).
+# They are not settings, so a run's config.json given back with --config leaves them out.
+RECORDED = ("teacher_pool", "expert_pool")
+
+
 def read_config_file(path: Path | str) -> dict[str, Any]:
     """Nested settings from a YAML or JSON file (a tune run's preset.yaml, or a run's config.json)."""
     path = Path(path)
@@ -67,7 +72,7 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
         raise UserError(f"--config {path} is a directory; pass a YAML or JSON file, e.g. a run's config.json")
     if not path.is_file():
         raise UserError(f"config file {path} does not exist; pass a YAML or JSON file")
-    return _read_yaml(path, f"config file {path}")
+    return {k: v for k, v in _read_yaml(path, f"config file {path}").items() if k not in RECORDED}
 
 
 def merge_settings(base: dict, extra: dict) -> dict:

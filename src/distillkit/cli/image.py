@@ -211,8 +211,8 @@ def experts(
     print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Train expert trajectories for the MTT/TESLA baselines; finished experts are kept when re-run."""
+    from distillkit.image.experts import train_experts
     from distillkit.image.jobs import EXPERT_DEFAULTS, ExpertJob
-    from distillkit.image.mtt import train_experts
 
     flags = {
         **_data_flags(dataset, data_root, size, channels, zca, download),
@@ -269,9 +269,9 @@ def distill_cmd(
     """APM distillation only: write distilled.safetensors and grid.png into OUT."""
     from distillkit.image.apm import APMConfig, distill
     from distillkit.image.jobs import DistillJob
-    from distillkit.image.plots import image_grid
     from distillkit.image.presets import distill_preset
     from distillkit.image.teacher import TeacherPool
+    from distillkit.plots import image_grid
     from distillkit.runs import prepare_run_dir
 
     require_dotted(set_, {k: "apm" for k in APMConfig.model_fields if k != "seed"})
@@ -309,7 +309,7 @@ def _distill_groups_cmd(job: Any, teachers: Path, out: Path, device: str) -> Non
     """`distill --groups G`: the groups of this process (all of them outside torchrun), then the merge on rank 0."""
     import os
 
-    from distillkit.image.apm import check_groups
+    from distillkit.image.groups import check_groups
     from distillkit.image.parallel import distill_groups
     from distillkit.image.teacher import TeacherPool
     from distillkit.runs import prepare_run_dir

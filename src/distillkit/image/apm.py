@@ -31,7 +31,6 @@ from distillkit.image.augment import DSA, DSA_STRATEGY
 from distillkit.image.checkpoints import load_state, save_state
 from distillkit.image.distilled import DistilledSet, provenance
 from distillkit.image.groups import Group
-from distillkit.image.groups import check_groups as check_groups
 from distillkit.image.initial import init_images
 from distillkit.image.losses import label_loss
 from distillkit.image.teacher import TeacherPool

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +14,17 @@ from torch import nn
 
 from distillkit.errors import UserError
 from distillkit.nets import build_net
+from distillkit.runs import file_digest, save_safetensors, save_torch
 
 
 def file_hash(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """The first 16 hex digits of a file's sha256 (what pool manifests record)."""
+    return file_digest(path, 16)
 
 
 def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Write tensors with distillkit metadata in the header, atomically (a temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    safetensors.torch.save_file(tensors, tmp, metadata={"distillkit": json.dumps(meta)})
-    os.replace(tmp, path)
+    save_safetensors(Path(path), tensors, {"distillkit": json.dumps(meta)})
 
 
 def save_net(net: nn.Module, path: Path, meta: dict[str, Any]) -> None:
@@ -78,11 +74,7 @@ def load_net(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module,
 
 def save_state(path: Path, blob: dict[str, Any], config: dict[str, Any]) -> None:
     """Write a resumable run state atomically (temp file, then rename), tagged with the run's config."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(path) + ".tmp")
-    torch.save({**blob, "config": config}, tmp)
-    os.replace(tmp, path)
+    save_torch(Path(path), {**blob, "config": config})
 
 
 def load_state(path: Path, config: dict[str, Any], method: str) -> dict[str, Any]:

@@ -18,21 +18,23 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from distillkit.data.config import DataConfig
-from distillkit.devices import DEVICE_HELP, resolve_device
+from distillkit.devices import DEVICE_HELP, resolve_device, tf32
 from distillkit.errors import UserError
 from distillkit.image.apm import APMConfig
 from distillkit.image.distilled import DistilledSet
 from distillkit.image.dm import DMConfig
 from distillkit.image.evaluate import EvalConfig, FullDataConfig, evaluate_full, evaluate_random, evaluate_set, gain
+from distillkit.image.experts import EXPERT_POOL, ExpertConfig, Experts, train_experts
 from distillkit.image.memory import PeakMemory
 from distillkit.image.methods import BUILDERS, NEEDS_EXPERTS, BuildContext
-from distillkit.image.mtt import ExpertConfig, Experts, MTTConfig, train_experts
-from distillkit.image.pipeline import cached_eval
-from distillkit.image.plots import accuracy_lines, cost_bars, cross_arch_bars, image_grid
+from distillkit.image.mtt import MTTConfig
+from distillkit.image.pools import pool_identity
 from distillkit.image.presets import PAPER, compare_preset, with_paper_row
-from distillkit.image.teacher import TeacherConfig, TeacherPool, train_pool
+from distillkit.image.teacher import TEACHER_POOL, TeacherConfig, TeacherPool, train_pool
 from distillkit.nets import canonical_arch
-from distillkit.runs import prepare_run_dir, read_json, write_json
+from distillkit.plots import accuracy_lines, cost_bars, cross_arch_bars, image_grid
+from distillkit.report import write_report_html
+from distillkit.runs import Run, read_json, write_json
 from distillkit.settings import Flags, choose_preset, layered, merge_settings, validate
 
 METHODS = tuple(BUILDERS)
@@ -48,6 +50,7 @@ class CompareConfig(BaseModel):
     paper_row: str | None = Field(None, description="the APM Table A9 row a paper preset used")
     seed: int = 0
     device: str = Field("auto", description=DEVICE_HELP)
+    tf32: bool = Field(False, description="TF32 matmuls and convolutions on CUDA (faster, ~1e-3 relative error)")
     methods: list[str] = Field(default_factory=lambda: ["apm", "mtt", "dm", "herding", "random"])
     ipcs: list[int] = Field(default_factory=lambda: [1, 10])
     label_modes: list[Literal["soft", "hard"]] = Field(default_factory=lambda: ["soft", "hard"])
@@ -127,7 +130,13 @@ class Comparison:
         self.device = str(resolve_device(cfg.device))
         self.data = cfg.data.load(cfg.seed)  # bad data or IPCs are refused before --out is touched
         self.data.check_ipc(*cfg.ipcs)
-        self.cfg, self.out = cfg, prepare_run_dir(Path(out), cfg.model_dump(), extendable=WHAT_TO_COMPUTE)
+        config = cfg.model_dump()  # pools from elsewhere: the run records what they hold, not only where they are
+        if teachers is not None:
+            config["teacher_pool"] = pool_identity(teachers, TEACHER_POOL)
+        if experts is not None:
+            config["expert_pool"] = pool_identity(experts, EXPERT_POOL)
+        self.cfg, self.run_dir = cfg, Run(Path(out), config, extendable=WHAT_TO_COMPUTE, device=self.device)
+        self.out = self.run_dir.dir
         self.pool = self._pool(teachers)
         self.label_net = self.pool.nets[cfg.apm.label_teacher]
         self.experts_dir = experts
@@ -192,17 +201,19 @@ class Comparison:
         ec = self.eval_cfg(arch, label)
         key = f"{name}_ipc{ipc}_{canonical_arch(arch)}_{label}" + ("_val" if split == "val" else "")
         data = self.data.validation_view() if split == "val" else self.data
-        return cached_eval(
-            self.out / "evals" / f"{key}.json",
+        return self.run_dir.cached(
+            f"evals/{key}.json",
             lambda: evaluate_set(ds.images, ds.labels, ds.soft_labels, data, ec, self.device, f"eval {key}"),
+            timed=True,
         )
 
     def baseline(self, ipc: int, label: str) -> dict:
         """The random-subset baseline under `label`, averaged over `eval.random_draws` seeded draws."""
         ec = self.eval_cfg(self.cfg.eval.arch, label)
-        return cached_eval(
-            self.out / "evals" / f"random_draws_ipc{ipc}_{label}.json",
+        return self.run_dir.cached(
+            f"evals/random_draws_ipc{ipc}_{label}.json",
             lambda: evaluate_random(self.data, ipc, self.label_net, ec, self.device, f"eval random ipc{ipc}"),
+            timed=True,
         )
 
     def run(self) -> dict:
@@ -243,8 +254,8 @@ class Comparison:
         full = None
         if cfg.full.runs:
             fc = self.eval_cfg(main_arch, "hard")
-            full = cached_eval(
-                self.out / "evals" / "full.json", lambda: evaluate_full(self.data, fc, cfg.full, self.device)
+            full = self.run_dir.cached(
+                "evals/full.json", lambda: evaluate_full(self.data, fc, cfg.full, self.device), timed=True
             )
         metrics = {
             "dataset": self.data.name,
@@ -255,8 +266,9 @@ class Comparison:
             "teacher_test_acc": self.pool.metas[0]["test_acc"],
             "cross_arch_drop": cross_arch_drop(rows, main_arch, cfg.cross_arch_label),
         }
-        write_json(self.out / "metrics.json", metrics)
+        metrics = self.run_dir.write_metrics(metrics)
         self.write_outputs(metrics, main_arch)
+        write_report_html(self.out)
         return metrics
 
     def write_outputs(self, metrics: dict, main_arch: str) -> None:
@@ -332,4 +344,5 @@ def results_markdown(metrics: dict) -> str:
 def run_compare(cfg: CompareConfig, out: Path, teachers: Path | None = None, experts: Path | None = None) -> dict:
     """Build, evaluate and tabulate every method at every IPC; returns metrics.json's content."""
     torch.manual_seed(cfg.seed)
-    return Comparison(cfg, out, teachers, experts).run()
+    with tf32(cfg.tf32):
+        return Comparison(cfg, out, teachers, experts).run()

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distillkit.image.pipeline import make_config, merge_settings, results_table, run_image
+from distillkit.image.pipeline import make_config, results_table, run_image
+from distillkit.settings import merge_settings
 
 DEMO_IPCS = (10,)
 FULL_IPCS = (1, 10)

@@ -12,7 +12,7 @@ from distillkit.data.config import DataConfig
 from distillkit.devices import DEVICE_HELP
 from distillkit.image.apm import APMConfig
 from distillkit.image.evaluate import EvalConfig
-from distillkit.image.mtt import ExpertConfig
+from distillkit.image.experts import ExpertConfig
 from distillkit.image.teacher import TeacherConfig
 
 

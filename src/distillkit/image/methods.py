@@ -18,7 +18,8 @@ from distillkit.image.apm import distill
 from distillkit.image.coresets import coreset
 from distillkit.image.distilled import DistilledSet
 from distillkit.image.dm import distill_dm
-from distillkit.image.mtt import Experts, distill_mtt
+from distillkit.image.experts import Experts
+from distillkit.image.mtt import distill_mtt
 from distillkit.image.teacher import TeacherPool
 
 

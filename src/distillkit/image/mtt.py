@@ -44,9 +44,7 @@ from distillkit.errors import UserError
 from distillkit.image.augment import DSA, DSA_STRATEGY
 from distillkit.image.checkpoints import load_state, save_state
 from distillkit.image.distilled import DistilledSet, provenance
-from distillkit.image.experts import ExpertConfig as ExpertConfig
 from distillkit.image.experts import Experts
-from distillkit.image.experts import train_experts as train_experts
 from distillkit.image.initial import init_images
 from distillkit.image.losses import label_loss
 from distillkit.image.train import predict

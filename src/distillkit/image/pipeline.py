@@ -7,7 +7,6 @@ accuracy.png. Every stage resumes from what is already there.
 
 from __future__ import annotations
 
-import json
 import resource
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from distillkit.data.config import DataConfig
 from distillkit.data.images import ImageData
-from distillkit.devices import DEVICE_HELP, resolve_device
+from distillkit.devices import DEVICE_HELP, resolve_device, tf32
 from distillkit.image.apm import APMConfig, distill
 from distillkit.image.distilled import DistilledSet
 from distillkit.image.evaluate import (
@@ -31,14 +30,16 @@ from distillkit.image.evaluate import (
     fit_warning,
     gain,
 )
-from distillkit.image.plots import accuracy_bars, curve, image_grid
+from distillkit.image.pools import pool_identity
 from distillkit.image.presets import PAPER, image_preset, with_paper_row
-from distillkit.image.teacher import TeacherConfig, TeacherPool, train_pool
+from distillkit.image.teacher import TEACHER_POOL, TeacherConfig, TeacherPool, train_pool
 from distillkit.overrides import MISSING, get_dotted
-from distillkit.runs import prepare_run_dir, write_json
+from distillkit.plots import accuracy_bars, curve, image_grid
+from distillkit.report import write_report_html
+from distillkit.runs import Run
 from distillkit.settings import Flags, choose_preset, layered, merge_settings, preset_names, validate
 
-__all__ = ["DataConfig", "ImageRunConfig", "make_config", "merge_settings", "resolve_run_config", "run_image"]
+__all__ = ["DataConfig", "ImageRunConfig", "make_config", "resolve_run_config", "run_image"]
 
 
 class ImageRunConfig(BaseModel):
@@ -54,6 +55,7 @@ class ImageRunConfig(BaseModel):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     full: FullDataConfig = Field(default_factory=FullDataConfig)
     hard_label_eval: bool = Field(False, description="also evaluate APM and random with hard labels + CE")
+    tf32: bool = Field(False, description="TF32 matmuls and convolutions on CUDA (faster, ~1e-3 relative error)")
 
 
 PRESETS = tuple(preset_names("image"))
@@ -101,43 +103,30 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def cached_eval(path: Path, fn) -> dict:
-    """The result kept at `path`, or `fn()` (timed) written there."""
-    if path.exists():
-        return json.loads(path.read_text())
-    start = time.perf_counter()
-    result = {**fn(), "seconds": time.perf_counter() - start}
-    write_json(path, result)
-    return result
-
-
-_cached_eval = cached_eval  # the former private name, still used by bench scripts
-
 MIN_PROXY_FIT = 90.0  # below this the proxy checkpoints are closer to untrained networks than to students
 
 
-def evaluate_all(ds: DistilledSet, data: ImageData, pool: TeacherPool, cfg: ImageRunConfig, out: Path) -> dict:
+def evaluate_all(ds: DistilledSet, data: ImageData, pool: TeacherPool, cfg: ImageRunConfig, run: Run) -> dict:
     """APM, a random real subset of the same IPC (same labels and loss, averaged over draws) and the full data."""
     ipc, device = cfg.apm.ipc, str(resolve_device(cfg.device))
     label_net = pool.nets[cfg.apm.label_teacher]
-    evals = out / "evals"
     rows: dict[str, dict] = {}
+
+    def cached_eval(name: str, fn) -> dict:
+        return run.cached(f"evals/{name}.json", fn, timed=True)
+
     label = "soft" if cfg.apm.label_mode == "teacher_logits" else "hard"
     ec = cfg.eval.model_copy(update={"label_mode": label, "loss": cfg.eval.loss if label == "soft" else "ce"})
     rows["apm"] = cached_eval(
-        evals / "apm.json", lambda: evaluate_set(ds.images, ds.labels, ds.soft_labels, data, ec, device, "eval apm")
+        "apm", lambda: evaluate_set(ds.images, ds.labels, ds.soft_labels, data, ec, device, "eval apm")
     )
-    rows["random"] = cached_eval(evals / "random.json", lambda: evaluate_random(data, ipc, label_net, ec, device))
+    rows["random"] = cached_eval("random", lambda: evaluate_random(data, ipc, label_net, ec, device))
     if cfg.hard_label_eval and label == "soft":
         hc = ec.model_copy(update={"label_mode": "hard", "loss": "ce"})
-        rows["apm_hard"] = cached_eval(
-            evals / "apm_hard.json", lambda: evaluate_set(ds.images, ds.labels, None, data, hc, device)
-        )
-        rows["random_hard"] = cached_eval(
-            evals / "random_hard.json", lambda: evaluate_random(data, ipc, None, hc, device)
-        )
+        rows["apm_hard"] = cached_eval("apm_hard", lambda: evaluate_set(ds.images, ds.labels, None, data, hc, device))
+        rows["random_hard"] = cached_eval("random_hard", lambda: evaluate_random(data, ipc, None, hc, device))
     if cfg.full.runs:
-        rows["full"] = cached_eval(evals / "full.json", lambda: evaluate_full(data, ec, cfg.full, device))
+        rows["full"] = cached_eval("full", lambda: evaluate_full(data, ec, cfg.full, device))
     return rows
 
 
@@ -159,11 +148,19 @@ def run_warnings(rows: dict[str, dict], teacher_meta: dict, ds: DistilledSet) ->
 
 def run_image(cfg: ImageRunConfig, out: Path, teachers: Path | None = None) -> dict:
     """Teacher pool (trained, or loaded from `teachers`) -> APM -> evaluation; returns metrics.json's content."""
+    with tf32(cfg.tf32):
+        return _run_image(cfg, Path(out), teachers)
+
+
+def _run_image(cfg: ImageRunConfig, out: Path, teachers: Path | None) -> dict:
     start = time.perf_counter()
     device = str(resolve_device(cfg.device))
     data = cfg.data.load(cfg.seed)  # an unknown dataset or an IPC no class can fill is refused before --out is touched
     data.check_ipc(cfg.apm.ipc)
-    out = prepare_run_dir(Path(out), cfg.model_dump())
+    config = cfg.model_dump()
+    if teachers is not None:  # a pool from elsewhere: the run records what it holds, not only where it is
+        config["teacher_pool"] = pool_identity(teachers, TEACHER_POOL)
+    run = Run(out, config, device=device)
     torch.manual_seed(cfg.seed)
     pool_dir = Path(teachers) if teachers else out / "teachers"
     if teachers is None:
@@ -177,7 +174,7 @@ def run_image(cfg: ImageRunConfig, out: Path, teachers: Path | None = None) -> d
         ds = distill(data, pool, cfg.apm, out, device)
         ds.save(set_path)
     image_grid(data.denormalise(ds.images), ds.labels, data.classes, out / "grid.png")
-    rows = evaluate_all(ds, data, pool, cfg, out)
+    rows = evaluate_all(ds, data, pool, cfg, run)
     history = torch.load(out / "apm_state.pt", weights_only=False)["history"] if (out / "apm_state.pt").exists() else []
     if history:
         curve(
@@ -214,7 +211,8 @@ def run_image(cfg: ImageRunConfig, out: Path, teachers: Path | None = None) -> d
         },
         "peak_rss_mb": _peak_rss_mb(),
     }
-    write_json(out / "metrics.json", metrics)
+    metrics = run.write_metrics(metrics)
+    write_report_html(out)
     return metrics
 
 

@@ -9,6 +9,7 @@ networks trained with the same settings (all but the pool size) on the same data
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,7 +110,8 @@ class PoolFolder:
 
     kind: ClassVar[PoolKind]
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, kind: PoolKind | None = None) -> None:
+        self.kind = kind or type(self).kind
         path = Path(path)
         manifest = path / self.kind.manifest if path.is_dir() else path
         if not manifest.exists():
@@ -132,6 +134,11 @@ class PoolFolder:
     def __len__(self) -> int:
         return len(self.files)
 
+    @property
+    def identity(self) -> str:
+        """A content hash of the pool: its networks' file hashes, in order (a run given this pool records it)."""
+        return hashlib.sha256("\n".join(self.ids).encode()).hexdigest()[:16]
+
     def check_matches(self, data: ImageData) -> None:
         """Refuse data other than the pool was trained on (a pool without a signature is not checked)."""
         sig = data_signature(data)
@@ -141,3 +148,8 @@ class PoolFolder:
                 f"the {self.kind.name} was built for other data {diff} (pool, data); "
                 "train a pool for this dataset or load the matching one"
             )
+
+
+def pool_identity(path: Path, kind: PoolKind) -> dict[str, str]:
+    """What a run records about a pool it was given: where it is and what it holds (read from its manifest)."""
+    return {"path": str(path), "identity": PoolFolder(path, kind).identity}

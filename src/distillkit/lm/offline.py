@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import time
 from pathlib import Path
 
 from distillkit.errors import UserError
+from distillkit.runs import atomic_path
 from distillkit.seeding import seeded
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -51,16 +51,11 @@ def gguf_to_hf_folder(gguf_file: Path, out_dir: Path) -> Path:
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise UserError(f"could not convert {gguf_file}: weight names differ ({missing[:3]}, {unexpected[:3]})")
     dst.tie_weights()
-    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    dst.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    if getattr(src, "generation_config", None) is not None:
-        src.generation_config.save_pretrained(tmp)
-    if out_dir.exists():
-        shutil.rmtree(tmp)
-    else:
-        os.replace(tmp, out_dir)
+    with atomic_path(out_dir, keep_existing=True) as tmp:  # several processes may convert at once
+        dst.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if getattr(src, "generation_config", None) is not None:
+            src.generation_config.save_pretrained(tmp)
     return out_dir
 
 
@@ -108,13 +103,7 @@ def tiny_llama_folder(out_dir: Path | None = None, seed: int = 0, hidden: int = 
     )
     with seeded(seed, "model_init"):
         model = LlamaForCausalLM(cfg)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    if out.exists():
-        shutil.rmtree(tmp)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
+    with atomic_path(out, keep_existing=True) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
     return out

@@ -8,7 +8,6 @@ config.json folded away.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from distillkit.errors import UserError
@@ -22,7 +21,7 @@ from distillkit.report.html import (
     warnings_html,
 )
 from distillkit.report.views import RunView, is_run, view_run
-from distillkit.runs import read_json
+from distillkit.runs import atomic_path, read_json
 
 MAX_DEPTH = 3
 
@@ -115,7 +114,6 @@ def write_report_html(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     page = render_report(run_dir)
     path = run_dir / "report.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     return path

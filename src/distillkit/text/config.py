@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, with_config
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from distillkit.devices import DEVICE_HELP, resolve_device
 from distillkit.errors import UserError
@@ -15,10 +15,6 @@ from distillkit.settings import read_config_file as read_settings
 from distillkit.text.evaluate import FinetuneConfig
 from distillkit.text.gm import GMConfig
 from distillkit.text.stage1 import Stage1Config
-
-# The nested sections are stdlib dataclasses; validated inside DiLMConfig they refuse unknown keys too.
-for _section in (FinetuneConfig, GMConfig, Stage1Config):
-    with_config(ConfigDict(extra="forbid"))(_section)
 
 METHODS = ("dilm", "vanilla_lm", "kmeans_medoid", "greedy_k_center", "herding", "random", "full")
 
@@ -48,6 +44,7 @@ class DiLMConfig(BaseModel):
     max_test: int | None = None
     seed: int = 0
     device: str = Field("auto", description=DEVICE_HELP, validate_default=True)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the generator and learner run under bfloat16 autocast
     generator: str = "gpt2"
     learner: str = "bert-base-uncased"
     encoder: str | None = None  # selection encoder; None = the learner's pretrained body

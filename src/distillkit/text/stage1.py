@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict
 
 from distillkit.data.text import TextDataset
 from distillkit.progress import progress as progress_bar
@@ -16,8 +16,9 @@ from distillkit.text.train_utils import adamw, cosine, load_checkpoint, save_che
 LOSS_READ_EVERY = 50
 
 
-@dataclass
-class Stage1Config:
+class Stage1Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     steps: int = 80_000
     batch_size: int = 64
     lr: float = 1e-5

@@ -7,8 +7,6 @@ Saved as `texts.jsonl` (one row per text: fields, label, label_name), a Hugging 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import numpy as np
 
 from distillkit.coresets import kmeans_medoid
 from distillkit.data.text import TextDataset
+from distillkit.runs import atomic_path
 from distillkit.seeding import derive_seed
 from distillkit.text.coreset import SelectionEncoder
 from distillkit.text.generator import Generator
@@ -78,13 +77,17 @@ def generate_set(
 
 def save_text_set(ds: TextDataset, out: Path, provenance: dict[str, Any]) -> Path:
     """Write JSONL + HF datasets folder + provenance.json into `out` (replaced atomically)."""
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        _write_text_set(ds, tmp, provenance)
+    return out
+
+
+def _write_text_set(ds: TextDataset, tmp: Path, provenance: dict[str, Any]) -> None:
+    """The files of a text set, written into the folder `tmp`."""
     import datasets
 
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     rows = ds.to_records()
     with open(tmp / "texts.jsonl", "w", encoding="utf-8") as f:
         for r in rows:
@@ -100,10 +103,6 @@ def save_text_set(ds: TextDataset, out: Path, provenance: dict[str, Any]) -> Pat
     hf.info.description = json.dumps(provenance, default=str)
     hf.save_to_disk(str(tmp / "hf"))
     (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
 
 
 def load_text_set(path: Path) -> TextDataset:

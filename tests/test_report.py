@@ -172,3 +172,20 @@ def test_text_is_escaped_and_unusable_folders_are_refused(tmp_path):
         write_report_html(tmp_path / "empty")
     with pytest.raises(UserError, match="is not a folder"):
         write_report_html(tmp_path / "report.md")
+
+
+def test_distill_report_renders_a_folder_from_the_command_line(tmp_path, capsys):
+    from distillkit.cli.common import run_app
+    from distillkit.cli.distill import app, register_systems
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"seed": 3}))
+    (run / "metrics.json").write_text(json.dumps({"accuracy": 91.25, "warnings": ["teacher hit its epoch cap"]}))
+    run_app(app, ["report", str(run)], setup=register_systems)
+    page = (run / "report.html").read_text()
+    assert "91.25" in page and "teacher hit its epoch cap" in page
+    assert str(run / "report.html") in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        run_app(app, ["report", str(tmp_path / "nothing")], setup=register_systems)
+    assert e.value.code == 2

@@ -77,9 +77,9 @@ def test_the_row_sits_under_config_set_and_flags():
 
 def _cli(program: str, args: list[str]) -> None:
     if program == "distill":
-        from distillkit.cli.distill import _register, app
+        from distillkit.cli.distill import app, register_systems
 
-        run_app(app, args, setup=_register)
+        run_app(app, args, setup=register_systems)
     else:
         from distillkit.cli.dialogbench import app
 

@@ -54,7 +54,7 @@ def apply_overrides(data: dict[str, Any], items: list[str], known_only: bool = F
     """
     for item in items:
         if "=" not in item or not item.split("=", 1)[0].strip():
-            raise UserError(f"override '{item}' is not key=value; write e.g. --set apm.iterations=300")
+            raise UserError(f"override {item!r} is not key=value; write e.g. --set apm.iterations=300")
         key, raw = item.split("=", 1)
         key = key.strip()
         try:

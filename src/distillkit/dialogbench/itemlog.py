@@ -22,7 +22,7 @@ class ItemLog:
 
     def _load(self) -> None:
         """Read the records; rewrite the file when a line is cut or the last line lacks its newline."""
-        text = self.path.read_text(encoding="utf-8")
+        text = self.path.read_bytes().decode("utf-8", errors="replace")  # bytes cut mid-character: a bad line
         good: list[str] = []
         dropped = False
         for line in text.splitlines():

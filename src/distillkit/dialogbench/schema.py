@@ -99,13 +99,15 @@ def read_jsonl_lenient(path: str | Path, skip_invalid: bool = True) -> tuple[lis
     out: list[Instance] = []
     skipped: list[dict] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
             try:
                 try:
-                    obj = json.loads(line)
+                    obj = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise UserError(f"{path}:{n}: not UTF-8 text; save the file as UTF-8") from None
                 except json.JSONDecodeError as e:
                     raise UserError(f"{path}:{n}: malformed JSON ({e.msg}); fix or remove that line") from None
                 inst = instance_from_dict(obj, f"{path}:{n}")

@@ -129,10 +129,70 @@ def dilm_stage2(d: dict) -> str:
     return "\n".join(lines)
 
 
+def mistakes(d: dict) -> str:
+    """Mistakes tried, clean one-line refusals, tracebacks and changed files (bench_mistakes)."""
+    lines = [
+        "| mistakes tried | clean one-line refusals | tracebacks | runs that changed a file | commands covered |",
+        "|---|---|---|---|---|",
+        f"| {d['tried']} | {d['clean']} ({100 * d['clean'] / d['tried']:.0f} %) | {d['tracebacks']} | "
+        f"{d['files_changed']} | {len(d['commands'])} |",
+    ]
+    bad = [c for c in d["cases"] if not c["clean"]]
+    if bad:
+        lines += ["", "Not clean: " + "; ".join(f"`{c['command']}`" for c in bad)]
+    return "\n".join(lines) + "\n"
+
+
+def kill_resume(d: dict) -> str:
+    """SIGKILL trials per command: killed, identical final results (bench_kill_resume)."""
+    lines = [
+        "| command | stages | uninterrupted run (s) | trials | killed mid-run | identical results |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, sc in d["scenarios"].items():
+        lines.append(
+            f"| `{name}` | {sc['stages']} | {sc['reference_seconds']:.0f} | {len(sc['trials'])} | {sc['killed']} | "
+            f"{sc['identical']} |"
+        )
+    lines.append(f"| **all** | | | {d['total_trials']} | {d['total_killed']} | **{d['total_identical']}** |")
+    return "\n".join(lines) + "\n"
+
+
+def hanging_server(d: dict) -> str:
+    """Time to a clean failure against a server that never answers (bench_hanging_server)."""
+    lines = ["| flags | seconds to exit | exit code | lines on stderr | the line |", "|---|---|---|---|---|"]
+    for r in d["runs"]:
+        line = r["last_line"].replace("|", "\\|")
+        lines.append(f"| {r['flags']} | {r['seconds_to_exit']:.0f} | {r['exit_code']} | {r['stderr_lines']} | {line} |")
+    return "\n".join(lines) + "\n"
+
+
+def server_base(d: dict) -> str:
+    """Base-mode scoring over a loopback log-probability server vs local scoring (bench_dialogbench_server_base)."""
+    same = d["identical_predictions"]
+    lines = [
+        "| | local | over the server |",
+        "|---|---|---|",
+        f"| overall (token norm) | {d['overall_local']:.2f} | {d['overall_server']:.2f} |",
+        f"| wall time (s) | {d['local_wall_s']:.0f} | {d['server_wall_s']:.0f} |",
+        f"| process CPU time (s) | {d['local_cpu_s']:.1f} | {d['server_cpu_s']:.1f} |",
+        "",
+        f"Identical predictions over {d['instances']} instances: token {same['token']}, sum {same['sum']}, char "
+        f"{same['char']}; identical option token counts {d['identical_token_counts']} of {d['options']}; largest "
+        f"log-probability difference {d['max_abs_logprob_diff']:.1e}; {d['server_usage']['requests']} requests; "
+        f"server / local wall time {d['server_over_local_wall']:.2f}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "soft-label-protocol-digits": ("soft_label_protocol_digits.json", soft_label_protocol),
     "apm-vs-random-digits": ("apm_vs_random_digits.json", apm_vs_random),
     "dilm-stage2": ("dilm_stage2_scratch.json", dilm_stage2),
+    "mistakes": ("mistakes.json", mistakes),
+    "kill-resume": ("kill_resume.json", kill_resume),
+    "hanging-server": ("hanging_server.json", hanging_server),
+    "dialogbench-server-base": ("dialogbench_server_base.json", server_base),
 }
 
 

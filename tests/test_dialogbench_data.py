@@ -104,11 +104,13 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
                 "base",
                 "--base-url",
                 "http://127.0.0.1:9/v1",
+                "--max-retries",
+                "0",
                 "--out",
                 str(tmp_path / "r2"),
             ],
         )
-    assert e.value.code == 2 and "base mode needs per-token log-likelihoods" in capsys.readouterr().err
+    assert e.value.code == 2 and "cannot reach the server at http://127.0.0.1:9/v1" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         run_app(app, ["eval", "--model", str(tmp_path / "missing-model"), "--out", str(tmp_path / "r3")])
     assert e.value.code == 2 and "does not exist" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from distillkit.dialogbench.schema import Instance, load_sample, read_jsonl_leni
 from distillkit.dialogbench.tasks import check_lang, parse_tasks
 from distillkit.errors import UserError
 from distillkit.lm import LanguageModel
-from distillkit.lm.completions import ServerCannotScore
+from distillkit.lm.completions import ServerError
 from distillkit.lm.config import GenerationConfig
 from distillkit.lm.reasoning import answer_text
 from distillkit.lm.secrets import mask_url
@@ -201,7 +201,7 @@ def _run_base(
             reqs += [(base_context(us[0].inst), t) for t in texts]
         try:
             res = lm.loglikelihood_detailed(reqs)
-        except ServerCannotScore:
+        except ServerError:  # the server cannot serve the run: stop, do not skip every instance
             raise
         except UserError:
             res = None  # an instance does not fit: score them one by one to find and skip it
@@ -212,7 +212,7 @@ def _run_base(
             else:
                 try:
                     mine = lm.loglikelihood_detailed([(base_context(inst), t) for t in texts])
-                except ServerCannotScore:
+                except ServerError:
                     raise
                 except UserError as e:
                     skipped.append({"id": inst.id, "task": inst.task, "reason": str(e)})

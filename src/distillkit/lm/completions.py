@@ -21,7 +21,11 @@ ECHO_FIELDS = ("echo", "logprobs", "max_tokens")  # what scoring needs; never dr
 GREEDY_TOLERANCE = 1e-6
 
 
-class ServerCannotScore(UserError):
+class ServerError(UserError):
+    """The server cannot serve this run at all (unreachable, silent, keeps failing, refuses the key or model)."""
+
+
+class ServerCannotScore(ServerError):
     """The server returns no prompt log-probabilities: base mode cannot run against it at all."""
 
 

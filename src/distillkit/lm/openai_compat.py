@@ -33,6 +33,7 @@ from distillkit.lm.completions import (
     NoPromptLogprobs,
     OffsetsUnusable,
     ServerCannotScore,
+    ServerError,
     echo_payload,
     score_choice,
 )
@@ -40,6 +41,7 @@ from distillkit.lm.config import GenerationConfig, apply_stop
 from distillkit.lm.protocol import LoglikelihoodResult
 from distillkit.lm.reasoning import CLOSE, join_reasoning
 from distillkit.lm.secrets import mask_secrets, mask_url
+from distillkit.progress import status
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 TokenParam = Literal["max_tokens", "max_completion_tokens"]
@@ -193,11 +195,11 @@ class OpenAICompatLM:
                     self._refuse(param)
                     continue
                 if isinstance(e, openai.AuthenticationError):
-                    raise UserError(
+                    raise ServerError(
                         f"the server at {self.shown_url} refused the API key; set {self.api_key_env} in the environment"
                     ) from None
                 if isinstance(e, openai.NotFoundError):
-                    raise UserError(
+                    raise ServerError(
                         f"the server at {self.shown_url} does not know model {self.model!r} or the "
                         f"endpoint ({_short(e)}); check --model and --base-url"
                     ) from None
@@ -212,9 +214,14 @@ class OpenAICompatLM:
             if attempt == self.max_retries:
                 break
             self.usage["retries"] += 1
-            await asyncio.sleep(self._delay(attempt, last))
+            delay = self._delay(attempt, last)
+            status(
+                f"{self.shown_url}: try {attempt + 1} of {self.max_retries + 1} failed ({_short(last)[:80]}); "
+                f"retrying in {delay:.0f} s"
+            )
+            await asyncio.sleep(delay)
             attempt += 1
-        raise UserError(_explain(last, self.shown_url, self.max_retries, self.timeout)) from None
+        raise ServerError(_explain(last, self.shown_url, self.max_retries, self.timeout)) from None
 
     async def _send(self, client: openai.AsyncOpenAI, kind: str, sent: dict[str, Any]) -> str:
         """One HTTP request; every field but the model and the input travels as extra body."""

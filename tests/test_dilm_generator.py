@@ -90,8 +90,13 @@ def test_save_and_load_round_trip(gen, tmp_path):
 
 
 def test_models_that_cannot_be_loaded(tmp_path):
-    with pytest.raises(UserError, match="could not load tokenizer.*check the name or path"):
+    with pytest.raises(UserError, match="model folder .*nowhere does not exist; check the path"):
         load_causal_lm(str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="could not load tokenizer.*check the name or path"):
+        load_causal_lm(str(tmp_path / "empty"))
+    with pytest.raises(UserError, match="GGUF file .*missing.gguf does not exist"):
+        load_causal_lm(str(tmp_path / "missing.gguf"))
     with pytest.raises(UserError, match="could not load"):
         load_encoder_classifier(str(tmp_path / "nowhere"), 2)
 

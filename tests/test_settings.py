@@ -191,13 +191,16 @@ def test_a_bad_key_or_value_is_one_line_on_every_command(capsys, tmp_path, monke
 
 
 def test_a_run_config_given_back_resolves_to_the_same_job(capsys, tmp_path):
-    from distillkit.image.pipeline import resolve_run_config
+    from distillkit.image.pipeline import make_config
     from distillkit.runs import prepare_run_dir
+    from distillkit.settings import resolve_with_preset
 
     flags = {"data.dataset": ("--dataset", "digits"), "apm.ipc": ("--ipc", 3)}
-    cfg = resolve_run_config("standard", None, ["apm.alpha_ce=0.3", 'eval.net_options={"width": 8}'], flags)
+    cfg = resolve_with_preset(
+        make_config, "standard", None, ["apm.alpha_ce=0.3", 'eval.net_options={"width": 8}'], flags
+    )
     run_dir = prepare_run_dir(tmp_path / "run", cfg.model_dump())  # what `distill image run` writes
-    again = resolve_run_config(None, run_dir / "config.json")  # the preset the file names: standard
+    again = resolve_with_preset(make_config, None, run_dir / "config.json")  # the preset the file names: standard
     assert again == cfg
     prepare_run_dir(run_dir, again.model_dump())  # the same job: resuming it is accepted
     printed = _print_config(capsys, "distill", "image", "run", "--config", str(run_dir / "config.json"))

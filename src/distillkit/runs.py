@@ -20,12 +20,13 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from distillkit.errors import UserError
+
+if TYPE_CHECKING:  # torch and numpy load only when a run needs them: a server client stays light
+    import numpy as np
+    import torch
 
 
 def make_dir(path: Path, what: str = "--out") -> Path:
@@ -89,6 +90,8 @@ def write_json(path: Path, obj: Any) -> None:
 
 def save_torch(path: Path, obj: Any) -> None:
     """`torch.save` atomically."""
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
@@ -103,6 +106,8 @@ def save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
 
 def save_numpy(path: Path, array: np.ndarray) -> None:
     """`np.save` atomically (to exactly `path`)."""
+    import numpy as np
+
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array)
 
@@ -179,6 +184,8 @@ def _git_commit() -> str | None:
 
 def device_name(device: str | torch.device | None) -> str:
     """`cpu`, or the CUDA device with its model name (e.g. `cuda:0 (NVIDIA H200)`)."""
+    import torch
+
     from distillkit.devices import resolve_device
 
     device = resolve_device(device)
@@ -190,6 +197,8 @@ def device_name(device: str | torch.device | None) -> str:
 
 def provenance(device: str | torch.device | None = None, seconds: float | None = None) -> dict[str, Any]:
     """What produced a result: versions, git commit, device, host, date and wall time."""
+    import torch
+
     return {
         "distillkit": _version("distillkit"),
         "torch": torch.__version__,

@@ -8,6 +8,7 @@ naming the key, the value given and what is allowed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -150,3 +151,17 @@ def to_yaml(cfg: BaseModel | dict[str, Any], note: str | None = None) -> str:
     data = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else cfg
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     return (f"# {note}\n" if note else "") + text
+
+
+def resolve_with_preset(
+    make: Callable[[str, dict[str, Any]], Model],
+    preset: str | None,
+    config: Path | None = None,
+    sets: list[str] | None = None,
+    flags: Flags | None = None,
+) -> Model:
+    """A command's settings: preset < --config file < --set items < typed flags, built by `make(preset, settings)`.
+
+    With no `preset`, the one the config file names (a run's config.json), else quick."""
+    settings = layered(None, config, sets, flags)
+    return make(choose_preset(preset, settings), settings)

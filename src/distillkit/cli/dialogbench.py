@@ -439,7 +439,7 @@ def cache_clear_cmd(
 ) -> None:
     """Empty a response cache folder and say how many entries were removed."""
     from distillkit.lm.cache import clear_cache
-    from distillkit.lm.offline import cache_dir
+    from distillkit.runs import cache_dir
 
     folder, n = clear_cache(path or cache_dir() / "responses")
     if n is None:

@@ -26,6 +26,7 @@ from distillkit.settings import (
     merge_settings,
     require_dotted,
     resolve,
+    resolve_with_preset,
     to_yaml,
     validate,
 )
@@ -124,7 +125,7 @@ def run(
     print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Teacher -> APM -> evaluation beside a random real subset and the full data, in one run directory."""
-    from distillkit.image.pipeline import resolve_run_config, results_table, run_image
+    from distillkit.image.pipeline import make_config, results_table, run_image
 
     flags = {
         **_data_flags(dataset, data_root, size, channels, zca, download),
@@ -135,7 +136,7 @@ def run(
         "seed": ("--seed", seed),
         "device": ("--device", device),
     }
-    cfg = resolve_run_config(preset, config, set_, flags)
+    cfg = resolve_with_preset(make_config, preset, config, set_, flags)
     if printed(cfg, print_config):
         return
     resolve_device(cfg.device)
@@ -470,7 +471,7 @@ def compare(
     print_config: bool = PRINT_CONFIG,
 ) -> None:
     """Several methods, one teacher pool, one evaluator: a table (markdown, CSV) and plots."""
-    from distillkit.image.compare import resolve_compare_config, run_compare
+    from distillkit.image.compare import make_compare_config, run_compare
 
     flags = {
         **_data_flags(dataset, data_root, size, channels, zca, download),
@@ -482,7 +483,7 @@ def compare(
         "seed": ("--seed", seed),
         "device": ("--device", device),
     }
-    cfg = resolve_compare_config(preset, config, set_, flags)
+    cfg = resolve_with_preset(make_compare_config, preset, config, set_, flags)
     if printed(cfg, print_config):
         return
     resolve_device(cfg.device)

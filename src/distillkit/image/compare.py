@@ -35,7 +35,7 @@ from distillkit.nets import canonical_arch
 from distillkit.plots import accuracy_lines, cost_bars, cross_arch_bars, image_grid
 from distillkit.report import write_report_html
 from distillkit.runs import Run, read_json, write_json
-from distillkit.settings import Flags, choose_preset, layered, merge_settings, validate
+from distillkit.settings import merge_settings, validate
 
 METHODS = tuple(BUILDERS)
 WHAT_TO_COMPUTE = ("methods", "ipcs", "label_modes", "cross_archs")  # each cell cached apart
@@ -111,16 +111,6 @@ def make_compare_config(preset: str = "quick", overrides: dict[str, Any] | None 
     if "arch" not in overrides.get("eval", {}):
         cfg.eval.arch = cfg.teacher.arch
     return cfg
-
-
-def resolve_compare_config(
-    preset: str | None, config: Path | None = None, sets: list[str] | None = None, flags: Flags | None = None
-) -> CompareConfig:
-    """`distill image compare`'s settings: preset < --config file < --set items < typed flags, validated.
-
-    With no `preset`, the one the config file names (a run's config.json), else quick."""
-    settings = layered(None, config, sets, flags)
-    return make_compare_config(choose_preset(preset, settings), settings)
 
 
 class Comparison:

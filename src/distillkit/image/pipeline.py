@@ -37,9 +37,9 @@ from distillkit.overrides import MISSING, get_dotted
 from distillkit.plots import accuracy_bars, curve, image_grid
 from distillkit.report import write_report_html
 from distillkit.runs import Run
-from distillkit.settings import Flags, choose_preset, layered, merge_settings, preset_names, validate
+from distillkit.settings import merge_settings, preset_names, validate
 
-__all__ = ["DataConfig", "ImageRunConfig", "make_config", "resolve_run_config", "run_image"]
+__all__ = ["DataConfig", "ImageRunConfig", "make_config", "run_image"]
 
 
 class ImageRunConfig(BaseModel):
@@ -87,16 +87,6 @@ def make_config(preset: str = "quick", overrides: dict[str, Any] | None = None) 
     if "arch" not in overrides.get("eval", {}):
         cfg.eval.arch = cfg.teacher.arch
     return cfg
-
-
-def resolve_run_config(
-    preset: str | None, config: Path | None = None, sets: list[str] | None = None, flags: Flags | None = None
-) -> ImageRunConfig:
-    """`distill image run`'s settings: preset < --config file < --set items < typed flags, validated.
-
-    With no `preset`, the one the config file names (a run's config.json), else quick."""
-    settings = layered(None, config, sets, flags)
-    return make_config(choose_preset(preset, settings), settings)
 
 
 def _peak_rss_mb() -> float:

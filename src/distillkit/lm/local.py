@@ -267,9 +267,10 @@ class LocalLM:
         return self.generate(prompts, config, add_special_tokens=False, on_result=on_result)
 
 
-def _resolve(name_or_path: str) -> tuple[str, dict]:
-    """Map aliases and GGUF files to something `from_pretrained` loads fast."""
-    from distillkit.lm.offline import SMOLLM2_NAME, cache_dir, gguf_to_hf_folder, smollm2_folder
+def resolve_model(name_or_path: str) -> tuple[str, dict]:
+    """The one alias table: aliases and GGUF files mapped to something `from_pretrained` loads fast."""
+    from distillkit.lm.offline import SMOLLM2_NAME, gguf_to_hf_folder, smollm2_folder
+    from distillkit.runs import cache_dir
 
     if name_or_path.lower() in {"smollm2", SMOLLM2_NAME, "smollm2-135m"}:
         return str(smollm2_folder()), {}
@@ -335,7 +336,7 @@ def load_local_lm(
     device = resolve_device(device)
     torch_dtype = weight_dtype(dtype, device)
     check_precision(precision, device)
-    path, kwargs = _resolve(name_or_path)
+    path, kwargs = resolve_model(name_or_path)
     t0 = time.time()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)

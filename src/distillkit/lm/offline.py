@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import time
 from pathlib import Path
 
 from distillkit.errors import UserError
-from distillkit.runs import atomic_path
+from distillkit.runs import atomic_path, cache_dir
 from distillkit.seeding import seeded
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_NAME = "smollm2-135m-instruct"
-
-
-def cache_dir() -> Path:
-    """Where converted models live: `$DISTILLKIT_CACHE` or `~/.cache/distillkit`."""
-    return Path(os.environ.get("DISTILLKIT_CACHE", Path.home() / ".cache" / "distillkit"))
 
 
 def smollm2_gguf_path() -> Path:

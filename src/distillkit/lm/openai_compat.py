@@ -88,7 +88,7 @@ class OpenAICompatLM:
         extra_body: dict[str, Any] | None = None,
         prompts_per_request: int = 8,
     ):
-        from distillkit.lm.offline import cache_dir as default_cache
+        from distillkit.runs import cache_dir as default_cache
 
         if token_param not in TOKEN_PARAMS:
             raise UserError(f"token_param must be one of {', '.join(TOKEN_PARAMS)}, got {token_param!r}")

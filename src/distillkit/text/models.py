@@ -11,22 +11,15 @@ generator), `tiny-gpt2` / `tiny-llama` (small random causal LMs with SmolLM2's r
 from __future__ import annotations
 
 import importlib.util
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from distillkit.errors import UserError
-from distillkit.runs import atomic_path
+from distillkit.lm.local import resolve_model
+from distillkit.runs import atomic_path, cache_dir
 from distillkit.seeding import seeded
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_dir() -> Path:
-    """Where converted models live (`DISTILLKIT_CACHE`, default ~/.cache/distillkit)."""
-    d = Path(os.environ.get("DISTILLKIT_CACHE", Path.home() / ".cache" / "distillkit"))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def _package_dir(package: str, hint: str) -> Path:
@@ -50,13 +43,6 @@ def smollm2_tokenizer_dir() -> Path:
         with atomic_path(out, keep_existing=True) as tmp:
             tok.save_pretrained(str(tmp))
     return out
-
-
-def smollm2_dir() -> Path:
-    """SmolLM2-135M as an fp32 HF folder (converted once from the packaged GGUF file by `distillkit.lm`)."""
-    from distillkit.lm.offline import smollm2_folder
-
-    return Path(smollm2_folder())
 
 
 @contextmanager
@@ -145,10 +131,10 @@ def load_causal_lm(name: str, seed: int = 0, texts: list[str] | None = None):
             )
         with seeded(seed, "model_init"):
             return AutoModelForCausalLM.from_config(cfg), tok
-    path = str(smollm2_dir()) if name == "smollm2-135m" else name
+    path, kwargs = resolve_model(name)  # the one alias table: smollm2, GGUF files, folders, hub ids
     tok = load_tokenizer(path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
     except Exception as e:
         raise UserError(
             f"could not load causal LM '{name}' ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "

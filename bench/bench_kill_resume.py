@@ -102,7 +102,7 @@ class Scenario:
     name: str
     stages: str
     argv: list[str]  # without --out
-    results: tuple[str, ...]  # files compared byte for byte (besides metrics.json)
+    results: tuple[str, ...]  # safetensors files whose tensors and metadata are compared (besides metrics.json)
 
 
 SCENARIOS = [
@@ -167,10 +167,16 @@ def strip(obj):
 
 
 def fingerprint(out: Path, sc: Scenario) -> str:
-    """One hash of a finished run's results."""
+    """One hash of a finished run's results: metrics and result tensors, without timings and provenance."""
+    from safetensors import safe_open
+
     h = hashlib.sha256(json.dumps(strip(json.loads((out / "metrics.json").read_text())), sort_keys=True).encode())
     for name in sc.results:
-        h.update((out / name).read_bytes())
+        with safe_open(str(out / name), "pt") as f:
+            meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+            h.update(json.dumps(strip(meta), sort_keys=True).encode())
+            for key in sorted(f.keys()):
+                h.update(key.encode() + f.get_tensor(key).numpy().tobytes())
     return h.hexdigest()
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from test_apm import TINY_APM
+from test_dilm_head_grad import TEXTS
 
 from distillkit.devices import bf16_supported, resolve_device, tf32
 from distillkit.image.apm import APMConfig, distill, image_gradient, train_proxy
@@ -33,22 +35,7 @@ pytestmark = [
     ),
 ]
 CPU = torch.device("cpu")
-APM_TINY = {
-    "ipc": 3,
-    "iterations": 9,
-    "student_epochs": 6,
-    "num_checkpoints": 2,
-    "refresh_every": 3,
-    "lr_img": 5.0,
-    "lr_net": 0.05,
-}
-TEXTS = [
-    ("a tasty snack, would buy again",),
-    ("stale and bland, never again",),
-    ("fine I guess",),
-    ("the coffee arrived broken and smelled off",),
-    ("my dog loves these treats",),
-]
+APM_TINY = TINY_APM  # the CPU tests' schedules and texts, run on the device
 
 
 @pytest.fixture(scope="module")

@@ -275,6 +275,10 @@ class Run:
         self._release = _lock_dir(self.dir)
         weakref.finalize(self, self._release)
 
+    def close(self) -> None:
+        """Let another process write here (also done by `write_metrics`, and when the process ends)."""
+        self._release()
+
     def path(self, *parts: str) -> Path:
         """A path inside the run directory."""
         return self.dir.joinpath(*parts)
@@ -304,5 +308,5 @@ class Run:
         """`metrics.json` with a `provenance` block (versions, commit, device, this process's wall time)."""
         stamped = {**metrics, "provenance": provenance(self.device, time.perf_counter() - self.started)}
         self.write_json("metrics.json", stamped)
-        self._release()  # the run is finished: another process may now extend or re-read it
+        self.close()  # the run is finished: another process may now extend or re-read it
         return stamped

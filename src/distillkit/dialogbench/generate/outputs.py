@@ -16,7 +16,7 @@ from distillkit.dialogbench.official import export_official
 from distillkit.dialogbench.schema import Instance, write_jsonl
 from distillkit.plots import count_panels
 from distillkit.report import write_report_html
-from distillkit.runs import write_json
+from distillkit.runs import provenance, write_json
 
 REASONS = ("invalid_output", *CHECKS, "judge_wrong", "judge_unparsed")
 
@@ -110,6 +110,7 @@ def finalize(
         "seconds": round(seconds, 2),
         "rounding_note": s.rounding_note,
         "mitigation": s.mitigation(),
+        "provenance": provenance(None, seconds),
     }
     write_json(out / "summary.json", summary)
     write_datasheet(out, s, accepted, rejects, summary)

@@ -32,7 +32,7 @@ from distillkit.lm.config import GenerationConfig
 from distillkit.lm.reasoning import answer_text
 from distillkit.lm.secrets import mask_url
 from distillkit.progress import progress
-from distillkit.runs import prepare_run_dir
+from distillkit.runs import Run
 from distillkit.seeding import derive_seed, seed32
 
 
@@ -221,7 +221,7 @@ def _judge(lm, s: GenSettings, items: list[Instance], log: ItemLog, budget: Budg
 def run_generation(s: GenSettings, out_dir: Path, lm, judge_lm=None, show: bool = True) -> dict:
     """Generate (or resume) into `out_dir`; write instances, rejects, official files and datasheet."""
     out_dir = Path(out_dir)
-    prepare_run_dir(out_dir, s.fixed())
+    run = Run(out_dir, s.fixed())  # refuses other settings, and a second process on the same folder
     jobs = plan_for(s)
     judge_lm = (judge_lm or lm) if s.judge else None
     budget = Budget([lm, judge_lm], s.max_requests, s.max_tokens)
@@ -238,4 +238,5 @@ def run_generation(s: GenSettings, out_dir: Path, lm, judge_lm=None, show: bool 
         summary = finalize(
             s, out_dir, jobs, gen_log, judge_log if judge_lm is not None else None, budget, time.time() - t0
         )
+        run.close()
     return summary

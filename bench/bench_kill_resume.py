@@ -101,8 +101,9 @@ def sets(items: list[str]) -> list[str]:
 class Scenario:
     name: str
     stages: str
-    argv: list[str]  # without --out
-    results: tuple[str, ...]  # safetensors files whose tensors and metadata are compared (besides metrics.json)
+    argv: list[str]  # without --out; "{replay}" stands for the URL of a replay server this script starts
+    results: tuple[str, ...]  # files compared too: safetensors by tensors and metadata, others byte for byte
+    metrics: str = "metrics.json"  # compared without timings and provenance
 
 
 SCENARIOS = [
@@ -134,6 +135,14 @@ SCENARIOS = [
         "DiLM stages 1 and 2, generation, coresets, evaluation",
         ["distill", "text", "run", "--dataset", "fine_foods", "--dpc", "2", *sets(TEXT_TINY)],
         (),
+    ),
+    Scenario(
+        "dialogbench_generate",
+        "DialogBench generation, repair and LLM filter (replay server)",
+        ["dialogbench", "generate", "--llm", "replay", "--base-url", "{replay}", "--tasks", "SF,KRG,NLI"]
+        + ["--per-task", "20", "--judge-llm", "replay", "--concurrency", "4"],
+        ("instances.jsonl",),
+        "summary.json",
     ),
     Scenario(
         "dialogbench_eval",
@@ -170,8 +179,11 @@ def fingerprint(out: Path, sc: Scenario) -> str:
     """One hash of a finished run's results: metrics and result tensors, without timings and provenance."""
     from safetensors import safe_open
 
-    h = hashlib.sha256(json.dumps(strip(json.loads((out / "metrics.json").read_text())), sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps(strip(json.loads((out / sc.metrics).read_text())), sort_keys=True).encode())
     for name in sc.results:
+        if not name.endswith(".safetensors"):
+            h.update((out / name).read_bytes())
+            continue
         with safe_open(str(out / name), "pt") as f:
             meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
             h.update(json.dumps(strip(meta), sort_keys=True).encode())
@@ -180,8 +192,21 @@ def fingerprint(out: Path, sc: Scenario) -> str:
     return h.hexdigest()
 
 
+REPLAY: dict[str, str] = {}  # "{replay}" -> the URL of the replay server, once started
+
+
 def command(sc: Scenario, out: Path) -> list[str]:
-    return [str(BIN / sc.argv[0]), *sc.argv[1:], "--out", str(out)]
+    if any("{replay}" in a for a in sc.argv) and "{replay}" not in REPLAY:
+        from distillkit.dialogbench.generate.replay import ReplayServer
+
+        REPLAY["{replay}"] = ReplayServer().url  # deterministic answers per request; lives as long as this script
+    argv = [REPLAY.get(a, a) for a in sc.argv]
+    return [str(BIN / argv[0]), *argv[1:], "--out", str(out)]
+
+
+def scenario_env(env: dict, out: Path) -> dict:
+    """The environment of one run folder: its own response cache, so no run is answered from another's cache."""
+    return {**env, "DISTILLKIT_CACHE": str(out.parent / f"{out.name}_cache")}
 
 
 def run_to_end(sc: Scenario, out: Path, env: dict) -> tuple[float, int]:
@@ -214,23 +239,28 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/bench_kill_resume"))
     ap.add_argument("--json", type=Path, default=Path("bench/results/kill_resume.json"))
+    ap.add_argument("--append", action="store_true", help="update these scenarios in an existing --json")
     args = ap.parse_args()
     env = {**os.environ, "DISTILLKIT_PROGRESS": "0"}
     rng = random.Random(args.seed)
     chosen = [s for s in SCENARIOS if s.name in args.scenarios.split(",")]
     report: dict = {"trials_per_scenario": args.trials, "seed": args.seed, "scenarios": {}}
+    if args.append and args.json.exists():
+        report = json.loads(args.json.read_text())
     for sc in chosen:
         ref_dir = args.out / sc.name / "reference"
         shutil.rmtree(ref_dir, ignore_errors=True)
-        ref_seconds, _ = run_to_end(sc, ref_dir, env)
+        own_cache = "{replay}" in sc.argv  # a server's answers are cached: each folder gets its own cache
+        ref_seconds, _ = run_to_end(sc, ref_dir, scenario_env(env, ref_dir) if own_cache else env)
         reference = fingerprint(ref_dir, sc)
         rows = []
         for t in range(args.trials):
             out = args.out / sc.name / f"trial{t}"
             shutil.rmtree(out, ignore_errors=True)
             share = rng.uniform(0.1, 0.9)
-            killed = killed_once(sc, out, env, share * ref_seconds)
-            _, runs = run_to_end(sc, out, env)
+            run_env = scenario_env(env, out) if own_cache else env
+            killed = killed_once(sc, out, run_env, share * ref_seconds)
+            _, runs = run_to_end(sc, out, run_env)
             same = fingerprint(out, sc) == reference
             rows.append({"kill_after_share": round(share, 3), "killed": killed, "reruns": runs, "identical": same})
             print(f"{sc.name} trial {t}: kill at {share:.0%} -> identical={same}", flush=True)

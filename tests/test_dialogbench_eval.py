@@ -304,3 +304,17 @@ def test_report_compares_runs(tiny, tmp_path):
     cmp = json.loads((tmp_path / "c.json").read_text())
     assert cmp["overall"]["n"] == 12 and cmp["only_b"] == 9 * 4 + 3 * 3 - 12
     assert "| SF | 3 | 33.33 | 0.00 | +33.33 |" in (tmp_path / "c.md").read_text()
+
+
+def test_a_local_model_changed_since_the_run_is_refused_on_resume(tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_llama_folder(), model)
+    s = EvalSettings(model=str(model), mode="base", tasks=["NLI"], device="cpu")
+    evaluate(s, tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model_identity"].startswith("files:")
+    evaluate(s, tmp_path / "run", progress=False)  # the same model: resumed
+    (model / "config.json").write_text((model / "config.json").read_text() + "\n")  # the folder now holds another
+    with pytest.raises(UserError, match="differs in: model_identity"):
+        evaluate(s, tmp_path / "run", progress=False)

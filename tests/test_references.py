@@ -138,8 +138,9 @@ def test_a_run_resumed_with_another_teacher_pool_is_refused(digits, digits_pool,
     pool = tmp_path / "pool"
     shutil.copytree(digits_pool.manifest.parent, pool)
     run_image(cfg, tmp_path / "run", teachers=pool)
-    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["teacher_pool"]
-    assert recorded == {"path": str(pool), "identity": digits_pool.identity}
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["teacher_pool"] == {"path": str(pool), "identity": digits_pool.identity}
+    assert saved["data_sha256"] == digits.digest() == cfg.data.load(cfg.seed).digest()  # what the data held
     # the same folder, now holding other teachers (retrained in place), is caught before anything is touched
     shutil.rmtree(pool)
     train_pool(digits, TeacherConfig(epochs=2, net_options=tiny["net_options"], num_teachers=1, seed=1), pool)

@@ -61,9 +61,9 @@ def load_table(system: str, name: str) -> dict[str, Any]:
     return _read_yaml(_preset_dir(system) / "tables" / f"{name}.yaml", f"table {system}/tables/{name}.yaml")
 
 
-# What a run records in config.json beside its settings: the pools it was given (path and content hash).
-# They are not settings, so a run's config.json given back with --config leaves them out.
-RECORDED = ("teacher_pool", "expert_pool")
+# What a run records in config.json beside its settings: content hashes of the data, the model and the pools it
+# was given. They are not settings, so a run's config.json given back with --config leaves them out.
+RECORDED = ("teacher_pool", "expert_pool", "data_sha256", "model_identity")
 
 
 def read_config_file(path: Path | str) -> dict[str, Any]:

@@ -47,6 +47,15 @@ class ImageData:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def digest(self) -> str:
+        """A content hash of every split as prepared (pixels and labels): a run records what it was given."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for t in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
     @property
     def shape(self) -> tuple[int, int, int]:
         c, h, w = self.x_train.shape[1:]

@@ -32,7 +32,8 @@ from distillkit.report import write_report_html
 from distillkit.runs import Run, file_digest
 
 RESUMABLE = ("timeout", "max_retries")  # may differ between a run and its resumption
-DERIVED = ("data_sha256", "generation")  # written beside the settings in config.json, not settings themselves
+# written beside the settings in config.json, not settings themselves
+DERIVED = ("data_sha256", "generation", "model_identity")
 
 
 class EvalSettings(BaseModel):
@@ -274,6 +275,10 @@ def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm: L
         raise UserError("--circular and --gold-swap are two ways to move the gold letter; pass only one")
     instances, skipped, data_hash = load_instances(settings)
     config = settings.saved() | {"data_sha256": data_hash, "generation": settings.generation().to_dict()}
+    if settings.backend == "local" and lm is None:  # a model folder or file changed since: refused on resume
+        from distillkit.lm.local import model_identity  # torch only for local models
+
+        config["model_identity"] = model_identity(settings.model)
     run = Run(out_dir, config, extendable=RESUMABLE, device=settings.device)
     units = make_units(instances, settings.circular, settings.gold_swap)
     log = ItemLog(out_dir / "items.jsonl")

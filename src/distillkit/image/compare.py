@@ -120,7 +120,8 @@ class Comparison:
         self.device = str(resolve_device(cfg.device))
         self.data = cfg.data.load(cfg.seed)  # bad data or IPCs are refused before --out is touched
         self.data.check_ipc(*cfg.ipcs)
-        config = cfg.model_dump()  # pools from elsewhere: the run records what they hold, not only where they are
+        # the data and the pools from elsewhere: the run records what they hold, not only where they are
+        config = cfg.model_dump() | {"data_sha256": self.data.digest()}
         if teachers is not None:
             config["teacher_pool"] = pool_identity(teachers, TEACHER_POOL)
         if experts is not None:

@@ -147,7 +147,7 @@ def _run_image(cfg: ImageRunConfig, out: Path, teachers: Path | None) -> dict:
     device = str(resolve_device(cfg.device))
     data = cfg.data.load(cfg.seed)  # an unknown dataset or an IPC no class can fill is refused before --out is touched
     data.check_ipc(cfg.apm.ipc)
-    config = cfg.model_dump()
+    config = cfg.model_dump() | {"data_sha256": data.digest()}  # data files changed since: refused on resume
     if teachers is not None:  # a pool from elsewhere: the run records what it holds, not only where it is
         config["teacher_pool"] = pool_identity(teachers, TEACHER_POOL)
     run = Run(out, config, device=device)

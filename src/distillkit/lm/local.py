@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -290,6 +291,20 @@ def resolve_model(name_or_path: str) -> tuple[str, dict]:
     return str(p) if p.exists() else name_or_path, {}
 
 
+def model_identity(name_or_path: str) -> str | None:
+    """What a local model is, cheaply: its files' names, sizes and times for a folder or file (GGUF, converted
+    alias), or the hub snapshot's commit for a cached hub id; None when neither can be read."""
+    path = Path(resolve_model(name_or_path)[0])
+    if path.exists():
+        files = sorted(p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file())
+        stats = [(str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+        return "files:" + hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(str(path), "config.json")
+    return f"revision:{Path(cached).parent.name}" if isinstance(cached, str) else None
+
+
 WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -297,9 +312,6 @@ def _text_digest(text: str | dict | None) -> str | None:
     """sha256 of a chat template (a string, or a dict of named templates), to tell templates apart."""
     if not text:
         return None
-    import hashlib
-    import json
-
     return hashlib.sha256(json.dumps(text, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -111,6 +111,12 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
             ],
         )
     assert e.value.code == 2 and "cannot reach the server at http://127.0.0.1:9/v1" in capsys.readouterr().err
+    r5 = tmp_path / "r5"
+    with pytest.raises(SystemExit) as e:
+        run_app(
+            app, ["eval", "--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--revision", "v1", "--out", str(r5)]
+        )
+    assert e.value.code == 2 and "apply to local models" in capsys.readouterr().err and not r5.exists()
     with pytest.raises(SystemExit) as e:
         run_app(app, ["eval", "--model", str(tmp_path / "missing-model"), "--out", str(tmp_path / "r3")])
     assert e.value.code == 2 and "does not exist" in capsys.readouterr().err

@@ -112,3 +112,19 @@ def test_gguf_file_is_converted_once_and_matches_the_cached_folder(tmp_path, mon
         assert torch.equal(v, ref[k]), k
     again = load_local_lm(str(smollm2_gguf_path()), device="cpu")  # second load reuses the folder
     assert again.load_seconds < lm.load_seconds
+
+
+def test_revision_and_remote_code_reach_the_loader(monkeypatch):
+    import transformers
+
+    seen = []
+    real = transformers.AutoModelForCausalLM.from_pretrained
+
+    def spy(path, **kw):
+        seen.append({k: kw.get(k) for k in ("revision", "trust_remote_code")})
+        return real(path, **kw)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    lm = load_local_lm(str(tiny_llama_folder()), device="cpu", revision="main")
+    assert seen == [{"revision": "main", "trust_remote_code": False}]
+    assert lm.loglikelihood([("a b", " c")])[0] < 0

@@ -149,6 +149,10 @@ def eval_cmd(
         None, "--dtype", help="local weights: auto (fp32 on CPU, bf16 on GPUs), bf16, fp16, fp32"
     ),
     precision: str = typer.Option(None, "--precision", help="local forward passes: fp32 (default) or bf16 autocast"),
+    revision: str = typer.Option(None, "--revision", help="local hub model: the branch, tag or commit to load"),
+    trust_remote_code: bool = typer.Option(
+        None, "--trust-remote-code/--no-trust-remote-code", help="run a hub model's own modelling code (default: no)"
+    ),
     seed: int = typer.Option(None, "--seed", help="default: 0"),
     release_date: str = typer.Option(None, "--release-date", help="model release date, shown next to scores"),
     system_prompt: str = typer.Option(None, "--system-prompt", help="chat mode: sent as the first (system) message"),
@@ -189,6 +193,8 @@ def eval_cmd(
         "device": device,
         "dtype": dtype,
         "precision": precision,
+        "revision": revision,
+        "trust_remote_code": trust_remote_code,
         "release_date": release_date,
         "system_prompt": system_prompt,
         "extra_body": _json_object(extra_body, "--extra-body"),

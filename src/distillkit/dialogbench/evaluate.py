@@ -69,6 +69,8 @@ class EvalSettings(BaseModel):
     max_retries: int = Field(5, ge=0)  # may change on resume
     dtype: Literal["auto", "bf16", "fp16", "fp32"] | None = None  # local weights (None: fp32 on CPU, bf16 on GPUs)
     precision: Literal["fp32", "bf16"] | None = None  # local forward passes under bf16 autocast (None: fp32)
+    revision: str | None = None  # local hub models: a branch, tag or commit
+    trust_remote_code: bool | None = None  # local hub models: run their own modelling code (None: no)
 
     def saved(self) -> dict:
         """The settings as written to config.json (credentials in the URL masked)."""
@@ -169,6 +171,8 @@ def load_backend(settings: EvalSettings):
         max_length=settings.max_length,
         batch_size=settings.batch_size,
         precision=settings.precision or "fp32",
+        revision=settings.revision,
+        trust_remote_code=bool(settings.trust_remote_code),
     )
 
 
@@ -273,6 +277,12 @@ def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm: L
         raise UserError("--system-prompt applies to chat mode; drop it or use --mode chat")
     if settings.circular and settings.gold_swap:
         raise UserError("--circular and --gold-swap are two ways to move the gold letter; pass only one")
+    local_only = settings.revision or settings.trust_remote_code or settings.dtype or settings.precision
+    if settings.backend == "openai" and local_only:
+        raise UserError(
+            "--revision, --trust-remote-code, --dtype and --precision apply to local models; the server "
+            "chooses them for its model (drop them, or drop --base-url)"
+        )
     instances, skipped, data_hash = load_instances(settings)
     config = settings.saved() | {"data_sha256": data_hash, "generation": settings.generation().to_dict()}
     if settings.backend == "local" and lm is None:  # a model folder or file changed since: refused on resume

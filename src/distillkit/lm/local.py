@@ -335,13 +335,16 @@ def load_local_lm(
     max_length: int = 2048,
     batch_size: int = 8,
     precision: str = "fp32",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
 ) -> LocalLM:
     """Load a Hugging Face model id, a local folder, a `.gguf` file, or the alias `smollm2`.
 
     GGUF files are dequantised once into an fp32 folder under the distillkit cache, so later loads are fast.
     `device` follows `distillkit.devices.resolve_device` ("auto": CUDA when present, else CPU). `dtype`
     (weights) defaults to float32 on CPU and bfloat16 on a CUDA GPU that has it; `precision="bf16"` keeps
-    the weights' dtype and runs the forward passes under bfloat16 autocast.
+    the weights' dtype and runs the forward passes under bfloat16 autocast. `revision` pins a hub model to a
+    branch, tag or commit; `trust_remote_code` runs a model's own modelling code (off unless asked).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -349,6 +352,7 @@ def load_local_lm(
     torch_dtype = weight_dtype(dtype, device)
     check_precision(precision, device)
     path, kwargs = resolve_model(name_or_path)
+    kwargs = {**kwargs, "revision": revision, "trust_remote_code": trust_remote_code}
     t0 = time.time()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)

@@ -7,8 +7,9 @@ by distillkit's answer extractor (a filter defined in `distillkit.dialogbench.lm
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from distillkit.dialogbench.render import base_context, chat_messages, sft_prompt
 from distillkit.dialogbench.schema import Instance, load_sample, read_jsonl
@@ -159,31 +160,58 @@ def export_lm_eval(
     check_lang(lang)
     if mode not in ("base", "chat"):
         raise UserError(f"--mode {mode!r}: use base (option likelihood) or chat (generation + answer extraction)")
-    if mode == "chat":
-        return _export_chat(Path(out).resolve(), _load(data, lang), lang, max_gen_toks)
-    out = Path(out).resolve()
+    out, items = Path(out).resolve(), _load(data, lang)
+    if mode == "base":
+        return _write_tasks(out, items, lang, "", lm_eval_doc, _TASK_YAML, _GROUP_YAML)
+    utils = out / "dialogbench_utils.py"
+    out.mkdir(parents=True, exist_ok=True)
+    utils.write_text(_CHAT_UTILS)
+    filters = "\n".join(_CHAT_FILTER.format(extractor=e) for e in CHAT_FILTERS)
+    tasks = _write_tasks(
+        out,
+        items,
+        lang,
+        "chat_",
+        lm_eval_chat_doc,
+        _CHAT_TASK_YAML,
+        _CHAT_GROUP_YAML,
+        max_gen_toks=max_gen_toks,
+        filters=filters,
+    )
+    return [utils, *tasks]
+
+
+def _write_tasks(
+    out: Path,
+    items: list[Instance],
+    lang: str,
+    prefix: str,
+    to_doc: Callable[[Instance], dict],
+    task_yaml: str,
+    group_yaml: str,
+    **fields: Any,
+) -> list[Path]:
+    """One data JSONL and one task YAML per task that has instances, then the group YAML that lists them."""
     (out / "data").mkdir(parents=True, exist_ok=True)
-    items = _load(data, lang)
     written: list[Path] = []
     names = []
     for abbr, task in all_tasks().items():
-        docs = [lm_eval_doc(i) for i in items if i.task == abbr]
+        docs = [to_doc(i) for i in items if i.task == abbr]
         if not docs:
             continue
-        data_file = out / "data" / f"{lang}_{abbr.lower()}.jsonl"
+        data_file = out / "data" / f"{prefix}{lang}_{abbr.lower()}.jsonl"
         data_file.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
-        name = f"dialogbench_{lang}_{abbr.lower()}"
+        name = f"dialogbench_{prefix}{lang}_{abbr.lower()}"
         yml = out / f"{name}.yaml"
         yml.write_text(
-            _TASK_YAML.format(abbr=abbr, name=task.name, task_name=name, data_file=json.dumps(str(data_file)))
+            task_yaml.format(abbr=abbr, name=task.name, task_name=name, data_file=json.dumps(str(data_file)), **fields)
         )
         written += [data_file, yml]
         names.append(name)
-    group = out / f"dialogbench_{lang}.yaml"
+    group = out / f"dialogbench_{prefix}{lang}.yaml"
     listing = "\n".join(f"  - {n}" for n in names)
-    group.write_text(_GROUP_YAML.format(lang=lang, group=f"dialogbench_{lang}", tasks=listing))
-    written.append(group)
-    return written
+    group.write_text(group_yaml.format(lang=lang, group=f"dialogbench_{prefix}{lang}", tasks=listing))
+    return [*written, group]
 
 
 def _load(data: str | Path, lang: str) -> list[Instance]:
@@ -192,37 +220,3 @@ def _load(data: str | Path, lang: str) -> list[Instance]:
     if not items:
         raise UserError(f"no {lang} instances in {data}; pass --lang of the data, or other --data")
     return items
-
-
-def _export_chat(out: Path, items: list[Instance], lang: str, max_gen_toks: int) -> list[Path]:
-    (out / "data").mkdir(parents=True, exist_ok=True)
-    utils = out / "dialogbench_utils.py"
-    utils.write_text(_CHAT_UTILS)
-    written: list[Path] = [utils]
-    names = []
-    filters = "\n".join(_CHAT_FILTER.format(extractor=e) for e in CHAT_FILTERS)
-    for abbr, task in all_tasks().items():
-        docs = [lm_eval_chat_doc(i) for i in items if i.task == abbr]
-        if not docs:
-            continue
-        data_file = out / "data" / f"chat_{lang}_{abbr.lower()}.jsonl"
-        data_file.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
-        name = f"dialogbench_chat_{lang}_{abbr.lower()}"
-        yml = out / f"{name}.yaml"
-        yml.write_text(
-            _CHAT_TASK_YAML.format(
-                abbr=abbr,
-                name=task.name,
-                task_name=name,
-                data_file=json.dumps(str(data_file)),
-                max_gen_toks=max_gen_toks,
-                filters=filters,
-            )
-        )
-        written += [data_file, yml]
-        names.append(name)
-    group = out / f"dialogbench_chat_{lang}.yaml"
-    listing = "\n".join(f"  - {n}" for n in names)
-    group.write_text(_CHAT_GROUP_YAML.format(lang=lang, group=f"dialogbench_chat_{lang}", tasks=listing))
-    written.append(group)
-    return written

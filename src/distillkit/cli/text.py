@@ -188,8 +188,6 @@ def eval_(
     if _printed(job, print_config):
         return
     dev = str(resolve_device(job.device))
-    if not (set_path / "provenance.json").exists():
-        raise UserError(f"{set_path} is not a saved text set (no provenance.json); pass a folder under RUN/sets/")
     from distillkit.data.text import load_text_dataset, subsample
     from distillkit.seeding import derive_seed
     from distillkit.text.evaluate import FinetuneConfig, evaluate_set, summarize
@@ -247,8 +245,6 @@ def icl(
     if _printed(job, print_config):
         return
     dev = str(resolve_device(job.device))
-    if not (set_path / "provenance.json").exists():
-        raise UserError(f"{set_path} is not a saved text set (no provenance.json); pass a folder under RUN/sets/")
     from distillkit.data.text import load_text_dataset, subsample
     from distillkit.lm import load_local_lm
     from distillkit.text.icl import icl_evaluate

@@ -14,6 +14,7 @@ import numpy as np
 
 from distillkit.coresets import kmeans_medoid
 from distillkit.data.text import TextDataset
+from distillkit.errors import UserError
 from distillkit.runs import atomic_path
 from distillkit.seeding import derive_seed
 from distillkit.text.coreset import SelectionEncoder
@@ -108,6 +109,8 @@ def _write_text_set(ds: TextDataset, tmp: Path, provenance: dict[str, Any]) -> N
 def load_text_set(path: Path) -> TextDataset:
     """Read a saved set (its texts.jsonl and provenance.json) back into a TextDataset."""
     path = Path(path)
+    if not (path / "provenance.json").exists():
+        raise UserError(f"{path} is not a saved text set (no provenance.json); pass a folder under RUN/sets/")
     prov = json.loads((path / "provenance.json").read_text())
     rows = [json.loads(line) for line in (path / "texts.jsonl").read_text(encoding="utf-8").splitlines() if line]
     fields = prov["text_fields"]

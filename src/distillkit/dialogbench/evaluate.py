@@ -33,7 +33,7 @@ from distillkit.runs import Run, file_digest
 
 RESUMABLE = ("timeout", "max_retries")  # may differ between a run and its resumption
 # written beside the settings in config.json, not settings themselves
-DERIVED = ("data_sha256", "generation", "model_identity")
+DERIVED = ("generation",)  # the data and model hashes are settings.RECORDED, left out by every --config reader
 
 
 class EvalSettings(BaseModel):

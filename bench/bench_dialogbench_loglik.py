@@ -2,14 +2,17 @@
 
 Same model, same instances, same process. Prints a JSON summary (and writes it with --out).
 
-    .venv/bin/python bench/bench_dialogbench_loglik.py --model smollm2 --per-task 1 --out runs/bench/loglik.json
+    .venv/bin/python bench/bench_dialogbench_loglik.py --model smollm2 --per-task 3 --rounds 1 \\
+        --out bench/results/dialogbench_loglik.json
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -51,6 +54,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    load_at_start = round(os.getloadavg()[0], 1)
     lm = load_local_lm(args.model, device="cpu", batch_size=args.batch_size)
     items = pick(load_sample() if args.data == "sample" else read_jsonl(args.data), args.per_task)
     reqs = [[(base_context(i), t) for t in i.options.values()] for i in items]
@@ -109,6 +113,9 @@ def main() -> None:
         "batch_size": args.batch_size,
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "dtype": str(next(lm.model.parameters()).dtype).removeprefix("torch."),
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": round(os.getloadavg()[0], 1),
         "context_tokens_mean": round(sum(len(lm.encode_pair(*r[0])[0]) for r in reqs) / len(reqs), 1),
         "option_tokens_mean": round(sum(len(lm.encode_pair(*x)[1]) for r in reqs for x in r) / n_opts, 1),
     }
@@ -130,6 +137,7 @@ def main() -> None:
         for i, a, hs in zip(items, ours, outs["lm_eval"], strict=True):
             agree += list(i.options)[max(range(len(hs)), key=lambda j: (hs[j], -j))] == argbest(i, a, "sum")
             diffs += [abs(x - y.logprob) for x, y in zip(hs, a, strict=True)]
+        res["lm_eval"] = importlib.metadata.version("lm_eval")
         res["agree_sum_vs_lm_eval"] = f"{agree}/{len(items)}"
         res["max_abs_logprob_diff_vs_lm_eval"] = max(diffs)
     res["accuracy_token_ours"] = round(

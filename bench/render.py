@@ -368,7 +368,184 @@ def parallel_groups(d: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+_LOGLIK_METHODS = {
+    "ours": "ours (shared-context KV cache)",
+    "naive": "naive per-option loop",
+    "lm_eval": "lm-evaluation-harness",
+}
+
+
+def dialogbench_loglik(d: dict) -> str:
+    """Base-model scoring throughput and agreement: ours vs the naive loop vs lm-eval (bench_dialogbench_loglik)."""
+    lines = ["| method | wall s | CPU s | instances/s | our speed-up (wall / CPU) |", "|---|---|---|---|---|"]
+    for key, name in _LOGLIK_METHODS.items():
+        if f"{key}_wall_s" not in d:
+            continue
+        speedup = (
+            f"**{d[f'speedup_vs_{key}_wall']:.2f}× / {d[f'speedup_vs_{key}_cpu']:.2f}×**" if key != "ours" else "–"
+        )
+        lines.append(
+            f"| {name} | {d[f'{key}_wall_s']:.1f} | {d[f'{key}_cpu_s']:.1f} | {d[f'{key}_inst_per_s']:.3f} | "
+            f"{speedup} |"
+        )
+    lm_eval = f", lm-eval {d['lm_eval']}" if "lm_eval" in d else ""
+    lines += [
+        "",
+        f"{Path(d['model']).name}, {d['dtype']}, {d['threads']} threads, batch size {d['batch_size']}; "
+        f"{d['instances']} instances ({d['options']} options; contexts {d['context_tokens_mean']} and options "
+        f"{d['option_tokens_mean']} tokens on average), {d['rounds']} round{'s' if d['rounds'] > 1 else ''}; "
+        f"torch {d['torch']}{lm_eval}. Load average {d['load_average_at_start']} at the start, "
+        f"{d['load_average_at_end']} at the end.",
+        "",
+        f"Agreement: per-token predictions equal the naive ones on {d['agree_token_vs_naive']} instances, "
+        f"largest log-probability difference {d['max_abs_logprob_diff_vs_naive']:.1e}"
+        + (
+            f"; summed-log-likelihood predictions equal lm-eval's on {d['agree_sum_vs_lm_eval']}, largest "
+            f"difference {d['max_abs_logprob_diff_vs_lm_eval']:.1e}"
+            if "agree_sum_vs_lm_eval" in d
+            else ""
+        )
+        + f". Per-token accuracy: {d['accuracy_token_ours']:.2f} %.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_EXTRACTOR_NAMES = {
+    "strict": "strict",
+    "lenient": "lenient (ours, default headline)",
+    "anchored": "anchored",
+    "original": "original DialogBench cascade",
+}
+
+
+def dialogbench_extraction(d: dict) -> str:
+    """Answer-extraction accuracy and errors on the labelled and held-out outputs (bench_dialogbench_extraction)."""
+    sets = {"cases": "cases", "heldout": "held-out"}
+    head = "".join(
+        f"{n}: accuracy | {n}: wrong letter (another letter / where none) | {n}: missed | " for n in sets.values()
+    )
+    lines = [f"| extractor | {head}".rstrip(), "|---|" + "---|---|---|" * len(sets)]
+    for key, name in _EXTRACTOR_NAMES.items():
+        cells = ""
+        for s in sets:
+            r = d[s][key]
+            acc = f"**{r['accuracy']:.1f} %**" if key == "lenient" else f"{r['accuracy']:.1f} %"
+            cells += (
+                f"{acc} | {r['wrong_letter']} ({r['other_letter']} / {r['letter_for_no_answer']}) | {r['missed']} | "
+            )
+        lines.append(f"| {name} | {cells}".rstrip())
+    lines.append("")
+    lines.append(
+        "; ".join(
+            f"{name}: {d[s]['n']} outputs ({d[s]['n_en']} English, {d[s]['n'] - d[s]['n_en']} Chinese; "
+            f"{d[s]['n_no_answer']} with no answer)"
+            for s, name in sets.items()
+        )
+        + "."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _letters(counts: dict) -> str:
+    return "/".join(str(counts.get(k, 0)) for k in "ABCD")
+
+
+def dialogbench_demo(d: dict) -> str:
+    """The DialogBench demo section's time and results, base and chat mode (bench_dialogbench_demo)."""
+    lines = [
+        "| mode | headline | overall | every scoring | evaluation s | predicted A/B/C/D | no answer | gold A/B/C/D |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for mode in ("base", "chat"):
+        m = d[mode]
+        others = ", ".join(
+            f"{k.removeprefix('overall_')} {v:.2f}" for k, v in sorted(m.items()) if k.startswith("overall_")
+        )
+        pred = m["letters"]["predicted"]
+        lines.append(
+            f"| {mode} | {m['headline']} | {m['overall']:.2f} | {others} | {m['seconds']:.0f} | {_letters(pred)} | "
+            f"{pred.get('none', 0)} | {_letters(m['letters']['gold'])} |"
+        )
+    lines += [
+        "",
+        f"{d['base']['n_items']} instances. The whole demo section: {d['wall_s']:.0f} s wall, {d['user_cpu_s']:.0f} s "
+        f"user CPU; load average {d['load_average_at_start']} at the start, {d['load_average_at_end']} at the end.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _pvalue(p: float) -> str:
+    return f"{p:.0e}" if p < 1e-3 else f"{p:.6f}" if p > 0.99 else f"{p:.2f}"
+
+
+def dialogbench_generate(d: dict) -> str:
+    """Generation throughput, answer-position and domain balance, and rejection shares (bench_dialogbench_generate)."""
+    runs = {(r["delay_s"], r["concurrency"]): r for r in d["throughput"]}
+    concurrencies = sorted({c for _, c in runs})
+    lines = [
+        "| emulated server latency | " + " | ".join(f"concurrency {c}" for c in concurrencies) + " |",
+        "|---|" + "---|" * len(concurrencies),
+    ]
+    for delay in sorted({dl for dl, _ in runs}):
+        base = runs[(delay, concurrencies[0])]["requests_per_s"]
+        cells = []
+        for c in concurrencies:
+            rate = runs[(delay, c)]["requests_per_s"]
+            cells.append(f"{rate:.1f} req/s" + (f", {rate / base:.1f}×" if c != concurrencies[0] else ""))
+        lines.append(f"| {1000 * delay:.0f} ms | " + " | ".join(cells) + " |")
+    first = runs[(0.0, concurrencies[0])]
+    lines += [
+        "",
+        f"{first['requests']} requests per run. At 0 ms latency and concurrency {concurrencies[0]} the client side "
+        f"costs {1000 / first['requests_per_s']:.0f} ms per request.",
+        "",
+    ]
+    on, off = d["balanced"], d["position_balance_off"]
+
+    def planned(r: dict) -> str:
+        return "chosen by the model" if "llm" in r["planned_letters"] else _letters(r["planned_letters"])
+
+    def per_domain(r: dict) -> str:
+        counts = r["planned_domain_counts"]
+        return f"{counts[0]} each" if len(counts) == 1 else f"{min(counts)}-{max(counts)}"
+
+    rows = [
+        ("planned gold letters A/B/C/D", planned),
+        ("accepted", lambda r: f"{r['accepted']} of {r['planned']}"),
+        (
+            "accepted gold letters A/B/C/D",
+            lambda r: f"{_letters(r['accepted_letters'])}, chi-square p = {_pvalue(r['accepted_letters_p'])}",
+        ),
+        ("planned per domain", per_domain),
+        (
+            "accepted per domain (min-max)",
+            lambda r: (
+                f"{r['accepted_domain_min_max'][0]}-{r['accepted_domain_min_max'][1]}, chi-square p = "
+                f"{_pvalue(r['accepted_domains_p'])}"
+            ),
+        ),
+        ("replies repaired after the first answer", lambda r: f"{r['repaired_share']:.2f} %"),
+        (
+            "requests (first answers / blind judge answers / transport retries)",
+            lambda r: f"{r['requests']} ({r['planned']} / {r['judged']} / {r['retries']})",
+        ),
+    ]
+    lines += ["| | position balancing on | off (model places the gold) |", "|---|---|---|"]
+    lines += [f"| {name} | {cell(on)} | {cell(off)} |" for name, cell in rows]
+    shares = sorted(on["rejected_share_of_planned"].items(), key=lambda kv: -kv[1])
+    lines += [
+        "",
+        f"Share of the {on['planned']} planned instances rejected by each check (balancing on): "
+        + ", ".join(f"{k} {v:.2f} %" for k, v in shares)
+        + f"; {on['rejected_total_share']:.2f} % in all. Load average {d['load_average_at_start']} at the start, "
+        f"{d['load_average_at_end']} at the end.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
+    "dialogbench-extraction": ("dialogbench_extraction.json", dialogbench_extraction),
+    "dialogbench-loglik-tiny": ("dialogbench_loglik_tiny.json", dialogbench_loglik),
     "apm-memory-mnist": ("apm_memory_mnist.json", apm_memory),
     "apm-vs-mtt": ("apm_vs_mtt.json", apm_vs_mtt),
     "apm-accuracy-fashion-mnist": ("apm_accuracy_quick_fashion_mnist.json", apm_accuracy),

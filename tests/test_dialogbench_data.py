@@ -10,7 +10,7 @@ import pytest
 from distillkit.cli.common import run_app
 from distillkit.cli.dialogbench import app
 from distillkit.dialogbench.official import export_official, import_official, normalise_choices
-from distillkit.dialogbench.render import base_context, chat_messages, final_user_turn
+from distillkit.dialogbench.render import base_context, chat_messages, final_user_turn, official_base_context
 from distillkit.dialogbench.schema import load_sample, read_jsonl, read_jsonl_lenient
 from distillkit.dialogbench.tasks import DIMENSIONS, all_tasks, get_task, parse_tasks
 from distillkit.errors import UserError
@@ -140,7 +140,7 @@ def test_official_round_trip(tmp_path):
         o = orig[i.id]
         assert (i.options, i.label, i.slot, i.domain) == (o.options, o.label, o.slot, o.domain)
         assert [t.text for t in i.dialogue] == [t.text for t in o.dialogue]
-        assert base_context(i) == base_context(o)  # the imported record keeps its rendered base prompt
+        assert official_base_context(i) == base_context(o)  # the imported record keeps its prompt_pretrain
 
 
 def test_official_option_formats_are_normalised(tmp_path):

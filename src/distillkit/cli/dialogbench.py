@@ -137,6 +137,12 @@ def eval_cmd(
     extractor: str = typer.Option(
         None, "--extractor", help="chat headline: strict, lenient (default), anchored, original"
     ),
+    prompts: str = typer.Option(
+        None,
+        "--prompts",
+        help="distillkit (templates from the structured fields; default) or official (an imported release's "
+        "own prompts, verbatim)",
+    ),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, help="default: 256"),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="default: 8"),
     concurrency: int = typer.Option(None, "--concurrency", min=1, help="parallel requests to a server (default: 8)"),
@@ -184,6 +190,7 @@ def eval_cmd(
         "gold_swap": gold_swap,
         "norm": norm,
         "extractor": extractor,
+        "prompts": prompts,
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
         "concurrency": concurrency,
@@ -216,11 +223,12 @@ def eval_cmd(
         resolve_device(settings.device)
     s = settings
     moved = "-circular" if s.circular else "-goldswap" if s.gold_swap else ""
-    out = out or Path("runs/dialogbench") / f"{_slug(s.model)}-{s.mode}-{s.lang}{moved}"
+    official = "-official" if s.prompts == "official" else ""
+    out = out or Path("runs/dialogbench") / f"{_slug(s.model)}-{s.mode}-{s.lang}{moved}{official}"
     m = evaluate(settings, out)
     print(
-        f"{s.model} [{s.mode}, {s.lang}, {settings.headline}]: overall {m['overall']} over {len(m['tasks'])} tasks "
-        f"({m['n_done']}/{m['n_items']} items); results in {out} (report.html)"
+        f"{s.model} [{s.mode}, {s.lang}, {settings.headline}, {s.prompts} prompts]: overall {m['overall']} "
+        f"over {len(m['tasks'])} tasks ({m['n_done']}/{m['n_items']} items); results in {out} (report.html)"
     )
     for abbr, t in m["tasks"].items():
         extra = f"  unparsed {t['unparsed']}" if "unparsed" in t else ""

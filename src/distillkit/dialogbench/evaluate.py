@@ -18,7 +18,7 @@ from distillkit.dialogbench.aggregate import summarize
 from distillkit.dialogbench.extract import extract
 from distillkit.dialogbench.itemlog import ItemLog
 from distillkit.dialogbench.positions import gold_swap
-from distillkit.dialogbench.render import base_context, chat_messages
+from distillkit.dialogbench.render import Prompts, base_prompt, chat_prompt
 from distillkit.dialogbench.schema import Instance, load_sample, read_jsonl_lenient, sample_path
 from distillkit.dialogbench.tasks import check_lang, parse_tasks
 from distillkit.errors import UserError
@@ -52,6 +52,8 @@ class EvalSettings(BaseModel):
     gold_swap: bool = False  # the gold text trades places with each option in turn (spec: position-balanced mode)
     norm: Literal["token", "sum", "char"] = "token"
     extractor: Literal["strict", "lenient", "anchored", "original"] = "lenient"
+    # official: an imported instance is asked with the release's own prompts, verbatim (changes the results)
+    prompts: Prompts = "distillkit"
     max_new_tokens: int = 256
     max_length: int = 2048
     batch_size: int = 8
@@ -189,8 +191,23 @@ def predict_base(scores: dict[str, dict]) -> dict[str, str]:
     return {n: max(scores, key=lambda k, n=n: (_score(scores[k], n), -ord(k))) for n in ("token", "sum", "char")}
 
 
+def check_prompts(units: list[Unit], settings: EvalSettings) -> None:
+    """Render every unit's prompt once, so an instance without the chosen prompts stops the run before it starts."""
+    for u in units:
+        if settings.mode == "base":
+            base_prompt(u.inst, settings.prompts)
+        else:
+            chat_prompt(u.inst, u.options, settings.prompts)
+
+
 def _run_base(
-    lm: LanguageModel, units: list[Unit], log: ItemLog, skipped: list[dict], progress: bool, batch: int
+    lm: LanguageModel,
+    units: list[Unit],
+    log: ItemLog,
+    skipped: list[dict],
+    progress: bool,
+    batch: int,
+    prompts: Prompts,
 ) -> None:
     by_inst: dict[str, list[Unit]] = {}
     for u in units:
@@ -203,7 +220,7 @@ def _run_base(
         for us in chunk:
             texts = list(dict.fromkeys(us[0].inst.options.values()))
             spans.append((len(reqs), texts))
-            reqs += [(base_context(us[0].inst), t) for t in texts]
+            reqs += [(base_prompt(us[0].inst, prompts), t) for t in texts]
         try:
             res = lm.loglikelihood_detailed(reqs)
         except ServerError:  # the server cannot serve the run: stop, do not skip every instance
@@ -216,7 +233,7 @@ def _run_base(
                 mine = res[off : off + len(texts)]
             else:
                 try:
-                    mine = lm.loglikelihood_detailed([(base_context(inst), t) for t in texts])
+                    mine = lm.loglikelihood_detailed([(base_prompt(inst, prompts), t) for t in texts])
                 except ServerError:
                     raise
                 except UserError as e:
@@ -229,7 +246,8 @@ def _run_base(
             for u in us:
                 if u.key not in log:
                     scores = {k: by_text[v] for k, v in u.options.items()}
-                    log.write(_record(u, "base", prompt=base_context(inst), scores=scores, pred=predict_base(scores)))
+                    prompt = base_prompt(inst, prompts)
+                    log.write(_record(u, "base", prompt=prompt, scores=scores, pred=predict_base(scores)))
         bar.update(len(chunk))
     bar.close()
 
@@ -242,7 +260,7 @@ def _run_chat(lm: LanguageModel, units: list[Unit], log: ItemLog, settings: Eval
     for start in range(0, len(todo), chunk):
         batch = todo[start : start + chunk]
         system = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
-        convs = [system + chat_messages(u.inst, u.options) for u in batch]
+        convs = [system + chat_prompt(u.inst, u.options, settings.prompts) for u in batch]
 
         def done(i: int, text: str, batch=batch, convs=convs) -> None:
             u = batch[i]
@@ -284,20 +302,21 @@ def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm: L
             "chooses them for its model (drop them, or drop --base-url)"
         )
     instances, skipped, data_hash = load_instances(settings)
+    units = make_units(instances, settings.circular, settings.gold_swap)
+    check_prompts(units, settings)
     config = settings.saved() | {"data_sha256": data_hash, "generation": settings.generation().to_dict()}
     if settings.backend == "local" and lm is None:  # a model folder or file changed since: refused on resume
         from distillkit.lm.local import model_identity  # torch only for local models
 
         config["model_identity"] = model_identity(settings.model)
     run = Run(out_dir, config, extendable=RESUMABLE, device=settings.device)
-    units = make_units(instances, settings.circular, settings.gold_swap)
     log = ItemLog(out_dir / "items.jsonl")
     t0 = time.time()
     done_before = sum(u.key in log for u in units)
     try:
         lm = lm or load_backend(settings)
         if settings.mode == "base":
-            _run_base(lm, units, log, skipped, progress, settings.batch_size)
+            _run_base(lm, units, log, skipped, progress, settings.batch_size, settings.prompts)
         else:
             _run_chat(lm, units, log, settings, progress)
     finally:
@@ -308,6 +327,7 @@ def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm: L
         metrics.update(
             model=settings.model,
             mode=settings.mode,
+            prompts=settings.prompts,
             lang=settings.lang,
             circular=settings.circular,
             gold_swap=settings.gold_swap,

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from distillkit.dialogbench.render import base_context, chat_messages, sft_prompt
+from distillkit.dialogbench.render import OFFICIAL_SOURCE, OFFICIAL_VIEWS, base_context, chat_messages, sft_prompt
 from distillkit.dialogbench.schema import Instance, instance_from_dict
 from distillkit.dialogbench.tasks import Task, all_tasks, check_lang
 from distillkit.errors import UserError
@@ -119,11 +119,11 @@ def official_to_instance(obj: dict, task: Task, lang: str, where: str, file_hash
         "options": options,
         "label": label,
         "provenance": {
-            "source": "kwai/DialogBench",
+            "source": OFFICIAL_SOURCE,
             "file": task.official[lang],
             "sha256": file_hash,
             "where": where,
-            "official": {"prompt_pretrain": obj.get("prompt_pretrain"), "prompt_SFT": obj.get("prompt_SFT")},
+            "official": {view: obj.get(view) for view in OFFICIAL_VIEWS},  # verbatim, for --prompts official
         },
     }
     return instance_from_dict(record, where), warnings
@@ -176,21 +176,21 @@ def import_official(root: Path, lang: str = "en", tasks: list[Task] | None = Non
 
 
 def instance_to_official(inst: Instance) -> dict:
-    """One official-format record with every pre-rendered view."""
+    """One official-format record with every pre-rendered view: those an import kept, verbatim; the others
+    rendered by distillkit."""
     msgs = chat_messages(inst)
     hist = msgs[:-1]
     pairs = [[hist[i]["content"], hist[i + 1]["content"] if i + 1 < len(hist) else ""] for i in range(0, len(hist), 2)]
-    return {
-        "id": inst.id,
-        "domain": inst.domain,
-        "choices": dict(inst.options),
-        "label": inst.label,
+    rendered = {
         "prompt_pretrain": base_context(inst),
         "prompt_SFT": sft_prompt(inst),
         "query": msgs[-1]["content"],
         "history": pairs,
         "messages": msgs,
     }
+    kept = inst.provenance.get("official") or {}
+    views = {view: kept[view] if kept.get(view) is not None else rendered[view] for view in OFFICIAL_VIEWS}
+    return {"id": inst.id, "domain": inst.domain, "choices": dict(inst.options), "label": inst.label, **views}
 
 
 def export_official(instances: list[Instance], out_dir: Path) -> list[Path]:

@@ -24,7 +24,8 @@ def load_run(run_dir: Path) -> dict:
 
 
 def run_label(m: dict) -> str:
-    return f"{Path(str(m['model'])).name} ({m['mode']}{', circular' if m.get('circular') else ''})"
+    official = ", official prompts" if m.get("prompts") == "official" else ""
+    return f"{Path(str(m['model'])).name} ({m['mode']}{', circular' if m.get('circular') else ''}{official})"
 
 
 def _fmt(x) -> str:
@@ -32,13 +33,14 @@ def _fmt(x) -> str:
 
 
 def comparison_rows(runs: list[dict]) -> tuple[list[str], list[list]]:
-    """Header and rows: model, release date, mode, headline, the 12 tasks, dimensions, overall, unparsed."""
+    """Header and rows: model, release date, mode, headline, prompts, the 12 tasks, dimensions, overall, unparsed."""
     tasks = list(all_tasks())
     header = [
         "model",
         "released",
         "mode",
         "scored by",
+        "prompts",
         *tasks,
         *DIMENSIONS,
         "overall",
@@ -55,6 +57,7 @@ def comparison_rows(runs: list[dict]) -> tuple[list[str], list[list]]:
                 m.get("release_date") or "?",
                 m["mode"],
                 m["headline"],
+                m.get("prompts"),  # None (a dash) for runs from before --prompts
                 *[t.get(a, {}).get("accuracy") for a in tasks],
                 *[m["dimensions"].get(d) for d in DIMENSIONS],
                 m["overall"],
@@ -89,7 +92,8 @@ def render_markdown(runs: list[dict], images: list[str] | None = None, heading: 
         "",
         "Accuracy (%) per task; overall = unweighted mean of the tasks present. Base runs are scored by "
         "option likelihood (`token` = the paper's per-token perplexity), chat runs by answer extraction "
-        "(`lenient` unless named otherwise); `overall_strict` counts only answers that start with the letter.",
+        "(`lenient` unless named otherwise); `overall_strict` counts only answers that start with the letter. "
+        "`prompts`: distillkit's templates, or the release's own prompts (`official`).",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

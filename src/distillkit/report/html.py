@@ -38,6 +38,22 @@ details { margin: .8em 0; }
 summary { cursor: pointer; font-weight: 600; }
 pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: .85em; }
 code { background: #f0f3f6; padding: 0 .25em; border-radius: 3px; }
+.item-filters { display: flex; gap: 1.5em; align-items: center; margin: .4em 0; font-size: .9em; }
+.item-count { color: #59636e; }
+.item-list { max-height: 70vh; overflow-y: auto; border: 1px solid #d0d7de; padding: 0 .6em; }
+details.item { margin: 3px 0; padding-left: .5em; border-left: 4px solid; }
+details.item > summary { font-weight: normal; padding: .2em 0; font-size: .9em; }
+details.item.correct { border-left-color: #1a7f37; }
+details.item.incorrect { border-left-color: #cf222e; }
+details.item.correct .verdict { color: #1a7f37; font-weight: 700; }
+details.item.incorrect .verdict { color: #cf222e; font-weight: 700; }
+.item-body { padding: 0 0 .6em 1.2em; }
+.item-body h5 { margin: .7em 0 .2em; }
+.item-body pre { white-space: pre-wrap; margin: .2em 0; }
+.msg .role { font-size: .8em; color: #59636e; text-transform: uppercase; }
+.by { color: #59636e; }
+tr.gold td { background: #dafbe1; }
+.decides { font-weight: 700; background: #fff4d6; }
 """
 
 

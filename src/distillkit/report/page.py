@@ -2,8 +2,8 @@
 
 The page holds the folder's report.md (when there is one, with its pictures inlined), then each run found
 in the folder (the folder itself, or runs below it, e.g. one per system in the demo): warnings first,
-tables from its metrics, the pictures it wrote that the page does not show yet, and its resolved
-config.json folded away.
+tables from its metrics, the pictures it wrote that the page does not show yet, a DialogBench evaluation's
+items (folded, filterable), and its resolved config.json folded away.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def pictures(run: Path, runs: list[Path]) -> tuple[list[Path], list[Path]]:
 
 
 def run_section(run: Path, view: RunView, root: Path, runs: list[Path], shown: set[Path], heading: str = "") -> str:
-    """HTML of one run: heading (an <h3>, none if empty), warnings, tables, pictures not shown yet, config."""
+    """HTML of one run: heading (an <h3>, none if empty), warnings, tables, pictures not shown yet, blocks
+    (e.g. the per-item browser), config."""
     parts = ["<section>\n", f"<h3>{esc(heading)}</h3>\n" if heading else ""]
     parts.append(warnings_html(view.warnings))
     parts += [table_html(t) for t in view.tables if t.rows]
@@ -62,6 +63,7 @@ def run_section(run: Path, view: RunView, root: Path, runs: list[Path], shown: s
     if extra:
         figs = "".join(figure_html(p.read_bytes(), p.relative_to(root).as_posix()) for p in extra)
         parts.append(f"<details><summary>More pictures ({len(extra)})</summary>\n{figs}</details>\n")
+    parts += view.blocks
     if (run / "config.json").is_file():
         parts.append(json_details("Resolved config (config.json)", read_json(run / "config.json")))
     parts.append("</section>\n")

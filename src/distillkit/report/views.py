@@ -15,6 +15,7 @@ from typing import Any
 from distillkit.dialogbench.tasks import DIMENSIONS, all_tasks
 from distillkit.plots import task_bars
 from distillkit.report.html import Table
+from distillkit.report.items import run_items_html
 from distillkit.runs import read_json
 from distillkit.text.plot import LABELS as TEXT_METHODS
 
@@ -24,12 +25,14 @@ GAIN_LABELS = {"apm": "teacher soft labels (L1)", "apm_hard": "hard labels (CE)"
 
 @dataclass
 class RunView:
-    """One run as the report shows it; `figures` are drawn from the numbers (name, PNG bytes)."""
+    """One run as the report shows it; `figures` are drawn from the numbers (name, PNG bytes), `blocks` are
+    finished HTML (escaped) shown after them (e.g. the per-item browser)."""
 
     kind: str
     tables: list[Table]
     warnings: list[str] = field(default_factory=list)
     figures: list[tuple[str, bytes]] = field(default_factory=list)
+    blocks: list[str] = field(default_factory=list)
 
 
 def pm(r: dict | None, digits: int = 2) -> str:
@@ -198,6 +201,7 @@ def dialogbench_eval(m: dict) -> RunView:
         [
             ("model", m.get("model")),
             ("mode", m.get("mode")),
+            ("prompts", m.get("prompts")),
             ("scored by", m.get("headline")),
             ("overall (%)", m.get("overall")),
             ("overall, strict (%)", m.get("overall_strict")),
@@ -295,7 +299,10 @@ def view_run(folder: Path) -> RunView:
     for matches, view in KINDS:
         if matches(m):
             try:
-                return view(m)
+                shown = view(m)
+                if view is dialogbench_eval:  # every item, as asked and answered
+                    shown.blocks.append(run_items_html(folder, m["headline"]))
+                return shown
             except (KeyError, TypeError, ValueError, AttributeError) as e:  # a metrics.json of another version
                 fallback = generic_run(m)
                 fallback.warnings.append(f"metrics.json does not have the layout this report expects ({e!r})")

@@ -1,6 +1,7 @@
 """DialogBench generation against the local replay server: throughput, balance, and rejection shares.
 
-    .venv/bin/python bench/bench_dialogbench_generate.py --out runs/bench/dialogbench_generate.json
+    .venv/bin/python bench/bench_dialogbench_generate.py --n 160 --per-task 40 \\
+        --out bench/results/dialogbench_generate.json
 
 1. Requests per second of the request phase (generation, validation, logging; without imports and the
    final files) at concurrency 1 and 8 (the server in its own process, latency emulated by --delay
@@ -104,6 +105,7 @@ def balance_run(per_task: int, seed: int, position_balance: bool) -> dict:
             records = [json.loads(x) for x in (out / "generated.jsonl").read_text().splitlines()]
             planned = [r["job"] for r in records]
             repaired = sum(r["status"] == "valid" and bool(r["errors"]) for r in records)
+            judged = len((out / "judged.jsonl").read_text().splitlines())
     finally:
         srv.stop()
     letters = list("ABCD")
@@ -117,6 +119,7 @@ def balance_run(per_task: int, seed: int, position_balance: bool) -> dict:
         "repaired_share": round(100 * repaired / summ["planned"], 2),
         "requests": summ["usage"]["requests"],
         "retries": summ["usage"]["retries"],
+        "judged": judged,
         "planned_letters": dict(Counter(j["gold"] or "llm" for j in planned)),
         "accepted_letters": dict(sorted(Counter(i.label for i in acc).items())),
         "accepted_letters_p": _p(Counter(i.label for i in acc), letters),
@@ -142,10 +145,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench/dialogbench_generate.json"))
     a = ap.parse_args()
     throughput(1, 20, 0.0)  # warm-up: imports and first connections are not measured
+    load_at_start = round(os.getloadavg()[0], 1)
     res = {
         "throughput": [throughput(c, a.n, d) for d in (0.0, a.delay) for c in (1, 8)],
         "balanced": balance_run(a.per_task, a.seed, True),
         "position_balance_off": balance_run(a.per_task, a.seed, False),
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": round(os.getloadavg()[0], 1),
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2))

@@ -478,8 +478,8 @@ def _pvalue(p: float) -> str:
     return f"{p:.0e}" if p < 1e-3 else f"{p:.6f}" if p > 0.99 else f"{p:.2f}"
 
 
-def dialogbench_generate(d: dict) -> str:
-    """Generation throughput, answer-position and domain balance, and rejection shares (bench_dialogbench_generate)."""
+def dialogbench_generate_throughput(d: dict) -> str:
+    """Generation requests per second against the replay server by latency and concurrency."""
     runs = {(r["delay_s"], r["concurrency"]): r for r in d["throughput"]}
     concurrencies = sorted({c for _, c in runs})
     lines = [
@@ -497,9 +497,14 @@ def dialogbench_generate(d: dict) -> str:
     lines += [
         "",
         f"{first['requests']} requests per run. At 0 ms latency and concurrency {concurrencies[0]} the client side "
-        f"costs {1000 / first['requests_per_s']:.0f} ms per request.",
-        "",
+        f"costs {1000 / first['requests_per_s']:.0f} ms per request. Load average {d['load_average_at_start']} at "
+        f"the start of the script (these runs come first), {d['load_average_at_end']} at its end.",
     ]
+    return "\n".join(lines) + "\n"
+
+
+def dialogbench_generate_balance(d: dict) -> str:
+    """Answer-position and domain balance, and rejection shares, of a generated set (bench_dialogbench_generate)."""
     on, off = d["balanced"], d["position_balance_off"]
 
     def planned(r: dict) -> str:
@@ -525,25 +530,31 @@ def dialogbench_generate(d: dict) -> str:
             ),
         ),
         ("replies repaired after the first answer", lambda r: f"{r['repaired_share']:.2f} %"),
+        ("rejected (all checks, share of planned)", lambda r: f"{r['rejected_total_share']:.2f} %"),
+        (
+            "rejected because the judge picked another letter",
+            lambda r: f"{r['rejected_share_of_planned'].get('judge_wrong', 0.0):.2f} %",
+        ),
         (
             "requests (first answers / blind judge answers / transport retries)",
             lambda r: f"{r['requests']} ({r['planned']} / {r['judged']} / {r['retries']})",
         ),
     ]
-    lines += ["| | position balancing on | off (model places the gold) |", "|---|---|---|"]
+    lines = ["| | position balancing on | off (model places the gold) |", "|---|---|---|"]
     lines += [f"| {name} | {cell(on)} | {cell(off)} |" for name, cell in rows]
     shares = sorted(on["rejected_share_of_planned"].items(), key=lambda kv: -kv[1])
     lines += [
         "",
         f"Share of the {on['planned']} planned instances rejected by each check (balancing on): "
-        + ", ".join(f"{k} {v:.2f} %" for k, v in shares)
-        + f"; {on['rejected_total_share']:.2f} % in all. Load average {d['load_average_at_start']} at the start, "
-        f"{d['load_average_at_end']} at the end.",
+        + ", ".join(f"{k.replace('_', ' ')} {v:.2f} %" for k, v in shares)
+        + f"; {on['rejected_total_share']:.2f} % in all.",
     ]
     return "\n".join(lines) + "\n"
 
 
 RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
+    "dialogbench-generate-throughput": ("dialogbench_generate.json", dialogbench_generate_throughput),
+    "dialogbench-generate-balance": ("dialogbench_generate.json", dialogbench_generate_balance),
     "dialogbench-extraction": ("dialogbench_extraction.json", dialogbench_extraction),
     "dialogbench-loglik-tiny": ("dialogbench_loglik_tiny.json", dialogbench_loglik),
     "apm-memory-mnist": ("apm_memory_mnist.json", apm_memory),

@@ -83,7 +83,8 @@ def rows_with(rgb: np.ndarray, color: tuple[int, int, int], min_pixels: int) -> 
     return (np.abs(rgb - np.array(color)).max(axis=2) <= 2).sum(axis=1) >= min_pixels
 
 
-def screenshot(page: Path, out: Path, height: int) -> np.ndarray:
+def screenshot(page: Path, out: Path, height: int, fragment: str = "") -> np.ndarray:
+    """The page in headless Chromium, 1200 px wide, opened at `#fragment` if given, as RGB ints."""
     subprocess.run(
         [
             CHROMIUM,
@@ -93,7 +94,7 @@ def screenshot(page: Path, out: Path, height: int) -> np.ndarray:
             "--hide-scrollbars",
             f"--screenshot={out}",
             f"--window-size=1200,{height}",
-            page.resolve().as_uri(),
+            page.resolve().as_uri() + fragment,
         ],
         check=True,
         capture_output=True,

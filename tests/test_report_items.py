@@ -11,9 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from test_report import bands, rows_with, screenshot
 
 from distillkit.dialogbench.evaluate import EvalSettings, evaluate
 from distillkit.dialogbench.render import chat_messages
@@ -21,7 +20,7 @@ from distillkit.dialogbench.schema import load_sample
 from distillkit.lm import LoglikelihoodResult
 
 CHROMIUM = shutil.which("chromium")
-RIGHT_GREEN, WRONG_RED = (26, 127, 55), (207, 34, 46)  # .verdict of correct and incorrect items (CSS)
+RIGHT_GREEN, WRONG_RED = (26, 127, 55), (207, 34, 46)  # the edge of right and wrong items (CSS)
 ITEM = re.compile(r'<details class="item (\w+)" data-task="(\w+)" data-result="(\w+)">(.*?)</details>', re.S)
 
 
@@ -147,17 +146,6 @@ def shown(dumped: str) -> list[tuple[str, str]]:
     return [(task, result) for task, result, hidden in tags if not hidden]
 
 
-def rows_with(rgb: np.ndarray, colour: tuple[int, int, int], min_pixels: int) -> np.ndarray:
-    """Per screenshot row: whether at least `min_pixels` of its pixels have `colour`."""
-    return (np.abs(rgb - np.array(colour)).max(axis=2) <= 2).sum(axis=1) >= min_pixels
-
-
-def bands(mask: np.ndarray) -> list[tuple[int, int]]:
-    """Runs of consecutive rows where `mask` holds: (first, last)."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int), [0]])))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (`make install` installs the Debian package)")
 def test_filters_in_headless_chromium(chat_run, tmp_path):
     page = chat_run / "report.html"
@@ -181,22 +169,7 @@ def test_filters_in_headless_chromium(chat_run, tmp_path):
         ("#result=incorrect", WRONG_RED, RIGHT_GREEN, wrong),
         ("#result=correct", RIGHT_GREEN, WRONG_RED, right),
     ):
-        shot = tmp_path / f"{fragment[8:]}.png"
-        subprocess.run(
-            [
-                CHROMIUM,
-                "--headless",
-                "--disable-gpu",
-                "--no-sandbox",
-                "--hide-scrollbars",
-                f"--screenshot={shot}",
-                "--window-size=1200,3000",  # the list (70 % of the window tall) holds all 24 items
-                page.resolve().as_uri() + fragment,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=180,
-        )
-        rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+        # 3000 px tall: the list (70 % of the window) holds all 24 items
+        rgb = screenshot(page, tmp_path / f"{fragment[8:]}.png", 3000, fragment)
         assert len(bands(rows_with(rgb, colour, 4))) == count, fragment
         assert not rows_with(rgb, other, 1).any(), fragment

@@ -144,7 +144,9 @@ def eval_cmd(
         "own prompts, verbatim)",
     ),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, help="default: 256"),
-    batch_size: int = typer.Option(None, "--batch-size", min=1, help="default: 8"),
+    batch_size: str = typer.Option(
+        None, "--batch-size", help="a number (default: 8), or auto: local models, the largest that fits (GPU)"
+    ),
     concurrency: int = typer.Option(None, "--concurrency", min=1, help="parallel requests to a server (default: 8)"),
     limit: int = typer.Option(None, "--limit", min=1, help="at most this many instances per task"),
     skip_invalid: bool = typer.Option(
@@ -158,6 +160,13 @@ def eval_cmd(
     revision: str = typer.Option(None, "--revision", help="local hub model: the branch, tag or commit to load"),
     trust_remote_code: bool = typer.Option(
         None, "--trust-remote-code/--no-trust-remote-code", help="run a hub model's own modelling code (default: no)"
+    ),
+    device_map: str = typer.Option(
+        None, "--device-map", help="local: auto spreads a model too big for one GPU over all GPUs, then the CPU"
+    ),
+    peft: str = typer.Option(None, "--peft", help="local: a PEFT/LoRA adapter folder to put on the model"),
+    peft_merge: bool = typer.Option(
+        None, "--peft-merge/--no-peft-merge", help="merge the --peft adapter into the weights: faster (default: no)"
     ),
     seed: int = typer.Option(None, "--seed", help="default: 0"),
     release_date: str = typer.Option(None, "--release-date", help="model release date, shown next to scores"),
@@ -202,6 +211,9 @@ def eval_cmd(
         "precision": precision,
         "revision": revision,
         "trust_remote_code": trust_remote_code,
+        "device_map": device_map,
+        "peft": peft,
+        "peft_merge": peft_merge,
         "release_date": release_date,
         "system_prompt": system_prompt,
         "extra_body": _json_object(extra_body, "--extra-body"),

@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 
 from distillkit.devices import DEVICE_HELP
 from distillkit.dialogbench.aggregate import summarize
@@ -36,6 +36,15 @@ RESUMABLE = ("timeout", "max_retries")  # may differ between a run and its resum
 DERIVED = ("generation",)  # the data and model hashes are settings.RECORDED, left out by every --config reader
 
 
+def batch_size_setting(value: Any) -> int | str:
+    """A batch size: a positive integer, or "auto" (local models: the largest that fits, found once)."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
+        return int(value)
+    raise ValueError("should be a positive integer or 'auto'")
+
+
 class EvalSettings(BaseModel):
     """The full, resolved configuration of one evaluation run (saved as config.json)."""
 
@@ -56,7 +65,7 @@ class EvalSettings(BaseModel):
     prompts: Prompts = "distillkit"
     max_new_tokens: int = 256
     max_length: int = 2048
-    batch_size: int = 8
+    batch_size: Annotated[int | str, PlainValidator(batch_size_setting)] = 8
     concurrency: int = 8
     seed: int = 0
     limit: int | None = None
@@ -73,6 +82,9 @@ class EvalSettings(BaseModel):
     precision: Literal["fp32", "bf16"] | None = None  # local forward passes under bf16 autocast (None: fp32)
     revision: str | None = None  # local hub models: a branch, tag or commit
     trust_remote_code: bool | None = None  # local hub models: run their own modelling code (None: no)
+    device_map: Literal["auto"] | None = None  # local: accelerate spreads the weights over GPUs, then CPU
+    peft: str | None = None  # local: a PEFT/LoRA adapter folder put on the weights
+    peft_merge: bool | None = None  # local: merge the adapter into the weights (None: no)
 
     def saved(self) -> dict:
         """The settings as written to config.json (credentials in the URL masked)."""
@@ -175,6 +187,9 @@ def load_backend(settings: EvalSettings):
         precision=settings.precision or "fp32",
         revision=settings.revision,
         trust_remote_code=bool(settings.trust_remote_code),
+        device_map=settings.device_map,
+        peft=settings.peft,
+        peft_merge=bool(settings.peft_merge),
     )
 
 
@@ -254,7 +269,8 @@ def _run_base(
 
 def _run_chat(lm: LanguageModel, units: list[Unit], log: ItemLog, settings: EvalSettings, progress: bool) -> None:
     todo = [u for u in units if u.key not in log]
-    chunk = 4 * settings.concurrency if settings.backend == "openai" else settings.batch_size
+    # a local model gets every item at once: it batches them longest first (and finds --batch-size auto on those)
+    chunk = 4 * settings.concurrency if settings.backend == "openai" else max(len(todo), 1)
     gen = settings.generation()
     bar = progress_bar(None, "chat", total=len(todo), disable=not progress)
     for start in range(0, len(todo), chunk):
@@ -296,19 +312,23 @@ def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm: L
     if settings.circular and settings.gold_swap:
         raise UserError("--circular and --gold-swap are two ways to move the gold letter; pass only one")
     local_only = settings.revision or settings.trust_remote_code or settings.dtype or settings.precision
-    if settings.backend == "openai" and local_only:
+    local_only = local_only or settings.device_map or settings.peft or settings.peft_merge
+    if settings.backend == "openai" and (local_only or settings.batch_size == "auto"):
         raise UserError(
-            "--revision, --trust-remote-code, --dtype and --precision apply to local models; the server "
-            "chooses them for its model (drop them, or drop --base-url)"
+            "--revision, --trust-remote-code, --dtype, --precision, --device-map, --peft, --peft-merge and "
+            "--batch-size auto apply to local models; the server chooses them for its model (drop them, or drop "
+            "--base-url)"
         )
     instances, skipped, data_hash = load_instances(settings)
     units = make_units(instances, settings.circular, settings.gold_swap)
     check_prompts(units, settings)
     config = settings.saved() | {"data_sha256": data_hash, "generation": settings.generation().to_dict()}
     if settings.backend == "local" and lm is None:  # a model folder or file changed since: refused on resume
-        from distillkit.lm.local import model_identity  # torch only for local models
+        from distillkit.lm.local import model_identity, resolve_placement  # torch only for local models
 
-        config["model_identity"] = model_identity(settings.model)
+        resolve_placement(settings.device, settings.dtype, settings.precision or "fp32", settings.device_map)
+        trust = bool(settings.trust_remote_code)
+        config["model_identity"] = model_identity(settings.model, settings.revision, settings.peft, trust)
     run = Run(out_dir, config, extendable=RESUMABLE, device=settings.device)
     log = ItemLog(out_dir / "items.jsonl")
     t0 = time.time()
@@ -316,7 +336,11 @@ def evaluate(settings: EvalSettings, out_dir: Path, progress: bool = True, lm: L
     try:
         lm = lm or load_backend(settings)
         if settings.mode == "base":
-            _run_base(lm, units, log, skipped, progress, settings.batch_size, settings.prompts)
+            batch = settings.batch_size
+            if batch == "auto":  # found once, on the heaviest question of the run, then kept
+                pairs = {(base_prompt(u.inst, settings.prompts), t): 0 for u in units for t in u.options.values()}
+                batch = lm.fit_batch_size(list(pairs))
+            _run_base(lm, units, log, skipped, progress, batch, settings.prompts)
         else:
             _run_chat(lm, units, log, settings, progress)
     finally:

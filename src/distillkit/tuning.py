@@ -16,6 +16,9 @@ from typing import Any
 
 import optuna
 
+from distillkit.errors import UserError
+from distillkit.seeding import derive_seed, seed32
+
 Space = dict[str, tuple]
 
 
@@ -56,16 +59,20 @@ def search(
     `score(trial, knobs)` returns a trial's validation score for the knobs suggested from `space`.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=name,
-        storage=f"sqlite:///{Path(out) / 'study.db'}",
-        load_if_exists=True,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-    )
+    storage = f"sqlite:///{Path(out) / 'study.db'}"
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction="maximize")
+    searched = json.loads(json.dumps(space))  # as stored: tuples become lists
+    if study.user_attrs.setdefault("space", searched) != searched:
+        raise UserError(
+            f"{out} holds a search over other knobs or ranges ({study.user_attrs['space']}); "
+            "resume it with the same settings, or pass another --out"
+        )
+    study.set_user_attr("space", searched)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # cut off by a kill: run its knobs again
         study.enqueue_trial(t.params)
+    # The sampler's seed counts the trials so far: a resumed search draws new knobs, not the first trials' again.
+    study.sampler = optuna.samplers.TPESampler(seed=seed32(derive_seed(seed, "tpe", len(study.trials))))
     missing = trials - len(completed(study))
     if missing > 0:
         study.optimize(lambda trial: score(trial, suggest(trial, space)), n_trials=missing)

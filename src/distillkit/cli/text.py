@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from distillkit.devices import DEVICE_HELP, resolve_device
 from distillkit.errors import UserError
-from distillkit.runs import make_dir
+from distillkit.runs import check_out_file, make_dir
 from distillkit.settings import resolve, to_yaml
 
 app = typer.Typer(no_args_is_help=True, help="DiLM: distil a text classification set into a generator LM.")
@@ -97,6 +97,44 @@ def run(
 
 
 @app.command()
+def tune(
+    dataset: str = typer.Option(None, help="fine_foods (default), sst2, qqp, mnli, or a .csv/.tsv/.jsonl file."),
+    dpc: int = typer.Option(10, min=1, help="Data per class the stage-2 settings are chosen for."),
+    trials: int = typer.Option(12, min=1, help="Trials in all (finished ones are kept when the search is resumed)."),
+    preset: str = typer.Option(None, help="quick (the default, unless --config names another) or paper."),
+    out: Path = typer.Option(Path("runs/text_tune"), help="Search folder: study.db, shared/, trials/, preset.yaml."),
+    seed: int = SEED,
+    generator: str = typer.Option(None, help="Causal LM: hub id, folder, smollm2-135m, tiny-gpt2."),
+    learner: str = typer.Option(None, help="Encoder classifier: hub id, folder, minilm, tiny-bert."),
+    device: str = DEVICE,
+    config: Path = CONFIG,
+    set_: list[str] = sets_option("gm.outer_loops=8"),
+    print_config: bool = PRINT_CONFIG,
+    quiet: bool = typer.Option(False, help="No progress bars."),
+) -> None:
+    """Choose stage 2's generator lr, length and class-token multiplier on the validation split (Optuna,
+    resumable); stage 1 is trained once. Writes OUT/preset.yaml for `distill text run --config`."""
+    from distillkit.text.api import resolve_text_config
+    from distillkit.text.tune import tune as run_tune
+
+    flags = _flags(dataset=dataset, seed=seed, generator=generator, learner=learner, device=device)
+    if dataset and Path(dataset).suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
+        flags["data_path"] = ("--dataset", dataset)
+    cfg = resolve_text_config(preset, config, set_, flags)
+    if _printed(cfg, print_config):
+        return
+    resolve_device(cfg.device)
+    make_dir(out)
+    summary = run_tune(cfg, dpc, trials, out, progress=not quiet)
+    best = summary["best"]
+    typer.echo(
+        f"best of {len(summary['trials'])} trials: validation {best['val_acc']:.2f} % "
+        f"(± {best['val_std']:.2f} over {best['val_runs']} runs) with {best['params']}"
+    )
+    typer.echo(f"settings: {summary['preset_file']} (use with distill text run --config)")
+
+
+@app.command()
 def generate(
     generator: Path = typer.Option(..., help="A saved generator folder (e.g. RUN/generator_dilm)."),
     dpc: int = typer.Option(None, min=1, help="Texts per class to keep (required, here or in --config)."),
@@ -165,11 +203,13 @@ def eval_(
     ),
     seed: int = SEED,
     device: str = DEVICE,
+    out: Path = typer.Option(None, help="Write every run's scores and their mean ± std as JSON here."),
     config: Path = CONFIG,
     set_: list[str] = sets_option("steps=200"),
     print_config: bool = PRINT_CONFIG,
 ) -> None:
-    """Fine-tune fresh learners on a saved set and report test accuracy mean ± std."""
+    """Fine-tune fresh learners on a saved set and report test accuracy mean ± std (under torchrun the runs are
+    shared over the processes)."""
     from distillkit.text.jobs import TextEvalJob
 
     flags = _flags(
@@ -188,26 +228,35 @@ def eval_(
     if _printed(job, print_config):
         return
     dev = str(resolve_device(job.device))
+    if out is not None:
+        check_out_file(out)
     from distillkit.data.text import load_text_dataset, subsample
+    from distillkit.distributed import is_main, process_group
+    from distillkit.runs import write_json
     from distillkit.seeding import derive_seed
-    from distillkit.text.evaluate import FinetuneConfig, evaluate_set, summarize
+    from distillkit.text.evaluate import FinetuneConfig, evaluate_shared, summarize
     from distillkit.text.learner import Learner
     from distillkit.text.synthetic import load_text_set
 
     small = load_text_set(set_path)
     data = load_text_dataset(job.dataset, seed=job.seed)
     test = subsample(data.test, job.max_test, job.seed)
-    lrn = Learner.load(job.learner, data.train.num_classes, job.max_length, job.seed, device=dev)
-    res = evaluate_set(
-        lrn,
-        small,
-        test,
-        FinetuneConfig(steps=job.steps, batch_size=job.batch_size, lr=job.lr, train_body=job.train_body),
-        [derive_seed(job.seed, "cli_eval_run", k) for k in range(job.runs)],
-        data.validation,
-    )
+    with process_group(dev) as rank_dev:
+        lrn = Learner.load(job.learner, data.train.num_classes, job.max_length, job.seed, device=str(rank_dev))
+        res = evaluate_shared(
+            lrn,
+            small,
+            test,
+            FinetuneConfig(steps=job.steps, batch_size=job.batch_size, lr=job.lr, train_body=job.train_body),
+            [derive_seed(job.seed, "cli_eval_run", k) for k in range(job.runs)],
+            data.validation,
+        )
+    if not is_main():
+        return  # under torchrun rank 0 reports
     s = summarize(res)
     typer.echo(f"{set_path}: accuracy {s['mean']:.2f} ± {s['std']:.2f} over {s['n']} runs ({job.learner})")
+    if out is not None:
+        write_json(out, {"set": str(set_path), "learner": job.learner, "summary": s, "runs": res})
 
 
 @app.command()

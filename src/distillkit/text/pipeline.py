@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from distillkit.data.text import TextDataset, TextSplits, check_dpc, load_text_dataset, subsample
+from distillkit.errors import UserError
 from distillkit.report import write_report_html
 from distillkit.runs import Run, read_json, save_numpy, write_json
 from distillkit.seeding import derive_seed
@@ -54,12 +55,17 @@ def load_splits(cfg) -> TextSplits:
 
 
 class DiLMRun:
-    """One run directory; each method is idempotent and resumable."""
+    """One run directory; each method is idempotent and resumable.
 
-    def __init__(self, cfg, out: Path, progress: bool = True):
+    `stage1_from`: another run directory (same data and stage-1 settings) whose stage-1 generator and real-text
+    embeddings this run reads instead of computing its own (the trials of `distill text tune` share one stage 1).
+    """
+
+    def __init__(self, cfg, out: Path, progress: bool = True, stage1_from: Path | None = None):
         self.cfg = cfg.check()
         self.out = Path(out)
         self.progress = progress
+        self.stage1_dir = Path(stage1_from) if stage1_from is not None else self.out
         torch.manual_seed(cfg.seed)
         self.data = load_splits(cfg)
         for d in cfg.dpcs:
@@ -96,7 +102,7 @@ class DiLMRun:
         return self._learners[name]
 
     def real_embeddings(self) -> np.ndarray:
-        path = self.out / "ckpt" / "real_emb.npy"
+        path = self.stage1_dir / "ckpt" / "real_emb.npy"
         if self._real_emb is None:
             if path.exists():
                 self._real_emb = np.load(path)
@@ -107,9 +113,11 @@ class DiLMRun:
 
     # ---- stage 1 and 2 ----------------------------------------------------------------------------
     def vanilla_generator(self) -> Generator:
-        path = self.out / "generator_vanilla"
+        path = self.stage1_dir / "generator_vanilla"
         if path.exists():
             return Generator.load(path, self.cfg.device, self.cfg.precision)
+        if self.stage1_dir != self.out:
+            raise UserError(f"{self.stage1_dir} holds no finished stage 1 (generator_vanilla/); run it there first")
         gen = Generator.create(
             self.cfg.generator,
             self.data.train.num_classes,
@@ -133,8 +141,13 @@ class DiLMRun:
         gen.save(path)
         return gen
 
-    def validate_generator(self, gen: Generator, tag: str) -> float:
-        """Mean validation accuracy of sets generated at `val_dpc` (model selection on validation only)."""
+    def validation_accuracies(self, gen: Generator) -> list[float]:
+        """Validation accuracy (%) of every fine-tuning run on sets generated at `val_dpc`.
+
+        `val_sets` sets, each oversampled and K-means-medoid selected as the run builds them, `val_runs` fresh
+        learners each; the same seeds for every generator, so checkpoints are compared on the same draws. Model
+        selection (checkpoints, `distill text tune`) reads only this, never the test split.
+        """
         cfg = self.cfg
         accs = []
         for r in range(cfg.val_sets):
@@ -155,7 +168,7 @@ class DiLMRun:
                 [derive_seed(cfg.seed, "val_eval_run", r, k) for k in range(cfg.val_runs)],
             )
             accs += [x["accuracy"] for x in runs]
-        return float(np.mean(accs))
+        return accs
 
     def dilm_generator(self) -> Generator:
         path = self.out / "generator_dilm"
@@ -170,7 +183,7 @@ class DiLMRun:
         def validate(tag: str, step: int) -> None:
             if tag in record["scores"]:
                 return
-            acc = self.validate_generator(gen, tag)
+            acc = float(np.mean(self.validation_accuracies(gen)))
             record["scores"][tag] = {"step": step, "validation_accuracy": acc}
             if record["best"] is None or acc > record["scores"][record["best"]]["validation_accuracy"]:
                 record["best"] = tag
@@ -189,7 +202,6 @@ class DiLMRun:
         write_json(ckdir / "stage2_history.json", history)
         if cfg.checkpoint == "best":
             validate(f"step{matcher.step}", matcher.step)
-            record = read_json(val_path)
             best = Generator.load(best_dir, cfg.device, cfg.precision)
             best.save(path)
             return best
@@ -260,7 +272,9 @@ class DiLMRun:
             prov.update(
                 shared_pool=cfg.share_pool,
                 generator=cfg.generator,
-                generator_checkpoint=str(self.out / ("generator_dilm" if method == "dilm" else "generator_vanilla")),
+                generator_checkpoint=str(
+                    self.out / "generator_dilm" if method == "dilm" else self.stage1_dir / "generator_vanilla"
+                ),
                 oversample=cfg.oversample,
                 selection="kmeans_medoid",
                 selection_encoder=cfg.encoder or cfg.learner,

@@ -75,6 +75,124 @@ def test_the_row_sits_under_config_set_and_flags():
     assert (cfg.apm.lr_img, cfg.apm.segment_size) == (7.0, 100)
 
 
+# MTT's hyper-parameter table (Cazenavette et al. 2022; the per-setting commands the authors gave DC-BENCH), typed
+# in by hand independently of the shipped YAML: (dataset, IPC): (network, N, M, T+, lr_img, lr_lr, initial step
+# size, B_syn (None = all images), ZCA)
+MTT_TABLE = {
+    ("cifar10", 1): ("ConvNet", 50, 2, 2, 100, 1e-7, 0.01, None, True),
+    ("cifar10", 10): ("ConvNet", 30, 2, 20, 100, 1e-5, 0.001, None, True),
+    ("cifar10", 50): ("ConvNet", 30, 2, 40, 1000, 1e-5, 0.001, None, False),
+    ("cifar100", 1): ("ConvNet", 20, 3, 20, 1000, 1e-5, 0.01, None, True),
+    ("cifar100", 10): ("ConvNet", 20, 2, 20, 1000, 1e-5, 0.01, None, False),
+    ("cifar100", 50): ("ConvNet", 80, 2, 40, 1000, 1e-5, 0.01, 125, True),
+    ("tiny_imagenet", 1): ("ConvNetD4", 10, 2, 10, 10000, 1e-4, 0.01, None, False),
+    ("tiny_imagenet", 10): ("ConvNetD4", 20, 2, 40, 10000, 1e-4, 0.01, 200, False),
+    ("tiny_imagenet", 50): ("ConvNetD4", 20, 2, 40, 10000, 1e-4, 0.01, 300, False),
+}
+
+
+def _compare(dataset: str, ipcs: list[int], **sections):
+    from distillkit.image.compare import make_compare_config
+
+    return make_compare_config("paper", {"data": {"dataset": dataset}, "ipcs": ipcs, **sections})
+
+
+def _mtt(cfg) -> tuple:
+    m = cfg.mtt
+    return (m.syn_steps, m.expert_epochs, m.max_start_epoch, m.lr_img, m.lr_lr, m.syn_lr_init, m.batch_syn)
+
+
+@pytest.mark.parametrize(("dataset", "ipc"), sorted(MTT_TABLE))
+def test_compare_paper_preset_equals_the_mtt_table_row(dataset, ipc):
+    model, *values, zca = MTT_TABLE[(dataset, ipc)]
+    cfg = _compare(dataset, [ipc], data={"dataset": dataset, "zca": zca})
+    assert _mtt(cfg) == tuple(values)
+    assert cfg.baseline_rows["mtt"] == f"MTT table {dataset} IPC {ipc} ({model}, ZCA {'on' if zca else 'off'})"
+    assert cfg.experts.arch == {"ConvNet": "convnet", "ConvNetD4": "convnetd4"}[model]  # MTT's network, via Table A9
+    assert (cfg.mtt.iterations, cfg.experts.num_experts, cfg.experts.epochs) == (5000, 100, 50)  # common to all
+    assert cfg.mtt.max_start_epoch - 1 + cfg.mtt.expert_epochs <= cfg.experts.epochs  # the experts are long enough
+
+
+def test_mtt_and_dm_rows_outside_their_tables_say_which_row_they_use():
+    above = _compare("cifar10", [1, 100])  # one MTT section for all IPCs: the largest IPC's row
+    assert _mtt(above) == MTT_TABLE[("cifar10", 50)][1:-1]
+    assert above.baseline_rows["mtt"] == (
+        "MTT table cifar10 IPC 50 (ConvNet, ZCA off; the data has ZCA on, shared by every method; "
+        "IPC 100 is not in the table)"
+    )
+    assert (above.dm.lr_img, above.baseline_rows["dm"]) == (10.0, "DM README cifar10 IPC 100 (lr_img 10)")
+    below = _compare("tiny", [5])  # an alias of tiny_imagenet, between IPC 1 and 10
+    assert _mtt(below) == MTT_TABLE[("tiny_imagenet", 1)][1:-1]
+    assert below.baseline_rows["dm"] == "none: dataset not in DM's table, lr_img 1"
+    assert _compare("cifar100", [1000]).dm.lr_img == 1.0
+    other = _compare("digits", [10])
+    assert other.baseline_rows["mtt"].startswith("none: dataset not in MTT's table")
+    from distillkit.image.mtt import MTTConfig
+
+    assert other.mtt.model_dump(exclude={"iterations"}) == MTTConfig().model_dump(exclude={"iterations"})
+    assert _compare("cifar10", [10], mtt={"syn_steps": 7}, dm={"lr_img": 3.0}).mtt.syn_steps == 7  # --set wins
+    assert _compare("cifar10", [10], dm={"lr_img": 3.0}).dm.lr_img == 3.0
+    from distillkit.image.compare import make_compare_config
+
+    assert make_compare_config("quick", {"data": {"dataset": "cifar10"}}).baseline_rows is None
+
+
+# DialogBench's published protocol (spec dialogbench.md 2.4, 2.7 and quirk 1), typed in from the spec:
+DIALOGBENCH_EVAL = {
+    "prompts": "official",  # the release's prompts, as the published runs sent them
+    "extractor": "original",  # the reference's answer cascade
+    "norm": "token",  # per-token perplexity of the option's content
+    "max_new_tokens": 256,  # the paper (the reference code has 128)
+    "max_length": 2048,  # left truncation to 2,048 tokens
+    "circular": False,
+    "gold_swap": False,
+}
+DIALOGBENCH_GENERATE = {
+    "n_options": 4,
+    "domain_balance": True,
+    "style_mix": True,
+    "position_balance": True,
+    "judge": True,
+    "temperature": 1.0,
+    "presence_penalty": 0.6,
+    "prompt_min_turns": 10,
+}
+
+
+def test_dialogbench_paper_preset_is_the_published_protocol(capsys, tmp_path):
+    from distillkit.dialogbench.evaluate import EvalSettings
+    from distillkit.dialogbench.generate.settings import GenSettings
+
+    out = str(tmp_path / "gen")
+    ev = _print_config(capsys, "dialogbench", "eval", "--preset", "paper", "--model", "m")
+    assert {k: ev[k] for k in DIALOGBENCH_EVAL} == DIALOGBENCH_EVAL and ev["preset"] == "paper"
+    gen = _print_config(capsys, "dialogbench", "generate", "--preset", "paper", "--llm", "x", "--out", out)
+    assert {k: gen[k] for k in DIALOGBENCH_GENERATE} == DIALOGBENCH_GENERATE and len(gen["domains"]) == 20
+    default = _print_config(capsys, "dialogbench", "eval", "--model", "m")
+    assert default == EvalSettings(model="m", tasks=default["tasks"]).saved()  # no preset: the settings' defaults
+    assert _print_config(capsys, "dialogbench", "generate", "--preset", "default", "--llm", "x", "--out", out) == (
+        GenSettings(**{k: gen[k] for k in ("llm", "tasks", "domains")}).saved()
+    )
+    typed = _print_config(capsys, "dialogbench", "eval", "--preset", "paper", "--model", "m", "--extractor", "lenient")
+    assert (typed["extractor"], typed["prompts"]) == ("lenient", "official")  # a typed flag wins over the preset
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps(ev | {"max_length": 99}))
+    again = _print_config(capsys, "dialogbench", "eval", "--config", str(saved))  # the preset the file names
+    assert again == ev | {"max_length": 99}
+    assert not Path(out).exists()
+
+
+def test_a_dialogbench_run_resumes_under_another_preset_name_only_with_the_same_settings(tmp_path):
+    from distillkit.dialogbench.evaluate import RESUMABLE, EvalSettings
+    from distillkit.runs import prepare_run_dir
+
+    paper = EvalSettings(model="m", extractor="original", prompts="official", preset="paper").saved()
+    prepare_run_dir(tmp_path, paper, RESUMABLE)
+    prepare_run_dir(tmp_path, paper | {"preset": "default"}, RESUMABLE)  # the same settings, typed out
+    with pytest.raises(UserError, match="differs in: extractor, prompts"):
+        prepare_run_dir(tmp_path, EvalSettings(model="m").saved(), RESUMABLE)
+
+
 def _cli(program: str, args: list[str]) -> None:
     if program == "distill":
         from distillkit.cli.distill import app, register_systems
@@ -176,6 +294,7 @@ BAD_SETTINGS = [
     ("dialogbench", "generate --llm x --out o --set temperature=hot", "temperature: got 'hot', should be a valid"),
     ("distill", "image run --preset nope", "unknown preset 'nope'; choose one of paper, quick, standard"),
     ("distill", "text run --out o --preset nope", "unknown preset 'nope'; choose one of paper, quick"),
+    ("dialogbench", "eval --model m --preset nope", "unknown preset 'nope'; choose one of default, paper"),
 ]
 
 

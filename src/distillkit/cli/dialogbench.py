@@ -40,6 +40,9 @@ CONFIG = typer.Option(None, "--config", help="YAML/JSON settings file (e.g. a ru
 PRINT_CONFIG = typer.Option(
     False, "--print-config", help="Print the resolved settings (YAML) and exit; no data or output is touched."
 )
+PRESET = typer.Option(
+    None, "--preset", help="settings to start from: default, or paper (the published protocol; docs/settings.md)"
+)
 
 
 def _config_file(path: Path | None, derived: tuple[str, ...]) -> dict[str, Any]:
@@ -177,6 +180,7 @@ def eval_cmd(
     ),
     timeout: float = typer.Option(None, "--timeout", help=TIMEOUT_HELP + " (default: 120)"),
     max_retries: int = typer.Option(None, "--max-retries", help=RETRIES_HELP + " (default: 5)"),
+    preset: str = PRESET,
     config: Path = CONFIG,
     set_: list[str] = typer.Option([], "--set", help=f"Any setting as key=value, e.g. --set max_length=4096. {ORDER}"),
     print_config: bool = PRINT_CONFIG,
@@ -184,6 +188,7 @@ def eval_cmd(
     """Evaluate one model; resumes from the run folder's items.jsonl if it exists."""
     from distillkit.devices import resolve_device
     from distillkit.dialogbench.evaluate import DERIVED, EvalSettings, evaluate
+    from distillkit.dialogbench.presets import preset_settings
     from distillkit.dialogbench.tasks import parse_tasks
     from distillkit.errors import UserError
     from distillkit.settings import layered, to_yaml, validate
@@ -222,7 +227,7 @@ def eval_cmd(
         "max_retries": max_retries,
     }
     flags = _flags(values)
-    raw = layered(_config_file(config, DERIVED), None, set_, flags)
+    raw = layered(preset_settings("eval", preset, _config_file(config, DERIVED)), None, set_, flags)
     if not raw.get("model"):
         raise UserError("pass --model NAME (an HF id, folder, .gguf file, 'smollm2' or a served model name)")
     raw.setdefault("backend", "openai" if raw.get("base_url") else "local")
@@ -369,6 +374,7 @@ def generate_cmd(
     max_tokens: int = typer.Option(None, "--max-tokens", help="stop once this many tokens were used (this run)"),
     timeout: float = typer.Option(None, "--timeout", help=TIMEOUT_HELP + " (default: 120)"),
     max_retries: int = typer.Option(None, "--max-retries", help=RETRIES_HELP + " (default: 5)"),
+    preset: str = PRESET,
     config: Path = CONFIG,
     set_: list[str] = typer.Option([], "--set", help=f"Any setting as key=value, e.g. --set temperature=0.7. {ORDER}"),
     print_config: bool = PRINT_CONFIG,
@@ -378,6 +384,7 @@ def generate_cmd(
 
     from distillkit.dialogbench.generate.run import generate, resolve
     from distillkit.dialogbench.generate.settings import DERIVED, GenSettings
+    from distillkit.dialogbench.presets import preset_settings
     from distillkit.errors import UserError
     from distillkit.settings import explain, layered, to_yaml
 
@@ -411,7 +418,7 @@ def generate_cmd(
     file = _config_file(config, DERIVED)
     if "requested_per_task" in file:  # a run's config.json: the count asked for, rounded again below
         file["per_task"] = file.pop("requested_per_task")
-    raw = layered(file, None, set_, flags)
+    raw = layered(preset_settings("generate", preset, file), None, set_, flags)
     if not raw.get("llm"):
         raise UserError("pass --llm NAME (the generator model as the server knows it)")
     per = raw.pop("per_task", 20)

@@ -31,7 +31,8 @@ from distillkit.progress import progress as progress_bar
 from distillkit.report import write_report_html
 from distillkit.runs import Run, file_digest
 
-RESUMABLE = ("timeout", "max_retries")  # may differ between a run and its resumption
+# may differ between a run and its resumption (the preset only names where the settings came from)
+RESUMABLE = ("timeout", "max_retries", "preset")
 # written beside the settings in config.json, not settings themselves
 DERIVED = ("generation",)  # the data and model hashes are settings.RECORDED, left out by every --config reader
 
@@ -50,6 +51,7 @@ class EvalSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    preset: str = "default"  # the preset the settings started from (presets/dialogbench/)
     model: str
     backend: Literal["local", "openai"] = "local"
     base_url: str | None = None

@@ -29,7 +29,7 @@ from distillkit.image.memory import PeakMemory
 from distillkit.image.methods import BUILDERS, NEEDS_EXPERTS, BuildContext
 from distillkit.image.mtt import MTTConfig
 from distillkit.image.pools import pool_identity
-from distillkit.image.presets import PAPER, compare_preset, with_paper_row
+from distillkit.image.presets import PAPER, compare_preset, with_compare_rows
 from distillkit.image.teacher import TEACHER_POOL, TeacherConfig, TeacherPool, train_pool
 from distillkit.nets import canonical_arch
 from distillkit.plots import accuracy_lines, cost_bars, cross_arch_bars, image_grid
@@ -48,6 +48,7 @@ class CompareConfig(BaseModel):
 
     preset: str = "quick"
     paper_row: str | None = Field(None, description="the APM Table A9 row a paper preset used")
+    baseline_rows: dict[str, str] | None = Field(None, description="the MTT and DM table rows a paper preset used")
     seed: int = 0
     device: str = Field("auto", description=DEVICE_HELP)
     tf32: bool = Field(False, description="TF32 matmuls and convolutions on CUDA (faster, ~1e-3 relative error)")
@@ -83,12 +84,13 @@ class CompareConfig(BaseModel):
 
 
 def compare_settings(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The preset's settings for a comparison; `paper` adds the Table A9 row of the dataset and largest IPC."""
+    """The preset's settings for a comparison; `paper` adds the rows of Table A9, MTT's and DM's tables for the
+    dataset and the largest IPC."""
     base = compare_preset(preset)
     if preset == PAPER:
         dataset = overrides.get("data", {}).get("dataset", DataConfig().dataset)
         ipcs = overrides.get("ipcs") or CompareConfig().ipcs
-        base = with_paper_row(base, str(dataset), max(int(i) for i in ipcs))
+        base = with_compare_rows(base, str(dataset), max(int(i) for i in ipcs), overrides)
         for section in ("dm", "experts"):  # the baselines distil with the row's network too
             base[section].setdefault("arch", base["teacher"].get("arch", "convnet"))
     return base

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from distillkit.dialogbench.generate.checks import CheckSettings
 from distillkit.lm.secrets import mask_url
 
-# may differ between a run and its resumption
-RESUMABLE = ("max_requests", "max_tokens", "concurrency", "timeout", "max_retries")
+# may differ between a run and its resumption (the preset only names where the settings came from)
+RESUMABLE = ("max_requests", "max_tokens", "concurrency", "timeout", "max_retries", "preset")
 # recomputed from the count asked for and the language, so a run's config.json given back as --config drops them
 DERIVED = ("domains", "rounding_note")
 
@@ -20,6 +20,7 @@ class GenSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    preset: str = "default"  # the preset the settings started from (presets/dialogbench/)
     llm: str
     base_url: str | None = None
     judge_llm: str | None = None  # None: the generator judges; "" or judge=False: no LLM filter

@@ -55,6 +55,7 @@ TINY = [
     "finetune.steps=3",
     "finetune.batch_size=8",
     "full_finetune.steps=3",
+    "full_finetune.select_every=1",
     "full_runs=2",
     'checkpoint="best"',
     "share_pool=false",
@@ -208,6 +209,13 @@ def test_results_match_the_runs_and_evaluation_repeats(run):
     lrn = Learner.load("tiny-bert", 2, 20, seed=0)
     again = evaluate_set(lrn, small, data.test, cfg.finetune, [derive_seed(0, "eval_run", 1, 0)], data.validation)
     assert again == res["kmeans_medoid"]["3"]["runs"][1:]
+    # the full-data runs keep their best validation step: scored on validation, that step is at least as good as
+    # the last one, and the run's step is the one chosen so
+    ft, seed = cfg.full_finetune, derive_seed(0, "full_run", 0)
+    chosen = evaluate_set(lrn, data.train, data.validation, ft, [seed], data.validation)[0]
+    last = evaluate_set(lrn, data.train, data.validation, ft.model_copy(update={"select_every": 0}), [seed])[0]
+    assert chosen["accuracy"] == chosen["validation_accuracy"] >= last["accuracy"]
+    assert full["runs"][0]["selected_step"] == chosen["selected_step"] and 1 <= chosen["selected_step"] <= 3
 
 
 def test_rerun_resumes_without_recomputing(run):

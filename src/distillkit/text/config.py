@@ -62,7 +62,10 @@ class DiLMConfig(BaseModel):
     stage1: Stage1Config = Field(default_factory=Stage1Config)
     gm: GMConfig = Field(default_factory=GMConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
-    full_finetune: FinetuneConfig = Field(default_factory=lambda: FinetuneConfig(steps=1000, batch_size=32))
+    # the full-data reference keeps its best validation step (every 100 of 1000)
+    full_finetune: FinetuneConfig = Field(
+        default_factory=lambda: FinetuneConfig(steps=1000, batch_size=32, select_every=100)
+    )
     full_runs: int = 3
     checkpoint: Literal["best", "last"] = "best"
     validate_every: int = 200  # outer loops; validation also runs before stage 2 and at its end

@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from distillkit.distributed import job_token, rank, world_size
 from distillkit.errors import UserError
 
 if TYPE_CHECKING:  # torch and numpy load only when a run needs them: a server client stays light
@@ -196,7 +197,7 @@ def device_name(device: str | torch.device | None) -> str:
 
 
 def provenance(device: str | torch.device | None = None, seconds: float | None = None) -> dict[str, Any]:
-    """What produced a result: versions, git commit, device, host, date and wall time."""
+    """What produced a result: versions, git commit, device, processes, host, date and wall time."""
     import torch
 
     return {
@@ -207,6 +208,7 @@ def provenance(device: str | torch.device | None = None, seconds: float | None =
         "git_commit": _git_commit(),
         "device": device_name(device),
         "cpu_threads": torch.get_num_threads(),
+        "processes": world_size(),  # torchrun processes that shared the work (1: this one alone)
         "host": platform.node(),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_seconds": seconds,
@@ -219,16 +221,25 @@ _HELD: dict[Path, tuple[int, int]] = {}  # run dir -> (lock file descriptor, Run
 def _lock_dir(run_dir: Path) -> Callable[[], None]:
     """Hold an exclusive lock on `run_dir` (file `.lock`); another process writing there is refused.
 
-    Runs of this same process share the lock; under torchrun only rank 0 takes it (the ranks share the
-    directory). Returns the release function; the system also releases the lock when the process dies (kill -9).
+    Runs of this same process share the lock. The ranks of one torchrun job share the directory: rank 0 takes
+    the lock and writes the job's token into `.lock`; every other rank, which opens the run after rank 0
+    (`distributed.main_first`), only checks that the token there is its job's. Returns the release function;
+    the system also releases the lock when the process dies (kill -9).
     """
     try:
         import fcntl
     except ImportError:  # no flock on this platform: no guard
         return lambda: None
-    if os.environ.get("RANK", "0") != "0":
-        return lambda: None
+    token = job_token()
     key = run_dir.resolve()
+    if token is not None and rank() != 0:
+        held = (key / ".lock").read_text() if (key / ".lock").exists() else ""
+        if held != token:
+            raise UserError(
+                f"{run_dir} is not held by rank 0 of this torchrun job (another process writes there, or rank 0 "
+                "has not opened it yet); wait for the other process to finish or choose another --out"
+            )
+        return lambda: None
     if key in _HELD:
         fd, users = _HELD[key]
         _HELD[key] = (fd, users + 1)
@@ -243,6 +254,9 @@ def _lock_dir(run_dir: Path) -> Callable[[], None]:
                 "wait for it to finish (then rerun to resume) or choose another --out"
             ) from None
         _HELD[key] = (fd, 1)
+    if token is not None:  # the other ranks of this job check it
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, token.encode(), 0)
     released = False
 
     def release() -> None:

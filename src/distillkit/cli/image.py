@@ -16,6 +16,7 @@ import typer
 from pydantic import BaseModel
 
 from distillkit.devices import DEVICE_HELP, resolve_device
+from distillkit.distributed import is_main
 from distillkit.errors import UserError
 from distillkit.overrides import set_dotted
 from distillkit.runs import check_out_file, make_dir
@@ -185,6 +186,8 @@ def teacher(
     dev = str(resolve_device(job.device))
     make_dir(out)
     manifest = train_pool(job.data.load(job.seed), job.teacher, out, dev)
+    if not is_main():
+        return  # under torchrun rank 0 prints the pool
     for t in json.loads(manifest.read_text())["teachers"]:
         typer.echo(f"{t['file']}: validation {t['val_acc']:.2f} %, test {t['test_acc']:.2f} %")
 
@@ -232,6 +235,8 @@ def experts(
     dev = str(resolve_device(job.device))
     make_dir(out)
     manifest = train_experts(job.data.load(job.seed), job.experts, out, dev)
+    if not is_main():
+        return  # under torchrun rank 0 prints the pool
     for e in json.loads(manifest.read_text())["experts"]:
         typer.echo(f"{e['file']}: validation {e['val_acc']:.2f} % after {job.experts.epochs} epochs")
     typer.echo(f"experts: {manifest}")
@@ -308,8 +313,6 @@ def distill_cmd(
 
 def _distill_groups_cmd(job: Any, teachers: Path, out: Path, device: str) -> None:
     """`distill --groups G`: the groups of this process (all of them outside torchrun), then the merge on rank 0."""
-    import os
-
     from distillkit.image.groups import check_groups
     from distillkit.image.parallel import distill_groups
     from distillkit.image.teacher import TeacherPool
@@ -319,7 +322,7 @@ def _distill_groups_cmd(job: Any, teachers: Path, out: Path, device: str) -> Non
     check_groups(groups, split, cfg.ipc)  # G < 1, G > IPC and a bad split, before any data is read
     data = job.data.load(job.seed)
     check_groups(groups, split, cfg.ipc, data.num_classes)
-    if os.environ.get("RANK", "0") == "0" or (out / "config.json").exists():  # only rank 0 writes config.json
+    if is_main() or (out / "config.json").exists():  # only rank 0 writes config.json
         prepare_run_dir(out, job.model_dump())
     merged = distill_groups(data, TeacherPool(teachers, device), cfg, out, groups, split, device)
     if merged is not None:
@@ -488,7 +491,8 @@ def compare(
         return
     resolve_device(cfg.device)
     make_dir(out)
-    run_compare(cfg, out, teachers, experts)
+    if run_compare(cfg, out, teachers, experts) is None:
+        return  # another torchrun process than rank 0: rank 0 prints the tables
     typer.echo((out / "results.md").read_text())
     typer.echo(f"run directory: {out} (results.md, results.csv, accuracy_vs_ipc.png, cost.png)")
 

@@ -92,6 +92,8 @@ def run(
     resolve_device(cfg.device)
     make_dir(out)
     metrics = run_dilm(cfg, out, progress=not quiet)
+    if metrics is None:
+        return  # another torchrun process than rank 0: rank 0 prints the table
     _print_table(metrics)
     typer.echo(f"run directory: {out} (metrics.json, accuracy_vs_dpc.png, sets/)")
 

@@ -5,12 +5,20 @@ resumable); every set is then trained on by fresh networks under each label mode
 with the evaluation loss, and hard labels with CE), beside a random real subset under the same labels, as
 DD-Ranking asks; cross-architecture rows evaluate the same sets on other networks. Each finished
 evaluation is kept in `evals/`, so an interrupted comparison resumes where it stopped.
+
+Under torchrun the work is shared over the processes (`distillkit.distributed`): the pools' networks, then the
+sets (one per method and IPC), then the evaluations (one per set, network and label mode, plus the random
+baselines and the full-data reference), each phase's unfinished items dealt round-robin. Every item is seeded
+by what it is, never by the process computing it, and lands in the same file a single process writes; rank 0
+writes the tables once all are done. A run stopped part-way resumes with any number of processes.
 """
 
 from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from distillkit.data.config import DataConfig
 from distillkit.devices import DEVICE_HELP, resolve_device, tf32
+from distillkit.distributed import barrier, is_main, main_first, process_group, rank_device, share
 from distillkit.errors import UserError
 from distillkit.image.apm import APMConfig
 from distillkit.image.distilled import DistilledSet
@@ -35,6 +44,7 @@ from distillkit.nets import canonical_arch
 from distillkit.plots import accuracy_lines, cost_bars, cross_arch_bars, image_grid
 from distillkit.report import write_report_html
 from distillkit.runs import Run, read_json, write_json
+from distillkit.seeding import seeded
 from distillkit.settings import merge_settings, validate
 
 METHODS = tuple(BUILDERS)
@@ -119,7 +129,7 @@ class Comparison:
     """One comparison run directory: builds sets, evaluates them, writes tables and plots."""
 
     def __init__(self, cfg: CompareConfig, out: Path, teachers: Path | None = None, experts: Path | None = None):
-        self.device = str(resolve_device(cfg.device))
+        self.device = str(rank_device(resolve_device(cfg.device)))
         self.data = cfg.data.load(cfg.seed)  # bad data or IPCs are refused before --out is touched
         self.data.check_ipc(*cfg.ipcs)
         # the data and the pools from elsewhere: the run records what they hold, not only where they are
@@ -128,11 +138,13 @@ class Comparison:
             config["teacher_pool"] = pool_identity(teachers, TEACHER_POOL)
         if experts is not None:
             config["expert_pool"] = pool_identity(experts, EXPERT_POOL)
-        self.cfg, self.run_dir = cfg, Run(Path(out), config, extendable=WHAT_TO_COMPUTE, device=self.device)
+        self.cfg = cfg
+        self.run_dir = main_first(lambda: Run(Path(out), config, extendable=WHAT_TO_COMPUTE, device=self.device))
         self.out = self.run_dir.dir
         self.pool = self._pool(teachers)
         self.label_net = self.pool.nets[cfg.apm.label_teacher]
         self.experts_dir = experts
+        self._experts: Experts | None = None
 
     def _pool(self, teachers: Path | None) -> TeacherPool:
         pool_dir = Path(teachers) if teachers else self.out / "teachers"
@@ -149,24 +161,34 @@ class Comparison:
         return pool
 
     def experts(self) -> Experts:
-        path = self.experts_dir or self.out / "experts"
-        if self.experts_dir is None:
-            train_experts(self.data, self.cfg.experts, path, self.device)
-        experts = Experts(path, self.device)
-        experts.check_matches(self.data)
-        return experts
+        """The expert trajectories: given, or trained into OUT/experts on first use (under torchrun by every
+        process together, so every process calls this first)."""
+        if self._experts is None:
+            path = self.experts_dir or self.out / "experts"
+            if self.experts_dir is None:
+                train_experts(self.data, self.cfg.experts, path, self.device)
+            self._experts = Experts(path, self.device)
+            self._experts.check_matches(self.data)
+        return self._experts
+
+    def set_files(self, method: str, ipc: int) -> tuple[Path, Path]:
+        """Where the set of `method` at `ipc` and its cost are kept; both present means it is built."""
+        run_dir = self.out / "sets" / f"{method}_ipc{ipc}"
+        return run_dir / "distilled.safetensors", run_dir / "cost.json"
+
+    def built(self, method: str, ipc: int) -> bool:
+        return all(p.exists() for p in self.set_files(method, ipc))
 
     def build(self, method: str, ipc: int) -> tuple[DistilledSet, dict]:
         """The set of `method` at `ipc` (built once, then loaded), and its cost: seconds and peak memory."""
-        run_dir = self.out / "sets" / f"{method}_ipc{ipc}"
-        path, cost_path = run_dir / "distilled.safetensors", run_dir / "cost.json"
-        if path.exists() and cost_path.exists():
+        path, cost_path = self.set_files(method, ipc)
+        if self.built(method, ipc):
             return DistilledSet.load(path), read_json(cost_path)
-        device = self.device
+        run_dir, device = path.parent, self.device
         experts = self.experts() if method in NEEDS_EXPERTS else None
         ctx = BuildContext(self.cfg, self.pool, self.label_net, device, experts)
         start = time.perf_counter()
-        with PeakMemory(device, interval=0.001) as pm:
+        with PeakMemory(device, interval=0.001) as pm, seeded(self.cfg.seed, f"compare:{method}_ipc{ipc}"):
             ds = BUILDERS[method](self.data, ctx, ipc, run_dir)
         seconds = ds.meta.get("distill_seconds") or time.perf_counter() - start
         cost = {"seconds": seconds, "peak_mb": pm.peak_mb, "memory": pm.method, "device": device}
@@ -187,29 +209,91 @@ class Comparison:
             loss = "l1"
         return e.model_copy(update={"arch": arch, "net_options": options, "label_mode": label, "loss": loss})
 
+    def cached(self, name: str, fn: Callable[[], dict]) -> dict:
+        """The evaluation result `name` (e.g. `evals/full.json`): read, or computed under its own seed and kept."""
+
+        def compute() -> dict:
+            with seeded(self.cfg.seed, f"compare:{name}"):  # whatever draws from the global RNG, e.g. dropout
+                return fn()
+
+        return self.run_dir.cached(name, compute, timed=True)
+
     def evaluate(
         self, name: str, ds: DistilledSet, ipc: int, arch: str, label: str, split: Literal["test", "val"] = "test"
     ) -> dict:
         """`ds` scored by the evaluator on the test split, or on the validation split (for choosing anything)."""
         ec = self.eval_cfg(arch, label)
-        key = f"{name}_ipc{ipc}_{canonical_arch(arch)}_{label}" + ("_val" if split == "val" else "")
+        key = eval_key(name, ipc, arch, label, split)
         data = self.data.validation_view() if split == "val" else self.data
-        return self.run_dir.cached(
+        return self.cached(
             f"evals/{key}.json",
             lambda: evaluate_set(ds.images, ds.labels, ds.soft_labels, data, ec, self.device, f"eval {key}"),
-            timed=True,
         )
 
     def baseline(self, ipc: int, label: str) -> dict:
         """The random-subset baseline under `label`, averaged over `eval.random_draws` seeded draws."""
         ec = self.eval_cfg(self.cfg.eval.arch, label)
-        return self.run_dir.cached(
-            f"evals/random_draws_ipc{ipc}_{label}.json",
+        return self.cached(
+            f"evals/{eval_key('random_draws', ipc, None, label)}.json",
             lambda: evaluate_random(self.data, ipc, self.label_net, ec, self.device, f"eval random ipc{ipc}"),
-            timed=True,
         )
 
-    def run(self) -> dict:
+    def full(self) -> dict:
+        """Fresh networks trained on the whole training set (the reference row)."""
+        fc = self.eval_cfg(self.cfg.eval.arch, "hard")
+        return self.cached("evals/full.json", lambda: evaluate_full(self.data, fc, self.cfg.full, self.device))
+
+    def archs(self) -> list[tuple[str, str]]:
+        """(network, label mode) of each row per set: the main network under every label mode, then the others."""
+        cfg, main_arch = self.cfg, canonical_arch(self.cfg.eval.arch)
+        archs = [(main_arch, label) for label in cfg.label_modes]
+        return archs + [(a, cfg.cross_arch_label) for a in cfg.cross_archs if a != main_arch]
+
+    def evaluations(self) -> list[tuple[str, Callable[[], dict]]]:
+        """Every evaluation of the table, as (its result file, how to compute it); the sets must be built."""
+        cfg, main_arch = self.cfg, canonical_arch(self.cfg.eval.arch)
+        cells: list[tuple[str, Callable[[], dict]]] = []
+        for ipc in cfg.ipcs:
+            cells += [
+                (f"evals/{eval_key('random_draws', ipc, None, label)}.json", partial(self.baseline, ipc, label))
+                for label in cfg.label_modes
+            ]
+            for method in cfg.methods:
+                for arch, label in self.archs():
+                    if method == "random" and arch == main_arch:
+                        continue  # the random row on the main network is the baseline itself
+                    cells.append(
+                        (
+                            f"evals/{eval_key(method, ipc, arch, label)}.json",
+                            partial(self.evaluate_built, method, ipc, arch, label),
+                        )
+                    )
+        if cfg.full.runs:
+            cells.append(("evals/full.json", self.full))
+        return cells
+
+    def evaluate_built(self, method: str, ipc: int, arch: str, label: str) -> dict:
+        return self.evaluate(method, self.build(method, ipc)[0], ipc, arch, label)
+
+    def compute(self) -> None:
+        """Train the pools, build every set, then run every evaluation: under torchrun, each phase's unfinished
+        items shared over the processes, which all call this (everything lands in its file in the run)."""
+        cfg = self.cfg
+        sets = [(method, ipc) for ipc in cfg.ipcs for method in cfg.methods]
+        if any(method in NEEDS_EXPERTS and not self.built(method, ipc) for method, ipc in sets):
+            self.experts()
+        for method, ipc in share(sets, lambda s: self.built(*s)):
+            self.build(method, ipc)
+        for _name, fn in share(self.evaluations(), lambda e: self.run_dir.path(e[0]).exists()):
+            fn()
+        barrier()
+
+    def run(self) -> dict | None:
+        """Compute everything (`compute`), then on rank 0 (the only process outside torchrun) write metrics,
+        tables, plots and the report; returns metrics.json's content there, None on the other ranks."""
+        self.compute()
+        if not is_main():
+            return None
         cfg = self.cfg
         main_arch = canonical_arch(cfg.eval.arch)
         rows, costs = [], {}
@@ -218,9 +302,7 @@ class Comparison:
             for method in cfg.methods:
                 ds, cost = self.build(method, ipc)
                 costs[f"{method}_ipc{ipc}"] = cost
-                archs = [(main_arch, label) for label in cfg.label_modes]
-                archs += [(a, cfg.cross_arch_label) for a in cfg.cross_archs if a != main_arch]
-                for arch, label in archs:
+                for arch, label in self.archs():
                     base = baseline.get(label) if arch == main_arch else None
                     r = base if method == "random" and base else self.evaluate(method, ds, ipc, arch, label)
                     g = gain(r, base) if base and method != "random" else None
@@ -244,12 +326,7 @@ class Comparison:
                             "protocol": r["protocol"],
                         }
                     )
-        full = None
-        if cfg.full.runs:
-            fc = self.eval_cfg(main_arch, "hard")
-            full = self.run_dir.cached(
-                "evals/full.json", lambda: evaluate_full(self.data, fc, cfg.full, self.device), timed=True
-            )
+        full = self.full() if cfg.full.runs else None
         metrics = {
             "dataset": self.data.name,
             "preset": cfg.preset,
@@ -282,6 +359,12 @@ class Comparison:
                 self.out / "cross_arch.png",
                 f"{metrics['dataset']}: test accuracy by network ({self.cfg.cross_arch_label} labels)",
             )
+
+
+def eval_key(name: str, ipc: int, arch: str | None, label: str, split: Literal["test", "val"] = "test") -> str:
+    """The name of one evaluation's file in `evals/`: set, IPC, network (none for the baselines), labels, split."""
+    parts = [f"{name}_ipc{ipc}", *([canonical_arch(arch)] if arch else []), label, *(["val"] if split == "val" else [])]
+    return "_".join(parts)
 
 
 def cross_arch_drop(rows: list[dict], main_arch: str, label: str) -> list[dict]:
@@ -334,8 +417,14 @@ def results_markdown(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_compare(cfg: CompareConfig, out: Path, teachers: Path | None = None, experts: Path | None = None) -> dict:
-    """Build, evaluate and tabulate every method at every IPC; returns metrics.json's content."""
+def run_compare(
+    cfg: CompareConfig, out: Path, teachers: Path | None = None, experts: Path | None = None
+) -> dict | None:
+    """Build, evaluate and tabulate every method at every IPC; returns metrics.json's content.
+
+    Under torchrun every process calls this: they share the work, and rank 0 writes and returns the tables
+    (the other ranks return None).
+    """
     torch.manual_seed(cfg.seed)
-    with tf32(cfg.tf32):
+    with tf32(cfg.tf32), process_group(resolve_device(cfg.device)):
         return Comparison(cfg, out, teachers, experts).run()

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from distillkit.data.images import ImageData
+from distillkit.distributed import process_group
 from distillkit.errors import UserError
 from distillkit.image.augment import DSA, DSA_STRATEGY
 from distillkit.image.checkpoints import read_meta, write_safetensors
@@ -30,6 +31,7 @@ EXPERT_POOL = PoolKind(
     name="expert pool",
     size_field="num_experts",
     command="distill image experts",
+    scores=("val_acc",),
 )
 
 
@@ -100,16 +102,18 @@ def train_expert(
 def train_experts(data: ImageData, cfg: ExpertConfig, out: Path, device: str | torch.device = "cpu") -> Path:
     """Train the experts into `out` (expert_i.safetensors + experts.json); finished experts are kept on resume.
 
-    A folder holding experts trained with other settings or on other data is refused, never reused.
+    Under torchrun the experts are shared over the processes (`pools.train_networks`); expert i is the same
+    trajectory whichever process trains it. A folder holding experts trained with other settings or on other
+    data is refused, never reused.
     """
+    with process_group(device) as dev:
 
-    def train_one(index: int, path: Path) -> dict:
-        trajectory, meta = train_expert(data, cfg, index, device)
-        write_safetensors(path, {"trajectory": trajectory.contiguous()}, meta)
-        return {"val_acc": meta["val_acc"]}
+        def train_one(index: int, path: Path) -> None:
+            trajectory, meta = train_expert(data, cfg, index, dev)
+            write_safetensors(path, {"trajectory": trajectory.contiguous()}, meta)
 
-    setup = cfg.model_dump(exclude={"num_experts"})
-    return train_networks(out, EXPERT_POOL, data, cfg.model_dump(), train_one, manifest_extra={"config": setup})
+        setup = cfg.model_dump(exclude={"num_experts"})
+        return train_networks(out, EXPERT_POOL, data, cfg.model_dump(), train_one, manifest_extra={"config": setup})
 
 
 class Experts(PoolFolder):

@@ -1,21 +1,20 @@
 """The parallel variant of APM (spec 2.3): G disjoint groups distilled independently, then concatenated.
 
 `distill_groups` runs the groups of one set. Under torchrun (WORLD_SIZE > 1) rank r distils groups
-r, r + W, ...; torch.distributed serves only for the rendezvous and one barrier, after which rank 0
-merges. In one process the groups run one after another. Each group writes OUT/group_{g}/
-(distilled.safetensors and apm_state.pt), so every group resumes on its own; the merged set is
-OUT/distilled.safetensors, with grid.png and groups.json beside it.
+r, r + W, ... (`distributed.share`); torch.distributed serves only for the rendezvous and the barriers,
+after which rank 0 merges. In one process the groups run one after another. Each group writes
+OUT/group_{g}/ (distilled.safetensors and apm_state.pt), so every group resumes on its own; the merged
+set is OUT/distilled.safetensors, with grid.png and groups.json beside it.
 """
 
 from __future__ import annotations
 
-import datetime
-import os
 from pathlib import Path
 
 import torch
 
 from distillkit.data.images import ImageData
+from distillkit.distributed import barrier, is_main, process_group, share, world_size
 from distillkit.errors import UserError
 from distillkit.image.apm import APMConfig, distill
 from distillkit.image.distilled import DistilledSet
@@ -23,10 +22,6 @@ from distillkit.image.groups import Group, check_groups
 from distillkit.image.teacher import TeacherPool
 from distillkit.plots import image_grid
 from distillkit.runs import write_json
-
-# A rank that finished its groups waits at the barrier for the slowest rank, which may be a whole group
-# (hours on a paper schedule) when W does not divide G: the collective timeout must outlast that.
-BARRIER_TIMEOUT = datetime.timedelta(days=7)
 
 
 def _group_of(ds: DistilledSet, name: str) -> dict:
@@ -138,14 +133,6 @@ def merge_files(files: list[Path], out: Path) -> tuple[DistilledSet, Path]:
     return merged, grid
 
 
-def _world() -> tuple[int, int, int]:
-    return (
-        int(os.environ.get("WORLD_SIZE", "1")),
-        int(os.environ.get("RANK", "0")),
-        int(os.environ.get("LOCAL_RANK", "0")),
-    )
-
-
 def _distill_group(
     data: ImageData, pool: TeacherPool, cfg: APMConfig, group: Group, out: Path, device: torch.device
 ) -> DistilledSet:
@@ -181,32 +168,14 @@ def distill_groups(
     """
     check_groups(num_groups, split, cfg.ipc, data.num_classes)
     out = Path(out)
-    world, rank, local_rank = _world()
-    device = torch.device(device)
-    distributed = world > 1
-    if distributed:
-        import torch.distributed as dist
-
-        if device.type == "cuda":
-            if device.index is not None and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
-                raise UserError(
-                    f"--device {device} puts every torchrun process on one GPU; use --device cuda or auto "
-                    "(process r then takes GPU LOCAL_RANK r)"
-                )
-            device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(device)
-            dist.init_process_group("nccl", device_id=device, timeout=BARRIER_TIMEOUT)
-        else:
-            dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
-        world, rank = dist.get_world_size(), dist.get_rank()
-    try:
+    with process_group(device) as dev:
         out.mkdir(parents=True, exist_ok=True)
-        for g in range(rank, num_groups, world):
-            _distill_group(data, pool, cfg, Group(g, num_groups, split), out, device)
-        if distributed:
-            dist.barrier()
-        if rank != 0:
+        for g in share(range(num_groups)):
+            _distill_group(data, pool, cfg, Group(g, num_groups, split), out, dev)
+        barrier()
+        if not is_main():
             return None
+        world = world_size()
         files = [out / f"group_{g}" / "distilled.safetensors" for g in range(num_groups)]
         merged = merge_sets([DistilledSet.load(f) for f in files], [str(f) for f in files])
         merged.save(out / "distilled.safetensors")
@@ -227,6 +196,3 @@ def distill_groups(
             },
         )
         return merged
-    finally:
-        if distributed and dist.is_initialized():
-            dist.destroy_process_group()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from distillkit.data.images import ImageData
+from distillkit.distributed import barrier, is_main, share
 from distillkit.errors import UserError
 from distillkit.image.checkpoints import file_hash, read_meta
 from distillkit.progress import progress
@@ -33,6 +34,7 @@ class PoolKind:
     name: str  # what users call the pool, e.g. "teacher pool"
     size_field: str  # the config field giving the pool size: it may grow, the rest must match
     command: str  # the command that trains one
+    scores: tuple[str, ...]  # the metadata fields of each network the manifest lists, e.g. ("val_acc",)
 
     def file(self, index: int) -> str:
         return f"{self.stem}_{index}.safetensors"
@@ -50,16 +52,24 @@ def data_signature(data: ImageData) -> dict[str, Any]:
     }
 
 
-def check_same_training(out: Path, kind: PoolKind, manifest: dict, signature: dict, config: dict[str, Any]) -> None:
-    """Refuse a folder whose networks were trained on other data or with other settings (the pool size aside)."""
+def check_same_training(
+    out: Path, kind: PoolKind, manifest: dict | None, files: list[Path], signature: dict, config: dict[str, Any]
+) -> None:
+    """Refuse a folder whose networks were trained on other data or with other settings (the pool size aside).
+
+    `files` are the network files already there; each carries its data signature and settings in its header.
+    """
 
     def training(cfg: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in cfg.items() if k != kind.size_field}
 
-    files = [out / e["file"] for e in manifest[kind.key] if isinstance(e, dict) and "file" in e]
-    trained = [training(read_meta(f).get("config", {})) for f in files if f.exists()]
-    old = {"data": manifest.get("signature"), "training": trained}
-    new = {"data": signature, "training": [training(config)] * len(trained)}
+    metas = [read_meta(f) for f in files]
+    listed = [manifest.get("signature")] if manifest is not None else []
+    old = {
+        "data": listed + [{k: m.get(k) for k in signature} for m in metas],
+        "training": [training(m.get("config", {})) for m in metas],
+    }
+    new = {"data": [signature] * len(old["data"]), "training": [training(config)] * len(metas)}
     if old != new:
         differs = sorted(k for k in new if old[k] != new[k])
         raise UserError(
@@ -68,40 +78,51 @@ def check_same_training(out: Path, kind: PoolKind, manifest: dict, signature: di
         )
 
 
+def read_manifest(path: Path, kind: PoolKind) -> dict | None:
+    """The manifest at `path` (None when there is none yet); one that lists no networks is one clear line."""
+    if not path.exists():
+        return None
+    manifest = read_json(path)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get(kind.key), list):
+        raise UserError(
+            f"{path} is not a pool manifest (no readable '{kind.key}' list); pass another --out or remove that folder"
+        )
+    return manifest
+
+
 def train_networks(
     out: Path,
     kind: PoolKind,
     data: ImageData,
     config: dict[str, Any],
-    train_one: Callable[[int, Path], dict[str, Any]],
+    train_one: Callable[[int, Path], None],
     manifest_extra: dict[str, Any] | None = None,
 ) -> Path:
     """Train networks 0 .. config[kind.size_field] - 1 into `out`, keeping those already there; the manifest path.
 
-    `train_one(i, path)` trains network i, writes it to `path` (its header metadata holding `config`) and
-    returns the scores to list in the manifest. The manifest is rewritten (atomically) after every network.
+    `train_one(i, path)` trains network i and writes it to `path` atomically, its header metadata holding
+    `config`, the data signature and the scores in `kind.scores`. A network file that exists is finished. Under
+    torchrun the networks still to train are shared over the ranks (`distributed.share`: network i of them on
+    rank i mod N); rank 0 writes the manifest once every rank is done, listing each file's hash and scores, so
+    the pool is the same for any number of processes. A manifest listing more networks keeps them all.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / kind.manifest
     signature = data_signature(data)
-    entries: list[dict] = []
-    if manifest_path.exists():
-        manifest = read_json(manifest_path)
-        if not isinstance(manifest, dict) or not isinstance(manifest.get(kind.key), list):
-            raise UserError(
-                f"{manifest_path} is not a pool manifest (no readable '{kind.key}' list); "
-                "pass another --out or remove that folder"
-            )
-        check_same_training(out, kind, manifest, signature, config)
-        entries = manifest[kind.key]
-    for i in progress(range(config[kind.size_field]), desc=kind.key, initial=0):
-        path = out / kind.file(i)
-        if i < len(entries) and path.exists():
-            continue
-        scores = train_one(i, path)
-        entries = entries[:i] + [{"file": path.name, "sha256_16": file_hash(path), **scores}]
+    manifest = read_manifest(manifest_path, kind)
+    count = max(config[kind.size_field], len(manifest[kind.key]) if manifest else 0)
+    files = [out / kind.file(i) for i in range(count)]
+    check_same_training(out, kind, manifest, [f for f in files if f.exists()], signature, config)
+    for i in progress(share(range(count), lambda i: files[i].exists()), desc=kind.key):
+        train_one(i, files[i])
+    barrier()
+    if is_main():
+        entries = [
+            {"file": f.name, "sha256_16": file_hash(f), **{k: read_meta(f)[k] for k in kind.scores}} for f in files
+        ]
         write_json(manifest_path, {"signature": signature, **(manifest_extra or {}), kind.key: entries})
+    barrier()
     return manifest_path
 
 

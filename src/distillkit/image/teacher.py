@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from distillkit.data.images import ImageData
+from distillkit.distributed import process_group
 from distillkit.image.augment import DSA, DSA_STRATEGY
 from distillkit.image.checkpoints import load_net, save_net
 from distillkit.image.pools import PoolFolder, PoolKind, data_signature, train_networks
@@ -26,6 +27,7 @@ TEACHER_POOL = PoolKind(
     name="teacher pool",
     size_field="num_teachers",
     command="distill image teacher",
+    scores=("val_acc", "test_acc"),
 )
 
 
@@ -96,15 +98,17 @@ def train_teacher(data: ImageData, cfg: TeacherConfig, index: int, device: str =
 def train_pool(data: ImageData, cfg: TeacherConfig, out: Path, device: str = "cpu") -> Path:
     """Train the pool into `out` (teacher_i.safetensors + pool.json); finished teachers are kept on resume.
 
-    A folder holding teachers trained with other settings or for other data is refused, never reused.
+    Under torchrun the teachers are shared over the processes (`pools.train_networks`); teacher i is the same
+    network whichever process trains it. A folder holding teachers trained with other settings or for other
+    data is refused, never reused.
     """
+    with process_group(device) as dev:
 
-    def train_one(index: int, path: Path) -> dict:
-        net, meta = train_teacher(data, cfg, index, device)
-        save_net(net, path, meta)
-        return {"val_acc": meta["val_acc"], "test_acc": meta["test_acc"]}
+        def train_one(index: int, path: Path) -> None:
+            net, meta = train_teacher(data, cfg, index, dev)
+            save_net(net, path, meta)
 
-    return train_networks(out, TEACHER_POOL, data, cfg.model_dump(), train_one)
+        return train_networks(out, TEACHER_POOL, data, cfg.model_dump(), train_one)
 
 
 class TeacherPool(PoolFolder):

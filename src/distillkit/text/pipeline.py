@@ -8,6 +8,8 @@ Layout of `out/`:
   results/<learner>/<method>_dpc<d>_set<r>.json   per-run test scores (a finished unit is never redone)
   metrics.json, accuracy_vs_dpc.png
 Every finished unit is written atomically, so running the same command again resumes where it stopped.
+Under torchrun the processes share the evaluation (one unit per method and set) and rank 0 writes the metrics;
+the seeds come from the unit, so any number of processes writes what one writes, and resumes any run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from distillkit.data.text import TextDataset, TextSplits, check_dpc, load_text_dataset, subsample
+from distillkit.distributed import barrier, is_main, main_first, process_group, rank_device, share
 from distillkit.errors import UserError
 from distillkit.report import write_report_html
 from distillkit.runs import Run, read_json, save_numpy, write_json
@@ -70,7 +73,8 @@ class DiLMRun:
         self.data = load_splits(cfg)
         for d in cfg.dpcs:
             check_dpc(self.data.train, d)
-        self.run_dir = Run(self.out, cfg.model_dump(), device=cfg.device)
+        self.run_dir = main_first(lambda: Run(self.out, cfg.model_dump(), device=cfg.device))
+        self.cfg = self.cfg.model_copy(update={"device": str(rank_device(cfg.device))})  # under torchrun: its GPU
         self._encoder: SelectionEncoder | None = None
         self._learners: dict[str, Learner] = {}
         self._real_emb: np.ndarray | None = None
@@ -317,15 +321,54 @@ class DiLMRun:
             ),
         )
 
-    def run(self) -> dict[str, Any]:
-        """Everything the config asks for; returns (and writes) metrics.json."""
+    def generators(self) -> dict[str, Generator]:
+        """The generators the methods need (trained on first use), and the real-text embeddings for coresets."""
         cfg = self.cfg
-        t0 = time.perf_counter()
         gens: dict[str, Generator] = {}
         if "vanilla_lm" in cfg.methods or "dilm" in cfg.methods:
             gens["vanilla_lm"] = self.vanilla_generator()
         if "dilm" in cfg.methods:
             gens["dilm"] = self.dilm_generator()
+        if any(m not in (*GENERATED, "full") for m in cfg.methods):
+            self.real_embeddings()
+        return gens
+
+    def units(self) -> list[tuple[str, int]]:
+        """The independent pieces of evaluation: (method, set r), each set at every DPC (a shared pool serves
+        them all) scored by every learner; ("full", 0) for the full training set."""
+        cfg = self.cfg
+        units = [(m, r) for m in cfg.methods if m != "full" for r in range(self.n_sets(m))]
+        return units + ([("full", 0)] if "full" in cfg.methods else [])
+
+    def unit_files(self, method: str, r: int) -> list[Path]:
+        """The result files of one unit; all present means it is done."""
+        keys = ["full"] if method == "full" else [f"{method}_dpc{dpc}_set{r}" for dpc in self.cfg.dpcs]
+        learners = [self.cfg.learner, *self.cfg.eval_learners]
+        return [self.run_dir.path(self.result_name(learner, key)) for learner in learners for key in keys]
+
+    def compute_unit(self, method: str, r: int, gens: dict[str, Generator]) -> None:
+        for learner in [self.cfg.learner, *self.cfg.eval_learners]:
+            if method == "full":
+                self.evaluate_full(learner)
+                continue
+            for dpc in self.cfg.dpcs:
+                self.evaluate(method, dpc, r, self.build_set(method, dpc, r, gens.get(method)), learner)
+
+    def run(self) -> dict[str, Any] | None:
+        """Everything the config asks for; returns (and writes) metrics.json.
+
+        Under torchrun rank 0 trains the generators first (the other ranks then load them), the units of
+        evaluation are shared over the processes (`distributed.share`), each written to its result files, and
+        rank 0 writes metrics.json once all are done; the other ranks return None.
+        """
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        gens = main_first(self.generators)
+        for method, r in share(self.units(), lambda u: all(p.exists() for p in self.unit_files(*u))):
+            self.compute_unit(method, r, gens)
+        barrier()
+        if not is_main():
+            return None
         learners = [cfg.learner, *cfg.eval_learners]
         metric = "combined_score" if self.data.test.metric == "combined_score" else "accuracy"
         results: dict[str, Any] = {}
@@ -371,9 +414,10 @@ class DiLMRun:
         return metrics
 
 
-def run_dilm(cfg, out: Path, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) a DiLM experiment in `out`."""
-    return DiLMRun(cfg, out, progress).run()
+def run_dilm(cfg, out: Path, progress: bool = True) -> dict[str, Any] | None:
+    """Run (or resume) a DiLM experiment in `out`; under torchrun every process calls this (see `DiLMRun.run`)."""
+    with process_group(cfg.device):
+        return DiLMRun(cfg, out, progress).run()
 
 
 def score_texts(learner: Learner, ds: TextDataset) -> dict[str, float]:

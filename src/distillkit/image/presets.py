@@ -78,9 +78,13 @@ def row_label(row: dict[str, Any] | None, ipc: int) -> str:
     return f"Table A9 {row['dataset']} IPC {row['ipc']} ({row['model']}, depth {depth}{_not_tabled(row, ipc)})"
 
 
+def _batch_syn(value: int | str) -> int | None:
+    """A table's synthetic batch: "full" (every image: None) or a count."""
+    return None if value == "full" else int(value)
+
+
 def row_settings(row: dict[str, Any]) -> dict[str, Any]:
     """A Table A9 row as nested settings of the image system."""
-    batch_syn = None if row["batch_syn"] == "full" else int(row["batch_syn"])
     segment = None if row["segment"] == "batch_syn" else int(row["segment"])
     return {
         "data": {"zca": bool(row["zca"])},
@@ -90,7 +94,7 @@ def row_settings(row: dict[str, Any]) -> dict[str, Any]:
             "lr_net": float(row["lr_net"]),
             "student_epochs": int(row["s_epoch"]),
             "iterations": int(row["iteration"]),
-            "batch_syn": batch_syn,
+            "batch_syn": _batch_syn(row["batch_syn"]),
             "segment_size": segment,
             "alpha_ce": float(row["ce"]),
             "refresh_every": int(row["mid_gap"]) + 1,
@@ -108,7 +112,7 @@ def mtt_settings(row: dict[str, Any]) -> dict[str, Any]:
         "lr_img": float(row["lr_img"]),
         "lr_lr": float(row["lr_lr"]),
         "syn_lr_init": float(row["lr_teacher"]),
-        "batch_syn": None if row["batch_syn"] == "full" else int(row["batch_syn"]),
+        "batch_syn": _batch_syn(row["batch_syn"]),
     }
 
 

@@ -394,7 +394,7 @@ def dialogbench_loglik(d: dict) -> str:
         f"{Path(d['model']).name}, {d['dtype']}, {d['threads']} threads, batch size {d['batch_size']}; "
         f"{d['instances']} instances ({d['options']} options; contexts {d['context_tokens_mean']} and options "
         f"{d['option_tokens_mean']} tokens on average), {d['rounds']} round{'s' if d['rounds'] > 1 else ''}; "
-        f"torch {d['torch']}{lm_eval}. Load average {d['load_average_at_start']} at the start, "
+        f"torch {d['torch']}{lm_eval}. 1-minute load average {d['load_average_at_start']} at the start, "
         f"{d['load_average_at_end']} at the end.",
         "",
         f"Agreement: per-token predictions equal the naive ones on {d['agree_token_vs_naive']} instances, "
@@ -453,23 +453,28 @@ def _letters(counts: dict) -> str:
 def dialogbench_demo(d: dict) -> str:
     """The DialogBench demo section's time and results, base and chat mode (bench_dialogbench_demo)."""
     lines = [
-        "| mode | headline | overall | every scoring | evaluation s | predicted A/B/C/D | no answer | gold A/B/C/D |",
+        "| mode | headline | overall (95 % CI) | every scoring | evaluation s | predicted A/B/C/D | no answer "
+        "| gold A/B/C/D |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for mode in ("base", "chat"):
         m = d[mode]
         others = ", ".join(
-            f"{k.removeprefix('overall_')} {v:.2f}" for k, v in sorted(m.items()) if k.startswith("overall_")
+            f"{k.removeprefix('overall_')} {v:.2f}"
+            for k, v in sorted(m.items())
+            if k.startswith("overall_") and not isinstance(v, list)
         )
+        ci = f" ({m['overall_ci95'][0]:.2f}–{m['overall_ci95'][1]:.2f})" if "overall_ci95" in m else ""
         pred = m["letters"]["predicted"]
         lines.append(
-            f"| {mode} | {m['headline']} | {m['overall']:.2f} | {others} | {m['seconds']:.0f} | {_letters(pred)} | "
+            f"| {mode} | {m['headline']} | {m['overall']:.2f}{ci} | {others} | {m['seconds']:.0f} | {_letters(pred)} | "
             f"{pred.get('none', 0)} | {_letters(m['letters']['gold'])} |"
         )
     lines += [
         "",
         f"{d['base']['n_items']} instances. The whole demo section: {d['wall_s']:.0f} s wall, {d['user_cpu_s']:.0f} s "
-        f"user CPU; load average {d['load_average_at_start']} at the start, {d['load_average_at_end']} at the end.",
+        f"user CPU; 1-minute load average {d['load_average_at_start']} at the start, {d['load_average_at_end']} at "
+        "the end.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -497,8 +502,9 @@ def dialogbench_generate_throughput(d: dict) -> str:
     lines += [
         "",
         f"{first['requests']} requests per run. At 0 ms latency and concurrency {concurrencies[0]} the client side "
-        f"costs {1000 / first['requests_per_s']:.0f} ms per request. Load average {d['load_average_at_start']} at "
-        f"the start of the script (these runs come first), {d['load_average_at_end']} at its end.",
+        f"costs {1000 / first['requests_per_s']:.0f} ms per request. 1-minute load average "
+        f"{d['load_average_at_start']} at the start of the script (these runs come first), "
+        f"{d['load_average_at_end']} at its end.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -553,6 +559,8 @@ def dialogbench_generate_balance(d: dict) -> str:
 
 
 RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
+    "dialogbench-loglik": ("dialogbench_loglik.json", dialogbench_loglik),
+    "dialogbench-demo": ("dialogbench_demo.json", dialogbench_demo),
     "dialogbench-generate-throughput": ("dialogbench_generate.json", dialogbench_generate_throughput),
     "dialogbench-generate-balance": ("dialogbench_generate.json", dialogbench_generate_balance),
     "dialogbench-extraction": ("dialogbench_extraction.json", dialogbench_extraction),

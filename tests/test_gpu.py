@@ -21,6 +21,8 @@ import safetensors.torch
 import torch
 from test_apm import TINY_APM
 from test_dilm_head_grad import TEXTS
+from test_parallel import cli
+from test_ranks import compare_args, results
 
 from distillkit.devices import bf16_supported, resolve_device, tf32
 from distillkit.image.apm import APMConfig, distill, image_gradient, train_proxy
@@ -346,3 +348,21 @@ def test_torchrun_groups_on_device_equal_one_process(digits_pool, device, tmp_pa
         torch.testing.assert_close(two[key], one[key], rtol=1e-3, atol=1e-3)
     info = json.loads((tmp_path / "two" / "groups.json").read_text())
     assert info["world_size"] == 2 and [g["rank"] for g in info["groups"]] == [0, 1]
+
+
+def test_torchrun_compare_on_device_equals_one_process(device, tmp_path):
+    """A comparison (pools, sets, evaluations) on two torchrun processes, nccl with one GPU each, against one
+    process: the same tables (bit for bit under gloo on the CPU; within a test image or two on CUDA, where
+    cuDNN's kernels may sum in another order)."""
+    if device.type == "cuda" and torch.cuda.device_count() < 2:
+        pytest.skip("nccl with two processes needs two GPUs (one per process); this machine has fewer")
+    args = compare_args("cuda" if device.type == "cuda" else str(device))
+    cli("image", *args, "--out", str(tmp_path / "one"))
+    cli("image", *args, "--out", str(tmp_path / "two"), torchrun=2)
+    one, two = results(tmp_path / "one"), results(tmp_path / "two")
+    assert (one["processes"], two["processes"]) == (1, 2) and sorted(one["evals"]) == sorted(two["evals"])
+    if device.type == "cpu":
+        assert {k: v for k, v in one.items() if k != "processes"} == {k: v for k, v in two.items() if k != "processes"}
+    for a, b in zip(one["metrics"]["rows"], two["metrics"]["rows"], strict=True):
+        assert (a["method"], a["ipc"], a["arch"], a["labels"]) == (b["method"], b["ipc"], b["arch"], b["labels"])
+        assert b["mean"] == pytest.approx(a["mean"], abs=1.0)

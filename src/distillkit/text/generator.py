@@ -19,10 +19,11 @@ from torch import nn
 
 from distillkit.devices import autocast, check_precision
 from distillkit.errors import UserError
+from distillkit.lm.hf import load_causal_lm
 from distillkit.progress import progress as progress_bar
 from distillkit.runs import atomic_path
 from distillkit.seeding import derive_seed, seeded
-from distillkit.text.models import load_causal_lm, load_tokenizer
+from distillkit.text.models import load_generator_lm
 
 SEP = "<sep>"
 
@@ -77,7 +78,7 @@ class Generator:
         precision: str = "fp32",
     ) -> Generator:
         """Load a causal LM and add `<bos_c>` per class (copied from end-of-text), `<sep>`, pad."""
-        model, tok = load_causal_lm(name, seed, texts)
+        model, tok = load_generator_lm(name, seed, texts)
         specials = [class_token(c) for c in range(num_classes)]
         tok.add_special_tokens({"additional_special_tokens": specials}, replace_extra_special_tokens=False)
         tok.add_tokens([SEP])
@@ -221,12 +222,10 @@ class Generator:
 
     @classmethod
     def load(cls, path: Path, device: str | torch.device = "cpu", precision: str = "fp32") -> Generator:
-        from transformers import AutoModelForCausalLM
-
         path = Path(path)
         meta_path = path / "distillkit_generator.json"
         if not meta_path.exists():
             raise UserError(f"{path} is not a saved generator (no distillkit_generator.json); pass a run's generator")
         meta = json.loads(meta_path.read_text())
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-        return cls(model, load_tokenizer(str(path)), device=device, precision=precision, **meta)
+        model, tokenizer = load_causal_lm(str(path))  # fp32, as saved
+        return cls(model, tokenizer, device=device, precision=precision, **meta)

@@ -46,6 +46,17 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
 
+def results(study: optuna.Study) -> dict[str, Any]:
+    """The best trial and every finished one: knobs, validation score (`val_acc`) and what each trial recorded."""
+    best = study.best_trial
+    return {
+        "best": {"params": best.params, "val_acc": best.value, **best.user_attrs},
+        "trials": [
+            {"number": t.number, "params": t.params, "val_acc": t.value, **t.user_attrs} for t in completed(study)
+        ],
+    }
+
+
 def search(
     out: Path,
     name: str,

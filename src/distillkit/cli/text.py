@@ -28,6 +28,9 @@ CONFIG = typer.Option(None, "--config", help="YAML/JSON settings file (e.g. a ru
 PRINT_CONFIG = typer.Option(
     False, "--print-config", help="Print the resolved settings (YAML) and exit; no data or output is touched."
 )
+GENERATOR = typer.Option(None, help="Causal LM: hub id, folder, smollm2-135m, tiny-gpt2.")
+LEARNER = typer.Option(None, help="Encoder classifier: hub id, folder, minilm, tiny-bert.")
+QUIET = typer.Option(False, help="No progress bars.")
 
 
 def sets_option(example: str) -> Any:
@@ -59,13 +62,13 @@ def run(
     test_path: Path = typer.Option(None, help="Separate test file for table data (else carved from data)."),
     text_column: list[str] = typer.Option([], help="Text column(s) of table data; two for sentence pairs."),
     label_column: str = typer.Option(None, help="Label column of table data (default 'label')."),
-    generator: str = typer.Option(None, help="Causal LM: hub id, folder, smollm2-135m, tiny-gpt2."),
-    learner: str = typer.Option(None, help="Encoder classifier: hub id, folder, minilm, tiny-bert."),
+    generator: str = GENERATOR,
+    learner: str = LEARNER,
     device: str = DEVICE,
     config: Path = CONFIG,
     set_: list[str] = sets_option("gm.outer_loops=50"),
     print_config: bool = PRINT_CONFIG,
-    quiet: bool = typer.Option(False, help="No progress bars."),
+    quiet: bool = QUIET,
 ) -> None:
     """Train the generator (stage 1 + gradient matching), build sets, run baselines, evaluate, plot."""
     from distillkit.text.api import resolve_text_config
@@ -106,13 +109,13 @@ def tune(
     preset: str = typer.Option(None, help="quick (the default, unless --config names another) or paper."),
     out: Path = typer.Option(Path("runs/text_tune"), help="Search folder: study.db, shared/, trials/, preset.yaml."),
     seed: int = SEED,
-    generator: str = typer.Option(None, help="Causal LM: hub id, folder, smollm2-135m, tiny-gpt2."),
-    learner: str = typer.Option(None, help="Encoder classifier: hub id, folder, minilm, tiny-bert."),
+    generator: str = GENERATOR,
+    learner: str = LEARNER,
     device: str = DEVICE,
     config: Path = CONFIG,
     set_: list[str] = sets_option("gm.outer_loops=8"),
     print_config: bool = PRINT_CONFIG,
-    quiet: bool = typer.Option(False, help="No progress bars."),
+    quiet: bool = QUIET,
 ) -> None:
     """Choose stage 2's generator lr, length and class-token multiplier on the validation split (Optuna,
     resumable); stage 1 is trained once. Writes OUT/preset.yaml for `distill text run --config`."""

@@ -21,7 +21,7 @@ from distillkit.image.compare import CompareConfig, Comparison
 from distillkit.image.evaluate import evaluate_set
 from distillkit.runs import write_json
 from distillkit.settings import read_config_file
-from distillkit.tuning import Space, completed, search, suggest, trial_dir
+from distillkit.tuning import Space, results, search, suggest, trial_dir
 
 __all__ = ["SPACES", "read_config_file", "suggest", "tune"]
 
@@ -88,10 +88,7 @@ def tune(
         "ipc": ipc,
         "scored_on": "validation",
         "eval_protocol": ec.describe(),
-        "best": {"params": best.params, "val_acc": best.value, **best.user_attrs},
-        "trials": [
-            {"number": t.number, "params": t.params, "val_acc": t.value, **t.user_attrs} for t in completed(study)
-        ],
+        **results(study),
         "preset_file": str(out / "preset.yaml"),
     }
     write_json(out / "tune.json", summary)

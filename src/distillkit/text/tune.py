@@ -25,7 +25,7 @@ from distillkit.runs import write_json
 from distillkit.settings import merge_settings
 from distillkit.text.config import DiLMConfig, config_from_dict
 from distillkit.text.pipeline import DiLMRun
-from distillkit.tuning import Space, completed, search, trial_dir
+from distillkit.tuning import Space, results, search, trial_dir
 
 STEPS = "gm.outer_loops"
 
@@ -136,10 +136,7 @@ def tune(
         "score": f"mean validation accuracy of {cfg.val_sets} generated sets x {cfg.val_runs} runs",
         "space": {k: list(v) for k, v in space.items()},
         "base": {k: dotted(cfg, k) for k in space},
-        "best": {"params": best.params, "val_acc": best.value, **best.user_attrs},
-        "trials": [
-            {"number": t.number, "params": t.params, "val_acc": t.value, **t.user_attrs} for t in completed(study)
-        ],
+        **results(study),
         "preset_file": str(out / "preset.yaml"),
     }
     write_json(out / "tune.json", summary)

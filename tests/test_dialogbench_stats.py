@@ -86,6 +86,19 @@ def test_summarize_adds_intervals_and_keeps_every_value():
     assert m["bootstrap"] == {"n_boot": 1000, "seed": 1, "level": 95}
 
 
+def test_overall_is_the_mean_of_unrounded_task_accuracies():
+    # 6 tasks at 1/3, 6 at 0: the mean is 16.666..., which rounds to 16.67 (lm-eval's group score), while the
+    # mean of the rounded 33.33s is 16.665 and became 16.66
+    tasks = ["SF", "IC", "KRG", "CRG", "DI", "MRG", "PRG", "RC", "ED", "NLI", "DS", "OD"]
+    records = [r for k, t in enumerate(tasks) for r in run(t, 3, 1 if k < 6 else 0)]
+    records = [
+        dict(r, pred=dict.fromkeys(("strict", "lenient", "anchored", "original"), r["pred"]["h"])) for r in records
+    ]
+    m = summarize(records, "chat", "lenient", circular=True, n_boot=10)
+    assert m["tasks"]["SF"]["accuracy"] == 33.33 and m["tasks"]["OD"]["accuracy"] == 0.0
+    assert m["overall"] == m["overall_strict"] == m["overall_circular"] == 16.67
+
+
 def test_per_letter_precision_recall_f1_on_a_known_case():
     gold = ["A", "A", "A", "B", "B", "C", "D"]
     pred = ["A", "A", "B", "B", None, "D", "B"]

@@ -11,8 +11,17 @@ from distillkit.dialogbench.tasks import all_tasks
 NORMS = ("token", "sum", "char")
 
 
+def _share(xs: list[bool]) -> float | None:
+    """Percentage true, unrounded: means are taken of these, and rounded once at the end."""
+    return 100.0 * sum(xs) / len(xs) if xs else None
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 2)
+
+
 def _pct(xs: list[bool]) -> float | None:
-    return round(100.0 * sum(xs) / len(xs), 2) if xs else None
+    return _round(_share(xs))
 
 
 def _variants(mode: str) -> tuple[str, ...]:
@@ -36,34 +45,36 @@ def summarize(
     for r in records:
         by_task[r["task"]].append(r)
     tasks: dict[str, dict] = {}
+    exact: dict[str, dict[str, float | None]] = {}  # the task accuracies before rounding
     for abbr in all_tasks():
         recs = by_task.get(abbr)
         if not recs:
             continue
         first = [r for r in recs if r["rotation"] == 0]
-        t = {"n": len(first), "accuracy": _pct([r["pred"][headline] == r["gold"] for r in first])}
+        acc = {"accuracy": _share([r["pred"][headline] == r["gold"] for r in first])}
         for v in variants:
-            t[f"accuracy_{v}"] = _pct([r["pred"][v] == r["gold"] for r in first])
-        if mode == "chat":
-            t["unparsed"] = sum(r["pred"][headline] is None for r in first)
+            acc[f"accuracy_{v}"] = _share([r["pred"][v] == r["gold"] for r in first])
         if circular:
             per_inst: dict[str, list[bool]] = defaultdict(list)
             for r in recs:
                 per_inst[r["id"]].append(r["pred"][headline] == r["gold"])
-            t["circular_accuracy"] = _pct([all(v) for v in per_inst.values()])
-            t["rotation_accuracy"] = _pct([r["pred"][headline] == r["gold"] for r in recs])
-        tasks[abbr] = t
+            acc["circular_accuracy"] = _share([all(v) for v in per_inst.values()])
+            acc["rotation_accuracy"] = _share([r["pred"][headline] == r["gold"] for r in recs])
+        exact[abbr] = acc
+        tasks[abbr] = t = {"n": len(first), **{k: _round(x) for k, x in acc.items()}}
+        if mode == "chat":
+            t["unparsed"] = sum(r["pred"][headline] is None for r in first)
     out: dict = {"tasks": tasks, "headline": headline}
-    out["overall"] = round(mean(t["accuracy"] for t in tasks.values()), 2) if tasks else None
+    out["overall"] = round(mean(a["accuracy"] for a in exact.values()), 2) if tasks else None
     out["overall_complete"] = len(tasks) == len(all_tasks())
     for v in variants:
-        vals = [t[f"accuracy_{v}"] for t in tasks.values()]
+        vals = [a[f"accuracy_{v}"] for a in exact.values()]
         out[f"overall_{v}"] = round(mean(vals), 2) if vals else None
     if circular and tasks:
-        out["overall_circular"] = round(mean(t["circular_accuracy"] for t in tasks.values()), 2)
+        out["overall_circular"] = round(mean(a["circular_accuracy"] for a in exact.values()), 2)
     dims: dict[str, list[float]] = defaultdict(list)
-    for abbr, t in tasks.items():
-        dims[all_tasks()[abbr].dimension].append(t["accuracy"])
+    for abbr, a in exact.items():
+        dims[all_tasks()[abbr].dimension].append(a["accuracy"])
     out["dimensions"] = {d: round(mean(v), 2) for d, v in dims.items()}
     dom: dict[str, list[bool]] = defaultdict(list)
     for r in records:

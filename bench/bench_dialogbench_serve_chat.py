@@ -67,18 +67,20 @@ def offline_env(**extra: str) -> dict[str, str]:
 
 
 class ServeProcess:
-    """`transformers serve FOLDER` on 127.0.0.1 at a free port; `model` is the name it answers to (the folder)."""
+    """`transformers serve FOLDER` on 127.0.0.1 at a free port; `model` is the name it answers to (the folder).
 
-    def __init__(self, folder: Path, log: Path, startup_s: float = 240.0):
+    `threads`: the server's torch threads (OMP_NUM_THREADS; None: torch's default).
+    """
+
+    def __init__(self, folder: Path, log: Path, threads: int | None = None, startup_s: float = 240.0):
         self.model = str(folder)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.log = log
         cmd = [tool("transformers"), "serve", self.model, "--host", "127.0.0.1", "--port", str(self.port)]
+        env = offline_env(**({"OMP_NUM_THREADS": str(threads)} if threads else {}))
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, env=offline_env(), start_new_session=True
-            )
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
             self.wait_healthy(startup_s)
         except BaseException:
@@ -125,9 +127,9 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def serving(folder: Path, log: Path) -> Iterator[ServeProcess]:
+def serving(folder: Path, log: Path, threads: int | None = None) -> Iterator[ServeProcess]:
     """A warm server for the block; always stopped after it."""
-    server = ServeProcess(folder, log)
+    server = ServeProcess(folder, log, threads)
     try:
         server.chat([{"role": "user", "content": "Say OK."}])
         yield server
@@ -286,9 +288,11 @@ def compare(
     tasks: Sequence[str] | None = None,
     limit: int | None = None,
     workdir: Path | None = None,
+    server_threads: int | None = 1,
 ) -> dict:
     """Interleaved runs per round (each distinct distillkit and lm-eval concurrency once, in the order of `pairs`)
-    against one warm server; `pairs` are (distillkit, lm-eval) concurrencies compared with each other."""
+    against one warm server; `pairs` are (distillkit, lm-eval) concurrencies compared with each other.
+    `server_threads` 1 by default: on a shared, busy CPU two torch threads were 10-20x slower per token than one."""
     from distillkit.lm.offline import smollm2_folder
 
     folder = smollm2_folder()
@@ -303,7 +307,7 @@ def compare(
         runs: list[dict[tuple[str, int], Run]] = []
         load_before = os.getloadavg()[1]
         t0 = time.perf_counter()
-        with serving(folder, work / "server.log") as server:
+        with serving(folder, work / "server.log", server_threads) as server:
             startup_s = time.perf_counter() - t0
             for r in range(rounds):
                 done: dict[tuple[str, int], Run] = {}
@@ -316,7 +320,8 @@ def compare(
                         done["lm-eval", c_theirs] = run_lm_eval(server, tasks_dir, where, c_theirs, tasks, limit, stop)
                 runs.append(done)
         load = {"before": round(load_before, 1), "after": round(os.getloadavg()[1], 1)}
-        return summarise(runs, pairs, folder, stop, startup_s) | {"load_average_5min": load}
+        extra = {"server_threads": server_threads, "load_average_5min": load}
+        return summarise(runs, pairs, folder, stop, startup_s) | extra
 
 
 def summarise(runs: list[dict[tuple[str, int], Run]], pairs, folder: Path, stop: str, startup_s: float) -> dict:
@@ -394,12 +399,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--tasks", help="comma-separated task abbreviations (default: all 12)")
     ap.add_argument("--limit", type=int, help="at most this many instances per task")
+    ap.add_argument("--server-threads", type=int, default=1, help="the server's torch threads (0: torch's default)")
     ap.add_argument("--workdir", type=Path, help="keep the runs, logs and server log here (default: a temp folder)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the server is stopped on SIGTERM too
     tasks = args.tasks.split(",") if args.tasks else None
-    res = compare(args.pairs, args.rounds, tasks, args.limit, args.workdir)
+    res = compare(args.pairs, args.rounds, tasks, args.limit, args.workdir, args.server_threads or None)
     text = json.dumps(res, indent=2, ensure_ascii=False)
     print(text)
     if args.out:

@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import datetime
 import glob
+import importlib.util
 import json
 import os
 import platform
@@ -54,6 +55,17 @@ def tool(name: str) -> str:
     if found is None:
         raise SystemExit(f"{name} is not installed in this environment")
     return found
+
+
+def serve_available() -> bool:
+    """`transformers serve` is there: transformers 5.x with its `serving` extra (fastapi, uvicorn, ...)."""
+    try:
+        if importlib.util.find_spec("transformers.cli.serving.server") is None:
+            return False
+        from transformers.utils.import_utils import is_serve_available
+    except ImportError:
+        return False
+    return is_serve_available()
 
 
 def free_port() -> int:
@@ -295,6 +307,8 @@ def compare(
     `server_threads` 1 by default: on a shared, busy CPU two torch threads were 10-20x slower per token than one."""
     from distillkit.lm.offline import smollm2_folder
 
+    if not serve_available():
+        raise SystemExit('transformers serve is not available; pip install "transformers[serving]" (transformers 5.x)')
     folder = smollm2_folder()
     with contextlib.ExitStack() as stack:
         if workdir is None:

@@ -417,14 +417,14 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="keep the runs, logs and server log here (default: a temp folder)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    from distillkit.runs import write_json
+
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the server is stopped on SIGTERM too
     tasks = args.tasks.split(",") if args.tasks else None
     res = compare(args.pairs, args.rounds, tasks, args.limit, args.workdir, args.server_threads or None)
-    text = json.dumps(res, indent=2, ensure_ascii=False)
-    print(text)
+    print(json.dumps(res, indent=2))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        write_json(args.out, res)
 
 
 if __name__ == "__main__":

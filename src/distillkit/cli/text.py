@@ -236,26 +236,21 @@ def eval_(
     if out is not None:
         check_out_file(out)
     from distillkit.data.text import load_text_dataset, subsample
-    from distillkit.distributed import is_main, process_group
+    from distillkit.distributed import is_main, process_group, share_map
     from distillkit.runs import write_json
     from distillkit.seeding import derive_seed
-    from distillkit.text.evaluate import FinetuneConfig, evaluate_shared, summarize
+    from distillkit.text.evaluate import FinetuneConfig, evaluate_set, summarize
     from distillkit.text.learner import Learner
     from distillkit.text.synthetic import load_text_set
 
     small = load_text_set(set_path)
     data = load_text_dataset(job.dataset, seed=job.seed)
     test = subsample(data.test, job.max_test, job.seed)
-    with process_group(dev) as rank_dev:
+    ft = FinetuneConfig(steps=job.steps, batch_size=job.batch_size, lr=job.lr, train_body=job.train_body)
+    seeds = [derive_seed(job.seed, "cli_eval_run", k) for k in range(job.runs)]
+    with process_group(dev) as rank_dev:  # under torchrun run k goes to rank k mod N; all runs come back to each
         lrn = Learner.load(job.learner, data.train.num_classes, job.max_length, job.seed, device=str(rank_dev))
-        res = evaluate_shared(
-            lrn,
-            small,
-            test,
-            FinetuneConfig(steps=job.steps, batch_size=job.batch_size, lr=job.lr, train_body=job.train_body),
-            [derive_seed(job.seed, "cli_eval_run", k) for k in range(job.runs)],
-            data.validation,
-        )
+        res = share_map(lambda seed: evaluate_set(lrn, small, test, ft, [seed], data.validation)[0], seeds)
     if not is_main():
         return  # under torchrun rank 0 reports
     s = summarize(res)

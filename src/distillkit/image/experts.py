@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from distillkit.data.images import ImageData
-from distillkit.distributed import process_group
 from distillkit.errors import UserError
 from distillkit.image.augment import DSA, DSA_STRATEGY
 from distillkit.image.checkpoints import read_meta, write_safetensors
@@ -106,14 +105,13 @@ def train_experts(data: ImageData, cfg: ExpertConfig, out: Path, device: str | t
     trajectory whichever process trains it. A folder holding experts trained with other settings or on other
     data is refused, never reused.
     """
-    with process_group(device) as dev:
 
-        def train_one(index: int, path: Path) -> None:
-            trajectory, meta = train_expert(data, cfg, index, dev)
-            write_safetensors(path, {"trajectory": trajectory.contiguous()}, meta)
+    def train_one(index: int, path: Path, dev: torch.device) -> None:
+        trajectory, meta = train_expert(data, cfg, index, dev)
+        write_safetensors(path, {"trajectory": trajectory.contiguous()}, meta)
 
-        setup = cfg.model_dump(exclude={"num_experts"})
-        return train_networks(out, EXPERT_POOL, data, cfg.model_dump(), train_one, manifest_extra={"config": setup})
+    setup = cfg.model_dump(exclude={"num_experts"})
+    return train_networks(out, EXPERT_POOL, data, cfg.model_dump(), train_one, device, {"config": setup})
 
 
 class Experts(PoolFolder):

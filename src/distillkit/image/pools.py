@@ -14,14 +14,17 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from distillkit.data.images import ImageData
-from distillkit.distributed import barrier, is_main, share
+from distillkit.distributed import barrier, is_main, process_group, share
 from distillkit.errors import UserError
 from distillkit.image.checkpoints import file_hash, read_meta
 from distillkit.progress import progress
 from distillkit.runs import read_json, write_json
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -95,18 +98,35 @@ def train_networks(
     kind: PoolKind,
     data: ImageData,
     config: dict[str, Any],
-    train_one: Callable[[int, Path], None],
+    train_one: Callable[[int, Path, torch.device], None],
+    device: str | torch.device = "cpu",
     manifest_extra: dict[str, Any] | None = None,
 ) -> Path:
     """Train networks 0 .. config[kind.size_field] - 1 into `out`, keeping those already there; the manifest path.
 
-    `train_one(i, path)` trains network i and writes it to `path` atomically, its header metadata holding
+    `train_one(i, path, device)` trains network i and writes it to `path` atomically, its header metadata holding
     `config`, the data signature and the scores in `kind.scores`. A network file that exists is finished. Under
     torchrun the networks still to train are shared over the ranks (`distributed.share`: network i of them on
-    rank i mod N); rank 0 writes the manifest once every rank is done, listing each file's hash and scores, so
-    the pool is the same for any number of processes. A manifest listing more networks keeps them all.
+    rank i mod N, on its own GPU); rank 0 writes the manifest once every rank is done, listing each file's hash
+    and scores, so the pool is the same for any number of processes. A manifest listing more networks keeps
+    them all.
     """
-    out = Path(out)
+    with process_group(device) as dev:
+
+        def train_here(index: int, path: Path) -> None:
+            train_one(index, path, dev)
+
+        return _train_networks(Path(out), kind, data, config, train_here, manifest_extra)
+
+
+def _train_networks(
+    out: Path,
+    kind: PoolKind,
+    data: ImageData,
+    config: dict[str, Any],
+    train_one: Callable[[int, Path], None],
+    manifest_extra: dict[str, Any] | None,
+) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / kind.manifest
     signature = data_signature(data)

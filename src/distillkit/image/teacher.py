@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from distillkit.data.images import ImageData
-from distillkit.distributed import process_group
 from distillkit.image.augment import DSA, DSA_STRATEGY
 from distillkit.image.checkpoints import load_net, save_net
 from distillkit.image.pools import PoolFolder, PoolKind, data_signature, train_networks
@@ -102,13 +102,12 @@ def train_pool(data: ImageData, cfg: TeacherConfig, out: Path, device: str = "cp
     network whichever process trains it. A folder holding teachers trained with other settings or for other
     data is refused, never reused.
     """
-    with process_group(device) as dev:
 
-        def train_one(index: int, path: Path) -> None:
-            net, meta = train_teacher(data, cfg, index, dev)
-            save_net(net, path, meta)
+    def train_one(index: int, path: Path, dev: torch.device) -> None:
+        net, meta = train_teacher(data, cfg, index, dev)
+        save_net(net, path, meta)
 
-        return train_networks(out, TEACHER_POOL, data, cfg.model_dump(), train_one)
+    return train_networks(out, TEACHER_POOL, data, cfg.model_dump(), train_one, device)
 
 
 class TeacherPool(PoolFolder):

@@ -2,7 +2,8 @@
 
 Every method (DiLM, vanilla LM, coresets, full data) goes through the same function. Model selection
 (best step by validation accuracy) uses the validation split only; the test split is scored once per run.
-Under torchrun `evaluate_shared` spreads the runs over the processes, each run seeded by its own seed.
+Under torchrun `distill text eval` shares the runs over the processes (`distributed.share_map`), each run seeded
+by its own seed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 
 from distillkit.data.text import TextDataset
-from distillkit.distributed import share_map
 from distillkit.seeding import derive_seed, numpy_rng
 from distillkit.text.learner import Learner
 from distillkit.text.train_utils import adamw, cosine
@@ -120,19 +120,6 @@ def evaluate_set(
         res = scores(predict(learner, test, cfg), test.labels, test.metric)
         runs.append({**res, **info, "seed": s})
     return runs
-
-
-def evaluate_shared(
-    learner: Learner,
-    small: TextDataset,
-    test: TextDataset,
-    cfg: FinetuneConfig,
-    seeds: list[int],
-    validation: TextDataset | None = None,
-) -> list[dict[str, float]]:
-    """`evaluate_set` with its runs shared over the torchrun processes (run k on rank k mod N, seeded by its
-    own seed); every rank gets every run, in seed order. In one process: `evaluate_set`."""
-    return share_map(lambda seed: evaluate_set(learner, small, test, cfg, [seed], validation)[0], seeds)
 
 
 def summarize(runs: list[dict[str, float]], key: str = "accuracy") -> dict[str, float]:

@@ -6,15 +6,19 @@ the learner, in the same process, on the same batches, and checks that both give
     .venv/bin/python bench/bench_dilm.py --out runs/bench_dilm
     .venv/bin/python bench/bench_dilm.py --schedule smollm2 --out runs/bench_dilm_smollm2
     .venv/bin/python bench/bench_dilm.py --schedule smollm2_long --out runs/bench_dilm_smollm2_long
+    .venv/bin/python bench/bench_dilm.py --schedule fixed --out runs/bench_dilm_fixed --last-row --extras fidelity \
+        --threads 1 --json bench/results/dilm_fine_foods_fixed.json
 
 The schedule is scaled to a shared 2-core CPU (see docs/benchmarks.md, section DiLM); results land in
-OUT/metrics.json, OUT/accuracy_vs_dpc.png and OUT/bench.json, and a markdown table is printed.
+OUT/metrics.json, OUT/accuracy_vs_dpc.png and OUT/bench.json, and a markdown table is printed. `--json` also
+writes the summary that docs/benchmarks.md renders (bench/render.py): every row with its spread over sets.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +27,7 @@ import numpy as np
 import torch
 
 from distillkit.data.text import TextDataset
-from distillkit.runs import write_json
+from distillkit.runs import read_json, write_json
 from distillkit.text.api import build_config
 from distillkit.text.pipeline import DiLMRun
 
@@ -104,7 +108,32 @@ SMOLLM2 = [
 # The SmolLM2 schedule with the generator trained longer: all 3,600 training reviews (the real-data
 # baselines select from all of them too), 4x the stage-1 steps (about 2 epochs) and 2x the stage-2 steps.
 SMOLLM2_LONG = ["max_train=null", "stage1.steps=480", "stage1.checkpoint_every=40", "gm.outer_loops=16"]
-SCHEDULES = {"scratch": SCALED, "smollm2": SCALED + SMOLLM2, "smollm2_long": SCALED + SMOLLM2 + SMOLLM2_LONG}
+# The scratch schedule with stage 2 as the diagnosis (docs/benchmarks.md, "DiLM stage 2, explained") asks: lr 5e-6
+# and the stage-2 checkpoint chosen on validation every 2 outer loops (steps 0, 10, 20: step 0, the stage-1
+# generator, is a candidate), each scored on 2 generated DPC-10 sets x 2 runs. Every training, validation and test
+# review; DPC 10 and 5 from one pool of 10 x 10 texts per class and set; the full-data reference keeps its best
+# validation step (of 600, every 25). About 45 min on the shared 2-core CPU under a load of 8 to 16.
+FIXED = [
+    "max_train=null",
+    "max_validation=null",
+    "max_test=null",
+    'methods=["dilm","vanilla_lm","random","kmeans_medoid","herding","full"]',
+    "dpcs=[10,5]",
+    "gm.lr=0.000005",
+    'checkpoint="best"',
+    "validate_every=2",
+    "val_dpc=10",
+    "val_sets=2",
+    "val_runs=2",
+    "full_finetune.steps=600",
+    "full_finetune.select_every=25",
+]
+SCHEDULES = {
+    "scratch": SCALED,
+    "smollm2": SCALED + SMOLLM2,
+    "smollm2_long": SCALED + SMOLLM2 + SMOLLM2_LONG,
+    "fixed": SCALED + FIXED,
+}
 
 
 def time_head_grads(run: DiLMRun, steps: int) -> dict:
@@ -251,10 +280,11 @@ def class_conditioning(gen, val: TextDataset, batch: int = 50) -> dict:
 
 
 def generator_conditioning(run: DiLMRun) -> dict:
-    """`class_conditioning` of the run's vanilla and DiLM generators."""
+    """`class_conditioning` of the run's vanilla and DiLM generators (and the last stage-2 one, if there)."""
     from distillkit.text.generator import Generator
 
     paths = {tag: run.out / f"generator_{tag}" for tag in ("vanilla", "dilm")}
+    paths["dilm_last"] = run.out / "last" / "generator_dilm"  # --last-row's generator, when it was run
     return {
         tag: class_conditioning(Generator.load(p, run.cfg.device), run.data.validation)
         for tag, p in paths.items()
@@ -285,6 +315,68 @@ def table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def cell_summary(cell: dict) -> dict:
+    """A method's cell with its spread over sets: `std` is the std of the per-set mean accuracies (the draws'
+    spread), `std_runs` the std over all runs."""
+    acc = np.asarray([r["accuracy"] for r in cell["runs"]], dtype=float)
+    f1 = np.asarray([r["macro_f1"] for r in cell["runs"]], dtype=float)
+    per_set = acc.reshape(cell["sets"], -1).mean(1)
+    return {
+        "mean": float(acc.mean()),
+        "std": float(per_set.std()),
+        "std_runs": float(acc.std()),
+        "set_means": per_set.tolist(),
+        "macro_f1": float(f1.mean()),
+        "sets": cell["sets"],
+        "runs": len(acc),
+    }
+
+
+def last_checkpoint_row(run: DiLMRun, out: Path) -> dict:
+    """DiLM with the last stage-2 generator (no choice on validation), sharing the run's stage 1, in OUT/last."""
+    cfg = run.cfg.model_copy(update={"methods": ["dilm"], "checkpoint": "last"})
+    metrics = DiLMRun(cfg, out, stage1_from=run.out).run()
+    return metrics["learners"][cfg.learner]["dilm"]
+
+
+def summary(run: DiLMRun, metrics: dict, wall: float, command: str, overrides: list[str], last: dict | None) -> dict:
+    """What docs/benchmarks.md renders: rows with their spread over sets, the gains of DiLM over the plain LM and
+    over random subsets (2 x the baseline's std over sets, as image runs report theirs), the stage-2 checkpoints'
+    validation scores and the one chosen, the full-data steps chosen on validation, the schedule and wall time."""
+    from distillkit.image.evaluate import gain
+
+    cfg, test = run.cfg, run.data.test
+    res = metrics["learners"][cfg.learner]
+    rows = {m: {d: cell_summary(c) for d, c in per.items()} for m, per in res.items() if m != "full"}
+    if last is not None:
+        rows["dilm_last"] = {d: cell_summary(c) for d, c in last.items()}
+    full = res["full"]["all"]
+    hist = read_json(run.out / "ckpt" / "stage2_history.json")
+    return {
+        "command": command,
+        "overrides": overrides,
+        "config": run.cfg.model_dump(mode="json"),
+        "split_sizes": {k: v["size"] for k, v in metrics["split_sizes"].items()},
+        "test_majority_rate": 100 * float(np.bincount(test.labels).max() / len(test)),
+        "dpcs": [str(d) for d in cfg.dpcs],
+        "rows": rows,
+        "full": {
+            **cell_summary(full),
+            "selected_steps": [r["selected_step"] for r in full["runs"]],
+            "steps": cfg.full_finetune.steps,
+        },
+        "gains": {
+            d: {base: gain(rows["dilm"][d], rows[base][d]) for base in ("vanilla_lm", "random")} for d in rows["dilm"]
+        },
+        "stage2_validation": metrics["generator_validation"],
+        "stage2_steps": len(hist),
+        "stage2_seconds": float(sum(h["seconds"] for h in hist)),
+        "wall_seconds": wall,
+        "torch_threads": torch.get_num_threads(),
+        "provenance": {k: metrics["provenance"].get(k) for k in ("torch", "device", "commit")},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("runs/bench_dilm"))
@@ -292,27 +384,40 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timing-steps", type=int, default=4)
     ap.add_argument("--set", action="append", default=[], help="extra key=value overrides")
+    ap.add_argument("--json", type=Path, help="write the summary that docs/benchmarks.md renders here")
+    ap.add_argument("--last-row", action="store_true", help="also DiLM with its last stage-2 generator (OUT/last)")
+    ap.add_argument(
+        "--extras",
+        choices=["all", "fidelity", "none"],
+        default="all",
+        help="after the pipeline: label fidelity and class conditioning of the generators and the GM-step timing "
+        "(all), the first two (fidelity), or nothing",
+    )
+    ap.add_argument("--prior-seconds", type=float, default=0.0, help="time an earlier process spent on OUT's units")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (1 on a loaded CPU)")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(max(1, args.threads))
     t0 = time.perf_counter()
-    cfg = build_config("fine_foods", "quick", seed=args.seed, overrides=SCHEDULES[args.schedule] + args.set)
+    overrides = SCHEDULES[args.schedule] + args.set
+    cfg = build_config("fine_foods", "quick", seed=args.seed, overrides=overrides)
     run = DiLMRun(cfg, args.out)
     metrics = run.run()
-    wall = time.perf_counter() - t0
-    fidelity = label_fidelity(run)
-    conditioning = generator_conditioning(run)
-    timing = time_head_grads(run, args.timing_steps)
-    bench = {
-        "wall_seconds_pipeline": wall,
-        "label_fidelity": fidelity,
-        "generator_conditioning": conditioning,
-        "gm_timing": timing,
-        "table": table(metrics),
-    }
-    write_json(args.out / "bench.json", bench)
+    last = last_checkpoint_row(run, args.out / "last") if args.last_row else None
+    wall = time.perf_counter() - t0 + args.prior_seconds
     print(table(metrics))
-    print(json.dumps({k: bench[k] for k in ("label_fidelity", "generator_conditioning", "gm_timing")}, indent=2))
     print(f"pipeline wall time {wall / 60:.1f} min")
+    extras: dict = {}
+    if args.extras != "none":
+        t1 = time.perf_counter()
+        extras = {"label_fidelity": label_fidelity(run), "generator_conditioning": generator_conditioning(run)}
+        if args.extras == "all":
+            extras["gm_timing"] = time_head_grads(run, args.timing_steps)
+        extras["seconds"] = time.perf_counter() - t1
+        write_json(args.out / "bench.json", {"wall_seconds_pipeline": wall, **extras, "table": table(metrics)})
+        print(json.dumps(extras, indent=2))
+    if args.json:
+        command = ".venv/bin/python bench/bench_dilm.py " + " ".join(sys.argv[1:])
+        write_json(args.json, {**summary(run, metrics, wall, command, overrides, last), "extras": extras})
 
 
 if __name__ == "__main__":

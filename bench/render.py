@@ -129,6 +129,100 @@ def dilm_stage2(d: dict) -> str:
     return "\n".join(lines)
 
 
+DILM_ROWS = {
+    "vanilla_lm": "plain fine-tuned LM (stage 1 only)",
+    "dilm": "DiLM (stage-2 checkpoint chosen on validation)",
+    "dilm_last": "DiLM, last stage-2 generator (not chosen)",
+    "random": "random real subset",
+    "kmeans_medoid": "K-means medoid",
+    "herding": "herding",
+}
+
+
+def dilm_bench(d: dict) -> str:
+    """DiLM, the plain LM, random subsets, coresets and full data, with spreads over sets and gains (bench_dilm)."""
+    dpcs = d["dpcs"]
+    ordered = sorted(dpcs, key=int)
+    lines = [
+        "| method | sets × runs | " + " | ".join(f"DPC {x}" for x in ordered) + " |",
+        "|---|---|" + "---|" * len(ordered),
+    ]
+    rows = [(key, name) for key, name in DILM_ROWS.items() if key in d["rows"]]
+    for key, name in rows:
+        per = d["rows"][key]
+        first = per[dpcs[0]]
+        spread = {x: per[x]["std"] if per[x]["sets"] > 1 else per[x]["std_runs"] for x in ordered}
+        cells = " | ".join(f"{per[x]['mean']:.1f} ± {spread[x]:.1f}" for x in ordered)
+        lines.append(f"| {name} | {first['sets']} × {first['runs'] // first['sets']} | {cells} |")
+    f = d["full"]
+    steps = sorted(f["selected_steps"])
+    lines += [
+        f"| full data ({d['split_sizes']['train']:,} reviews) | 1 × {f['runs']} | "
+        + " | ".join([f"{f['mean']:.1f} ± {f['std_runs']:.1f}"] * len(ordered))
+        + " |",
+        "",
+        f"Test: {d['split_sizes']['test']:,} reviews (majority class {d['test_majority_rate']:.1f} %); ± is the std "
+        "of the per-set means over the sets (the draws' spread; one set: over its runs). Full data: steps chosen on "
+        f"validation {', '.join(str(s) for s in steps)} of {f['steps']}. Macro-F1 at DPC {dpcs[0]}: "
+        + ", ".join(f"{name.split(' (')[0]} {d['rows'][k][dpcs[0]]['macro_f1']:.1f}" for k, name in rows)
+        + f", full data {f['macro_f1']:.1f}.",
+        "",
+        "| DPC | DiLM − plain LM | verdict | DiLM − random | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for x in ordered:
+        cells = []
+        for base in ("vanilla_lm", "random"):
+            g = d["gains"][x][base]
+            verdict = ("above" if g["value"] > 0 else "below") if g["significant"] else "within the spread"
+            cells += [f"{g['value']:+.1f} ± {g['uncertainty']:.1f}", verdict]
+        lines.append(f"| {x} | " + " | ".join(cells) + " |")
+    val = d["stage2_validation"]
+    scores = sorted(val["scores"].values(), key=lambda s: s["step"])
+    cfg = d["config"]
+    lines += [
+        "",
+        f"Stage-2 checkpoints, validation accuracy of {cfg['val_sets']} generated DPC-{cfg['val_dpc']} sets × "
+        f"{cfg['val_runs']} runs: "
+        + ", ".join(f"step {s['step']} {s['validation_accuracy']:.1f}" for s in scores)
+        + f"; chosen: step {val['scores'][val['best']]['step']}. Stage 2: {d['stage2_steps']} generator steps "
+        f"at lr {cfg['gm']['lr']:g}, {d['stage2_seconds'] / 60:.1f} min. Bench wall time {d['wall_seconds'] / 60:.1f} "
+        f"min (torch {d['provenance']['torch']}, {d['provenance']['device']}).",
+    ]
+    return "\n".join(lines + _dilm_fidelity(d.get("extras") or {}))
+
+
+def _dilm_fidelity(ex: dict) -> list[str]:
+    """Label fidelity of the generated sets and class conditioning of the generators, when bench_dilm measured them."""
+    if "label_fidelity" not in ex:
+        return []
+    fid, cond = ex["label_fidelity"], ex["generator_conditioning"]
+    lines = [
+        "",
+        "| generator | fidelity: probe | fidelity: judge | generative classifier | loss spread (nats/token) |",
+        "|---|---|---|---|---|",
+    ]
+    gens = [("vanilla_lm", "vanilla"), ("dilm", "dilm"), ("dilm_last", "dilm_last")]
+    for key, tag in (g for g in gens if g[1] in cond):
+        f = fid.get(key)
+        cells = [f"{f[j]['mean']:.1f} ± {f[j]['std']:.1f}" if f else "–" for j in ("probe", "judge")]
+        c = cond[tag]
+        lines.append(
+            f"| {DILM_ROWS[key].split(' (')[0]} | {' | '.join(cells)} | {c['balanced_accuracy']:.1f} | "
+            f"{c['mean_loss_spread']:.4f} |"
+        )
+    sets = fid["dilm"]
+    lines += [
+        "",
+        f"Fidelity: balanced accuracy of a judge on the texts of the {sets['sets']} DPC-{sets['dpc']} sets, the class "
+        "each was generated for taken as the truth (50 = no class information); the judges' own balanced accuracy "
+        f"on the real test reviews: probe {fid['probe_real_test_balanced_accuracy']:.1f}, judge "
+        f"{fid['judge_real_test_balanced_accuracy']:.1f}. Generative classifier and loss spread: on the validation "
+        "reviews.",
+    ]
+    return lines
+
+
 def mistakes(d: dict) -> str:
     """Mistakes tried, clean one-line refusals, tracebacks and changed files (bench_mistakes)."""
     lines = [
@@ -368,6 +462,28 @@ def parallel_groups(d: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compare_ranks(d: dict) -> str:
+    """`distill image compare` on two torchrun processes against one process, same cores (bench_compare_ranks)."""
+    lines = [
+        "| setting | processes × threads | wall time per round (s) | median (s) | tables equal the 1-thread run |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in d["settings"].items():
+        walls = ", ".join(f"{w:.0f}" for w in s["wall_seconds"])
+        same = "yes" if s["tables_equal_reference"] else "no"
+        lines.append(
+            f"| {name} | {s['processes']} × {s['threads_per_process']} | {walls} | {s['median_seconds']:.0f} | {same} |"
+        )
+    before, after = (", ".join(f"{x:.1f}" for x in d[k]) for k in ("load_average_before", "load_average_after"))
+    lines += [
+        "",
+        f"One process with 2 threads over two processes with 1 thread each: **{d['ratio_one_process_over_two']:.2f}** "
+        f"(above 1: the two processes finish first). {d['table_rows']} table rows, {d['rounds']} interleaved rounds, "
+        f"{d['cpu_count']} CPU cores; load average (1, 5, 15 min) {before} before and {after} after.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 _LOGLIK_METHODS = {
     "ours": "ours (shared-context KV cache)",
     "naive": "naive per-option loop",
@@ -558,6 +674,40 @@ def dialogbench_generate_balance(d: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def serve_chat(d: dict) -> str:
+    """Chat mode through `transformers serve`: dialogbench eval vs lm-eval (bench_dialogbench_serve_chat)."""
+    lines = [
+        "| concurrency (distillkit / lm-eval) | distillkit wall s | lm-eval wall s | lm-eval / distillkit | "
+        "accuracy distillkit / lm-eval | identical answers (both answered) | identical replies |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    notes = []
+    for p in d["pairs"]:
+        a = p["agreement"]
+        lines.append(
+            f"| {p['distillkit_concurrency']} / {p['lm_eval_concurrency']} | "
+            f"{', '.join(f'{s:.0f}' for s in p['distillkit_wall_s'])} | "
+            f"{', '.join(f'{s:.0f}' for s in p['lm_eval_wall_s'])} | {p['lm_eval_over_distillkit_wall']:.2f} | "
+            f"{p['distillkit_overall'][0]:.2f} / {p['lm_eval_overall'][0]:.2f} | "
+            f"{a['identical_answers']} of {a['both_answered']} | {a['identical_replies']} of {a['items']} |"
+        )
+        for x in a["disagreements"]:
+            notes.append(
+                f"{x['id']} ({p['distillkit_concurrency']} / {p['lm_eval_concurrency']}): distillkit "
+                f"{x['distillkit'] or 'none'}, lm-eval {x['lm_eval'] or 'none'} ({x['why']})"
+            )
+    load = d["load_average_5min"]
+    lines += [
+        "",
+        f"{d['data']}, {d['rounds']} rounds (wall times per round, in run order); {d['decoding']}; extractor "
+        f"{d['extractor']}. Disagreements: {'; '.join(notes) if notes else 'none'}. Replies identical across rounds: "
+        f"{'yes' if d['replies_stable_across_rounds'] else 'no'}. Server start to `/health`: "
+        f"{d['server_startup_s']:.0f} s; lm-eval ran with `--gen_kwargs {d['lm_eval_gen_kwargs']}`; "
+        f"5-minute load average {load['before']} before, {load['after']} after; {d['date']}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "dialogbench-loglik": ("dialogbench_loglik.json", dialogbench_loglik),
     "dialogbench-demo": ("dialogbench_demo.json", dialogbench_demo),
@@ -574,13 +724,16 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "time-to-accuracy-mnist": ("time_to_accuracy_mnist_quick_ipc10.json", time_to_accuracy),
     "time-to-accuracy-mnist-x3": ("time_to_accuracy_mnist_x3_ipc10.json", time_to_accuracy),
     "parallel-groups": ("parallel_groups.json", parallel_groups),
+    "compare-ranks": ("compare_ranks.json", compare_ranks),
     "soft-label-protocol-digits": ("soft_label_protocol_digits.json", soft_label_protocol),
     "apm-vs-random-digits": ("apm_vs_random_digits.json", apm_vs_random),
     "dilm-stage2": ("dilm_stage2_scratch.json", dilm_stage2),
+    "dilm-fixed": ("dilm_fine_foods_fixed.json", dilm_bench),
     "mistakes": ("mistakes.json", mistakes),
     "kill-resume": ("kill_resume.json", kill_resume),
     "hanging-server": ("hanging_server.json", hanging_server),
     "dialogbench-server-base": ("dialogbench_server_base.json", server_base),
+    "dialogbench-serve-chat": ("dialogbench_serve_chat.json", serve_chat),
 }
 
 

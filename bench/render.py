@@ -676,31 +676,36 @@ def dialogbench_generate_balance(d: dict) -> str:
 
 def serve_chat(d: dict) -> str:
     """Chat mode through `transformers serve`: dialogbench eval vs lm-eval (bench_dialogbench_serve_chat)."""
+
+    def secs(xs: list[float]) -> str:
+        return ", ".join(f"{x:.0f}" for x in xs)
+
     lines = [
         "| concurrency (distillkit / lm-eval) | distillkit wall s | lm-eval wall s | lm-eval / distillkit | "
-        "accuracy distillkit / lm-eval | identical answers (both answered) | identical replies |",
-        "|---|---|---|---|---|---|---|",
+        "time the tools report, distillkit / lm-eval (s) | accuracy distillkit / lm-eval | identical answers "
+        "(both answered) | identical replies |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     for p in d["pairs"]:
         a = p["agreement"]
+        pair = f"{p['distillkit_concurrency']} / {p['lm_eval_concurrency']}"
         lines.append(
-            f"| {p['distillkit_concurrency']} / {p['lm_eval_concurrency']} | "
-            f"{', '.join(f'{s:.0f}' for s in p['distillkit_wall_s'])} | "
-            f"{', '.join(f'{s:.0f}' for s in p['lm_eval_wall_s'])} | {p['lm_eval_over_distillkit_wall']:.2f} | "
+            f"| {pair} | {secs(p['distillkit_wall_s'])} | {secs(p['lm_eval_wall_s'])} | "
+            f"{p['lm_eval_over_distillkit_wall']:.2f} | {secs(p['distillkit_tool_s'])} / {secs(p['lm_eval_tool_s'])} | "
             f"{p['distillkit_overall'][0]:.2f} / {p['lm_eval_overall'][0]:.2f} | "
             f"{a['identical_answers']} of {a['both_answered']} | {a['identical_replies']} of {a['items']} |"
         )
-        for x in a["disagreements"]:
-            notes.append(
-                f"{x['id']} ({p['distillkit_concurrency']} / {p['lm_eval_concurrency']}): distillkit "
-                f"{x['distillkit'] or 'none'}, lm-eval {x['lm_eval'] or 'none'} ({x['why']})"
-            )
+        notes += [
+            f"{x['id']} ({pair}): distillkit {x['distillkit'] or 'none'}, lm-eval {x['lm_eval'] or 'none'} ({x['why']})"
+            for x in a["disagreements"]
+        ]
     load = d["load_average_5min"]
     lines += [
         "",
-        f"{d['data']}, {d['rounds']} rounds (wall times per round, in run order); {d['decoding']}; extractor "
-        f"{d['extractor']}. Disagreements: {'; '.join(notes) if notes else 'none'}. Replies identical across rounds: "
+        f"{d['data']}, {d['rounds']} rounds (times per round, in run order); {d['decoding']}; extractor "
+        f"{d['extractor']}. Disagreements: {'; '.join(notes) if notes else 'none'} (the items not counted as both "
+        f"answered lack an answer on at least one side). Replies identical across rounds: "
         f"{'yes' if d['replies_stable_across_rounds'] else 'no'}. Server start to `/health`: "
         f"{d['server_startup_s']:.0f} s; lm-eval ran with `--gen_kwargs {d['lm_eval_gen_kwargs']}`; "
         f"5-minute load average {load['before']} before, {load['after']} after; {d['date']}.",

@@ -462,28 +462,6 @@ def parallel_groups(d: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compare_ranks(d: dict) -> str:
-    """`distill image compare` on two torchrun processes against one process, same cores (bench_compare_ranks)."""
-    lines = [
-        "| setting | processes × threads | wall time per round (s) | median (s) | tables equal the 1-thread run |",
-        "|---|---|---|---|---|",
-    ]
-    for name, s in d["settings"].items():
-        walls = ", ".join(f"{w:.0f}" for w in s["wall_seconds"])
-        same = "yes" if s["tables_equal_reference"] else "no"
-        lines.append(
-            f"| {name} | {s['processes']} × {s['threads_per_process']} | {walls} | {s['median_seconds']:.0f} | {same} |"
-        )
-    before, after = (", ".join(f"{x:.1f}" for x in d[k]) for k in ("load_average_before", "load_average_after"))
-    lines += [
-        "",
-        f"One process with 2 threads over two processes with 1 thread each: **{d['ratio_one_process_over_two']:.2f}** "
-        f"(above 1: the two processes finish first). {d['table_rows']} table rows, {d['rounds']} interleaved rounds, "
-        f"{d['cpu_count']} CPU cores; load average (1, 5, 15 min) {before} before and {after} after.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
 _LOGLIK_METHODS = {
     "ours": "ours (shared-context KV cache)",
     "naive": "naive per-option loop",
@@ -729,7 +707,6 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "time-to-accuracy-mnist": ("time_to_accuracy_mnist_quick_ipc10.json", time_to_accuracy),
     "time-to-accuracy-mnist-x3": ("time_to_accuracy_mnist_x3_ipc10.json", time_to_accuracy),
     "parallel-groups": ("parallel_groups.json", parallel_groups),
-    "compare-ranks": ("compare_ranks.json", compare_ranks),
     "soft-label-protocol-digits": ("soft_label_protocol_digits.json", soft_label_protocol),
     "apm-vs-random-digits": ("apm_vs_random_digits.json", apm_vs_random),
     "dilm-stage2": ("dilm_stage2_scratch.json", dilm_stage2),

@@ -78,13 +78,14 @@ def test_sampling_uses_the_seed(tiny):
 
 
 def test_missing_model_is_one_clear_error(tmp_path):
-    with pytest.raises(UserError, match="does not exist"):
-        load_local_lm(str(tmp_path / "nope"))
+    """Every causal LM (evaluation's and DiLM's generators) loads through the one loader behind load_local_lm."""
+    with pytest.raises(UserError, match="model folder .*nowhere does not exist; check the path"):
+        load_local_lm(str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="could not load model"):
+    with pytest.raises(UserError, match="could not load model .*empty.*give a local folder"):
         load_local_lm(str(tmp_path / "empty"))
-    with pytest.raises(UserError, match="does not exist"):
-        load_local_lm(str(tmp_path / "model.gguf"))
+    with pytest.raises(UserError, match="GGUF file .*missing.gguf does not exist"):
+        load_local_lm(str(tmp_path / "missing.gguf"))
 
 
 def test_smollm2_loads_from_cached_folder_and_answers():

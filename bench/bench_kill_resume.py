@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distillkit.runs import write_json
+from distillkit.text.api import tiny_overrides
 
 BIN = Path(sys.executable).parent
 VOLATILE = ("seconds", "time", "provenance", "created", "finished", "wall", "usage", "rss", "peak", "memory")
@@ -62,35 +63,9 @@ COMPARE_FAST = [
     "full.runs=0",
     "cross_archs=[]",
 ]
-TEXT_TINY = [
-    'generator="tiny-gpt2"',
-    'learner="tiny-bert"',
-    "max_length=20",
-    "max_train=48",
-    "max_validation=16",
-    "max_test=24",
-    "oversample=2",
-    "num_sets=2",
-    "runs_per_set=1",
-    "gen_batch_size=16",
-    "stage1.steps=6",
-    "stage1.batch_size=8",
-    "stage1.checkpoint_every=1",
-    "gm.outer_loops=3",
-    "gm.inner_loops=2",
-    "gm.learner_steps=1",
-    "gm.syn_batch=4",
-    "gm.real_batch=4",
-    "gm.rt_sets=2",
-    "gm.dms_interval=1",
-    "gm.learner_batch=8",
-    "gm.checkpoint_every=1",
-    "finetune.steps=3",
-    "finetune.batch_size=8",
-    "full_finetune.steps=3",
-    "full_runs=1",
-    'methods=["dilm","vanilla_lm","kmeans_medoid","random","full"]',
-]
+TEXT_TINY = tiny_overrides(
+    stage1_steps=6, outer_loops=3, full_runs=1, methods=["dilm", "vanilla_lm", "kmeans_medoid", "random", "full"]
+)
 
 
 def sets(items: list[str]) -> list[str]:

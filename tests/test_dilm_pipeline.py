@@ -17,7 +17,7 @@ from distillkit.cli.text import app
 from distillkit.data.text import load_text_dataset, subsample
 from distillkit.errors import UserError
 from distillkit.seeding import derive_seed, seed32
-from distillkit.text.api import build_config
+from distillkit.text.api import build_config, tiny_overrides
 from distillkit.text.coreset import SelectionEncoder, select_per_class
 from distillkit.text.evaluate import evaluate_set
 from distillkit.text.generator import Generator
@@ -28,42 +28,21 @@ from distillkit.text.stage1 import Stage1Config, train_stage1
 from distillkit.text.synthetic import generate_pool, load_text_set
 
 TINY = [
-    'generator="tiny-gpt2"',
-    'learner="tiny-bert"',
-    "max_length=20",
-    "max_train=48",
-    "max_validation=16",
-    "max_test=24",
-    "oversample=2",
-    "num_sets=2",
-    "runs_per_set=1",
-    "gen_batch_size=16",
-    "stage1.steps=3",
-    "stage1.batch_size=8",
+    *tiny_overrides(
+        stage1_steps=3,
+        outer_loops=2,
+        full_runs=2,
+        methods=["dilm", "vanilla_lm", "kmeans_medoid", "greedy_k_center", "herding", "random", "full"],
+    ),
     "stage1.lr=0.001",
-    "stage1.checkpoint_every=1",
-    "gm.outer_loops=2",
-    "gm.inner_loops=2",
-    "gm.learner_steps=1",
-    "gm.syn_batch=4",
-    "gm.real_batch=4",
-    "gm.rt_sets=2",
-    "gm.dms_interval=1",
     "gm.lr=0.0001",
-    "gm.learner_batch=8",
-    "gm.checkpoint_every=1",
-    "finetune.steps=3",
-    "finetune.batch_size=8",
-    "full_finetune.steps=3",
     "full_finetune.select_every=1",
-    "full_runs=2",
     'checkpoint="best"',
     "share_pool=false",
     "validate_every=1",
     "val_dpc=2",
     "val_sets=1",
     "val_runs=1",
-    'methods=["dilm","vanilla_lm","kmeans_medoid","greedy_k_center","herding","random","full"]',
 ]
 
 

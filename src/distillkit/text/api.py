@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +43,38 @@ def build_config(
     values = {"dataset": dataset, "dpcs": list(dpcs) if dpcs else None, "seed": seed, **fields}
     flags = {key: (f"--{key.replace('_', '-')}", value) for key, value in values.items()}
     return resolve_text_config(preset, config_file, overrides, flags)
+
+
+def tiny_overrides(stage1_steps: int, outer_loops: int, full_runs: int, methods: list[str]) -> list[str]:
+    """`key=value` overrides that shrink the quick preset to a DiLM run of seconds, for tests and benchmarks: the
+    random test models (tiny-gpt2 generator, tiny-bert learner), a few dozen texts, a few steps of every stage
+    (checkpointed after each); `stage1_steps`, `outer_loops` (stage 2), `full_runs` and `methods` are the caller's."""
+    return [
+        'generator="tiny-gpt2"',
+        'learner="tiny-bert"',
+        "max_length=20",
+        "max_train=48",
+        "max_validation=16",
+        "max_test=24",
+        "oversample=2",
+        "num_sets=2",
+        "runs_per_set=1",
+        "gen_batch_size=16",
+        f"stage1.steps={stage1_steps}",
+        "stage1.batch_size=8",
+        "stage1.checkpoint_every=1",
+        f"gm.outer_loops={outer_loops}",
+        "gm.inner_loops=2",
+        "gm.learner_steps=1",
+        "gm.syn_batch=4",
+        "gm.real_batch=4",
+        "gm.rt_sets=2",
+        "gm.dms_interval=1",
+        "gm.learner_batch=8",
+        "gm.checkpoint_every=1",
+        "finetune.steps=3",
+        "finetune.batch_size=8",
+        "full_finetune.steps=3",
+        f"full_runs={full_runs}",
+        f"methods={json.dumps(methods, separators=(',', ':'))}",
+    ]

@@ -258,15 +258,20 @@ class Probe:
                 cfg.finetune,
                 [derive_seed(self.seed, "stage2_eval", r, k) for k in range(2)],
             )
-        acc, f1 = (np.asarray([x[key] for x in runs]) for key in ("accuracy", "macro_f1"))
-        return {
-            "dpc": dpc,
-            "runs": len(runs),
-            "accuracy": float(acc.mean()),
-            "accuracy_std": float(acc.std()),
-            "macro_f1": float(f1.mean()),
-            "macro_f1_std": float(f1.std()),
-        }
+        return downstream_summary(dpc, runs)
+
+
+def downstream_summary(dpc: int, runs: list[dict]) -> dict:
+    """Mean and std of validation accuracy and macro-F1 over the fine-tuning runs on DPC-`dpc` sets."""
+    acc, f1 = (np.asarray([x[key] for x in runs]) for key in ("accuracy", "macro_f1"))
+    return {
+        "dpc": dpc,
+        "runs": len(runs),
+        "accuracy": float(acc.mean()),
+        "accuracy_std": float(acc.std()),
+        "macro_f1": float(f1.mean()),
+        "macro_f1_std": float(f1.std()),
+    }
 
 
 def random_downstream(probe: Probe, dpc: int, sets: int) -> dict:
@@ -284,15 +289,7 @@ def random_downstream(probe: Probe, dpc: int, sets: int) -> dict:
             probe.cfg.finetune,
             [derive_seed(probe.seed, "stage2_eval", r, k) for k in range(2)],
         )
-    acc, f1 = (np.asarray([x[key] for x in runs]) for key in ("accuracy", "macro_f1"))
-    return {
-        "dpc": dpc,
-        "runs": len(runs),
-        "accuracy": float(acc.mean()),
-        "accuracy_std": float(acc.std()),
-        "macro_f1": float(f1.mean()),
-        "macro_f1_std": float(f1.std()),
-    }
+    return downstream_summary(dpc, runs)
 
 
 def stage2(run: DiLMRun, probe: Probe, lr: float, outer_loops: int | None) -> dict:

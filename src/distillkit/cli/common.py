@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -52,6 +53,7 @@ def _on_signal(signum: int, _frame: Any) -> None:
     _signal_received = signum
     logging.getLogger("asyncio").disabled = True
     sys.unraisablehook = lambda _unraisable: None
+    warnings.simplefilter("ignore")  # e.g. "coroutine ... was never awaited" from connections cut short
     raise KeyboardInterrupt
 
 

@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+import typer
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
-from distillkit.cli.common import INTERRUPTED, run_app
+from distillkit.cli.common import INTERRUPTED, option_groups, run_app
 from distillkit.errors import UserError, validation_message
 
 MAIN = "from distillkit.cli.distill import main; main()"
@@ -102,6 +104,36 @@ def test_a_typed_flag_and_a_set_that_disagree_are_refused(monkeypatch, tmp_path,
     assert e.value.code == 2
     assert capsys.readouterr().err.strip() == "error: --ipc 4 and --set apm.ipc=3 disagree; pass only one of them"
     assert _capture_run(monkeypatch, tmp_path, "--ipc", "3", "--set", "apm.ipc=3").apm.ipc == 3  # agreeing is fine
+
+
+def _window(
+    start: int = typer.Option(0, min=0, help="First item."), stop: int = typer.Option(10, help="Item after the last.")
+) -> range:
+    return range(start, stop)
+
+
+def test_an_option_group_stands_in_its_parameters_place_and_reaches_the_command_as_one_value():
+    app = typer.Typer()
+    seen = {}
+
+    @app.command()
+    @option_groups(window=_window)
+    def show(
+        *, name: str = typer.Argument(..., help="A name."), window: range, loud: bool = typer.Option(False, "--loud")
+    ) -> None:
+        seen.update(name=name, window=window, loud=loud)
+
+    run_app(app, ["x", "--stop", "4", "--loud"])
+    assert seen == {"name": "x", "window": range(0, 4), "loud": True}
+    listed = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    assert [listed.index(flag) for flag in ("--start", "--stop", "--loud")] == sorted(
+        listed.index(flag) for flag in ("--start", "--stop", "--loud")
+    )
+    assert "First item." in listed and "[default: 10]" in listed
+    with pytest.raises(SystemExit):
+        run_app(app, ["x", "--start", "-1"])  # the group's own checks (min=0) still apply
+    with pytest.raises(TypeError, match="no parameter span"):
+        option_groups(span=_window)(show.__wrapped__)
 
 
 def _error(model, data) -> ValidationError:

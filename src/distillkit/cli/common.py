@@ -2,11 +2,16 @@
 
 Exit codes: 0 done; 2 a mistake the user can fix (an `error: ...` line); 130 interrupted by SIGINT (Ctrl-C)
 and 143 by SIGTERM, each with the line INTERRUPTED (finished work stays on disk; the same command resumes).
+
+Also what the commands share in their signatures: `option_groups` (a group of typer options that a command takes
+as one value), `SettingsOptions` (--config, --set, --print-config) and `typed_flags` (typed values as flags).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
+import inspect
 import logging
 import os
 import signal
@@ -15,11 +20,16 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
 from distillkit.errors import UserError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 ENV_DEFAULTS = {
     "MALLOC_MMAP_THRESHOLD_": "17179869184",
@@ -145,6 +155,91 @@ def run_app(app: typer.Typer, argv: list[str] | None = None, setup: Callable[[],
             _interrupted()
     if code:
         raise SystemExit(code)
+
+
+def typed_flags(section: str = "", /, **values: Any) -> dict[str, tuple[str, Any]]:
+    """{setting: (its flag, the typed value or None)} for the settings resolver, each flag named after its key
+    (`max_length` -> `--max-length`); with a `section`, the settings are `section.key`."""
+    prefix = f"{section}." if section else ""
+    return {f"{prefix}{key}": (f"--{key.replace('_', '-')}", value) for key, value in values.items()}
+
+
+@dataclass(frozen=True)
+class SettingsOptions:
+    """How a command's settings arrive besides its own flags: --config, --set, the typed flags that several
+    commands share (`flags`: {key: (flag, value or None when not typed)}, e.g. --seed); and --print-config."""
+
+    config: Path | None
+    sets: list[str]
+    print_config: bool
+    flags: dict[str, tuple[str, Any]] = field(default_factory=dict)
+
+    def printed(self, cfg: BaseModel | dict[str, Any]) -> bool:
+        """With --print-config, print `cfg` as YAML and say so (the command then returns before any work)."""
+        if self.print_config:
+            from distillkit.settings import to_yaml
+
+            typer.echo(to_yaml(cfg), nl=False)
+        return self.print_config
+
+    def begin(self, cfg: Any, out: Path | None = None) -> str | None:
+        """Unless --print-config printed `cfg` (None then, and nothing is touched): the device `cfg.device` names,
+        checked, once the folder `out` (when given) exists."""
+        if self.printed(cfg):
+            return None
+        from distillkit.devices import resolve_device
+        from distillkit.runs import make_dir
+
+        device = str(resolve_device(cfg.device))
+        if out is not None:
+            make_dir(out)
+        return device
+
+
+def option_groups(**groups: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Let a command take a group of shared typer options as one value.
+
+    Each keyword names one of the command's parameters and gives its group: a function whose own parameters are
+    typer options. Typer sees the group's options in that parameter's place (same order, names, defaults and
+    help); when the command runs, the group is called with their values and its result is the parameter. A
+    command whose group parameter follows options with defaults declares its parameters keyword-only (`*,`).
+    """
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature, members = _spliced_signature(command, groups)
+
+        @functools.wraps(command)
+        def with_groups(**values: Any) -> Any:
+            for name, group in groups.items():
+                values[name] = group(**{key: values.pop(key) for key in members[name]})
+            return command(**values)
+
+        with_groups.__signature__ = signature  # type: ignore[attr-defined]
+        with_groups.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+        return with_groups
+
+    return decorate
+
+
+def _spliced_signature(
+    command: Callable[..., Any], groups: dict[str, Callable[..., Any]]
+) -> tuple[inspect.Signature, dict[str, list[str]]]:
+    """`command`'s signature with each group parameter replaced by its group's options (all keyword-only, as
+    typer passes them), and the names of each group's options."""
+    signature = inspect.signature(command, eval_str=True)
+    if missing := set(groups) - set(signature.parameters):
+        raise TypeError(f"{command.__name__} has no parameter {', '.join(sorted(missing))} for an option group")
+    members: dict[str, list[str]] = {}
+    params: list[inspect.Parameter] = []
+    for param in signature.parameters.values():
+        own = [param]
+        if param.name in groups:
+            own = list(inspect.signature(groups[param.name], eval_str=True).parameters.values())
+            members[param.name] = [p.name for p in own]
+        params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+    if len({p.name for p in params}) != len(params):
+        raise TypeError(f"{command.__name__}: an option group repeats the name of another parameter")
+    return signature.replace(parameters=params), members
 
 
 def entry(app: typer.Typer) -> Callable[[], None]:

@@ -9,17 +9,18 @@ flag and a `--set` of the same key that disagree are refused. `--print-config` p
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import BaseModel
 
-from distillkit.devices import DEVICE_HELP, resolve_device
+from distillkit.cli.common import SettingsOptions, option_groups, typed_flags
+from distillkit.devices import DEVICE_HELP
 from distillkit.distributed import is_main
 from distillkit.errors import UserError
 from distillkit.overrides import set_dotted
-from distillkit.runs import check_out_file, make_dir
+from distillkit.runs import check_out_file
 from distillkit.settings import (
     Flags,
     choose_preset,
@@ -28,9 +29,14 @@ from distillkit.settings import (
     require_dotted,
     resolve,
     resolve_with_preset,
-    to_yaml,
     validate,
 )
+
+if TYPE_CHECKING:
+    from distillkit.data.images import ImageData
+    from distillkit.image.experts import ExpertConfig
+    from distillkit.image.jobs import ExpertJob, TeacherJob
+    from distillkit.image.teacher import TeacherConfig
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -78,123 +84,101 @@ def parse_sets(sets: list[str], config: Path | None = None) -> dict[str, Any]:
     return layered(None, config, sets)
 
 
-def printed(cfg: BaseModel, print_config: bool) -> bool:
-    """With --print-config, print `cfg` as YAML and say so (the command then returns before any work)."""
-    if print_config:
-        typer.echo(to_yaml(cfg), nl=False)
-    return print_config
-
-
-def _data_flags(
-    dataset: str | None,
-    data_root: Path | None,
-    size: int | None,
-    channels: int | None,
-    zca: bool | None,
-    download: bool | None,
-) -> Flags:
-    """The shared data flags as {dotted key: (flag, value or None when not typed)}."""
-    return {
-        "data.dataset": ("--dataset", dataset),
-        "data.root": ("--data-root", str(data_root) if data_root is not None else None),
-        "data.size": ("--size", size),
-        "data.channels": ("--channels", channels),
-        "data.zca": ("--zca", zca),
-        "data.download": ("--download", download),
-    }
-
-
-@app.command()
-def run(
+def data_options(
     dataset: str | None = DATASET,
-    ipc: int | None = typer.Option(None, min=1, help="Images per class (default: 10)."),
-    preset: str | None = PRESET,
-    out: Path = typer.Option(Path("runs/image"), help="Run directory (resumed when it exists)."),
     data_root: Path | None = DATA_ROOT,
     size: int | None = SIZE,
     channels: int | None = CHANNELS,
     zca: bool | None = ZCA,
     download: bool | None = DOWNLOAD,
+) -> Flags:
+    """The data options every command that loads a dataset takes, as {dotted key: (flag, value or None)}."""
+    root = {"data.root": ("--data-root", str(data_root) if data_root is not None else None)}
+    return typed_flags("data", dataset=dataset, size=size, channels=channels, zca=zca, download=download) | root
+
+
+def settings_options(set_example: str) -> Callable[..., SettingsOptions]:
+    """The options every command ends with: --seed, --device and where else its settings come from (`set_example`
+    is the --set its help shows)."""
+
+    def options(
+        seed: int | None = SEED_FLAG,
+        device: str | None = DEVICE_FLAG,
+        set_: list[str] = sets_option(set_example),
+        config: Path | None = CONFIG,
+        print_config: bool = PRINT_CONFIG,
+    ) -> SettingsOptions:
+        return SettingsOptions(config, set_, print_config, typed_flags(seed=seed, device=device))
+
+    return options
+
+
+@app.command()
+@option_groups(data=data_options, settings=settings_options("apm.alpha_ce=0.2"))
+def run(
+    *,
+    data: Flags,
+    ipc: int | None = typer.Option(None, min=1, help="Images per class (default: 10)."),
+    preset: str | None = PRESET,
+    out: Path = typer.Option(Path("runs/image"), help="Run directory (resumed when it exists)."),
     arch: str | None = typer.Option(None, help="Teacher/student architecture (default ConvNet)."),
     teachers: Path | None = TEACHERS,
     segment_size: int | None = typer.Option(None, min=1, help="APM segment size (the memory knob)."),
     iterations: int | None = typer.Option(None, min=1, help="APM image updates T."),
-    seed: int | None = SEED_FLAG,
-    device: str | None = DEVICE_FLAG,
-    set_: list[str] = sets_option("apm.alpha_ce=0.2"),
-    config: Path | None = CONFIG,
-    print_config: bool = PRINT_CONFIG,
+    settings: SettingsOptions,
 ) -> None:
     """Teacher -> APM -> evaluation beside a random real subset and the full data, in one run directory."""
     from distillkit.image.pipeline import make_config, results_table, run_image
 
     flags = {
-        **_data_flags(dataset, data_root, size, channels, zca, download),
-        "apm.ipc": ("--ipc", ipc),
-        "apm.segment_size": ("--segment-size", segment_size),
-        "apm.iterations": ("--iterations", iterations),
+        **data,
+        **typed_flags("apm", ipc=ipc, segment_size=segment_size, iterations=iterations),
         "teacher.arch": ("--arch", arch),
-        "seed": ("--seed", seed),
-        "device": ("--device", device),
+        **settings.flags,
     }
-    cfg = resolve_with_preset(make_config, preset, config, set_, flags)
-    if printed(cfg, print_config):
+    cfg = resolve_with_preset(make_config, preset, settings.config, settings.sets, flags)
+    if settings.begin(cfg, out) is None:
         return
-    resolve_device(cfg.device)
-    make_dir(out)
     metrics = run_image(cfg, out, teachers)
     typer.echo(results_table(metrics))
     typer.echo(f"run directory: {out}")
 
 
 @app.command()
+@option_groups(data=data_options, settings=settings_options("teacher.lr=0.05"))
 def teacher(
-    dataset: str | None = DATASET,
+    *,
+    data: Flags,
     out: Path = typer.Option(Path("runs/teachers"), help="Folder for teacher_i.safetensors and pool.json."),
     num_teachers: int | None = typer.Option(None, help="Pool size N (default: 1)."),
     epochs: int | None = typer.Option(None, help="Epochs per teacher (default and spec: 100)."),
     arch: str | None = typer.Option(None, help="Network (default: convnet)."),
     width: int | None = WIDTH,
-    data_root: Path | None = DATA_ROOT,
-    size: int | None = SIZE,
-    channels: int | None = CHANNELS,
-    zca: bool | None = ZCA,
-    download: bool | None = DOWNLOAD,
-    seed: int | None = SEED_FLAG,
-    device: str | None = DEVICE_FLAG,
-    set_: list[str] = sets_option("teacher.lr=0.05"),
-    config: Path | None = CONFIG,
-    print_config: bool = PRINT_CONFIG,
+    settings: SettingsOptions,
 ) -> None:
     """Train a pool of N teachers, each kept at its best validation epoch."""
     from distillkit.image.jobs import TeacherJob
     from distillkit.image.teacher import train_pool
 
     flags = {
-        **_data_flags(dataset, data_root, size, channels, zca, download),
-        "teacher.num_teachers": ("--num-teachers", num_teachers),
-        "teacher.epochs": ("--epochs", epochs),
-        "teacher.arch": ("--arch", arch),
+        **data,
+        **typed_flags("teacher", num_teachers=num_teachers, epochs=epochs, arch=arch),
         "teacher.net_options.width": ("--width", width),
-        "seed": ("--seed", seed),
-        "device": ("--device", device),
+        **settings.flags,
     }
-    job = resolve(TeacherJob, None, config, set_, flags)
-    job.teacher.seed = job.seed
-    if printed(job, print_config):
+    job = resolve(TeacherJob, None, settings.config, settings.sets, flags)
+    manifest = _train_networks(job, job.teacher, train_pool, out, settings)
+    if manifest is None:
         return
-    dev = str(resolve_device(job.device))
-    make_dir(out)
-    manifest = train_pool(job.data.load(job.seed), job.teacher, out, dev)
-    if not is_main():
-        return  # under torchrun rank 0 prints the pool
     for t in json.loads(manifest.read_text())["teachers"]:
         typer.echo(f"{t['file']}: validation {t['val_acc']:.2f} %, test {t['test_acc']:.2f} %")
 
 
 @app.command()
+@option_groups(data=data_options, settings=settings_options("experts.batch_size=128"))
 def experts(
-    dataset: str | None = DATASET,
+    *,
+    data: Flags,
     out: Path = typer.Option(Path("runs/experts"), help="Folder for expert_i.safetensors and experts.json."),
     num_experts: int | None = typer.Option(None, help="Number of expert trajectories (default: 10; MTT: 100)."),
     epochs: int | None = typer.Option(
@@ -203,65 +187,59 @@ def experts(
     lr: float | None = typer.Option(None, help="Constant SGD learning rate, no momentum (default and MTT: 0.01)."),
     arch: str | None = typer.Option(None, help="Network (default: convnet)."),
     width: int | None = WIDTH,
-    data_root: Path | None = DATA_ROOT,
-    size: int | None = SIZE,
-    channels: int | None = CHANNELS,
-    zca: bool | None = ZCA,
-    download: bool | None = DOWNLOAD,
-    seed: int | None = SEED_FLAG,
-    device: str | None = DEVICE_FLAG,
-    set_: list[str] = sets_option("experts.batch_size=128"),
-    config: Path | None = CONFIG,
-    print_config: bool = PRINT_CONFIG,
+    settings: SettingsOptions,
 ) -> None:
     """Train expert trajectories for the MTT/TESLA baselines; finished experts are kept when re-run."""
     from distillkit.image.experts import train_experts
     from distillkit.image.jobs import EXPERT_DEFAULTS, ExpertJob
 
     flags = {
-        **_data_flags(dataset, data_root, size, channels, zca, download),
-        "experts.num_experts": ("--num-experts", num_experts),
-        "experts.epochs": ("--epochs", epochs),
-        "experts.lr": ("--lr", lr),
-        "experts.arch": ("--arch", arch),
+        **data,
+        **typed_flags("experts", num_experts=num_experts, epochs=epochs, lr=lr, arch=arch),
         "experts.net_options.width": ("--width", width),
-        "seed": ("--seed", seed),
-        "device": ("--device", device),
+        **settings.flags,
     }
-    job = resolve(ExpertJob, EXPERT_DEFAULTS, config, set_, flags)
-    job.experts.seed = job.seed
-    if printed(job, print_config):
+    job = resolve(ExpertJob, EXPERT_DEFAULTS, settings.config, settings.sets, flags)
+    manifest = _train_networks(job, job.experts, train_experts, out, settings)
+    if manifest is None:
         return
-    dev = str(resolve_device(job.device))
-    make_dir(out)
-    manifest = train_experts(job.data.load(job.seed), job.experts, out, dev)
-    if not is_main():
-        return  # under torchrun rank 0 prints the pool
     for e in json.loads(manifest.read_text())["experts"]:
         typer.echo(f"{e['file']}: validation {e['val_acc']:.2f} % after {job.experts.epochs} epochs")
     typer.echo(f"experts: {manifest}")
+
+
+def _train_networks(
+    job: TeacherJob | ExpertJob,
+    part: TeacherConfig | ExpertConfig,
+    train: Callable[[ImageData, Any, Path, str], Path],
+    out: Path,
+    settings: SettingsOptions,
+) -> Path | None:
+    """Train the networks a teacher or experts job describes (`part` of it, seeded by the job) into `out`.
+
+    The manifest the training wrote, on rank 0; None on the other torchrun processes and after --print-config.
+    """
+    part.seed = job.seed
+    device = settings.begin(job, out)
+    if device is None:
+        return None
+    manifest = train(job.data.load(job.seed), part, out, device)
+    return manifest if is_main() else None  # under torchrun rank 0 prints the pool
 
 
 APM_KEYS = ("ipc", "iterations", "segment_size", "discrepancy", "alpha_ce", "lr_img", "lr_net", "student_epochs")
 
 
 @app.command("distill")
+@option_groups(data=data_options, settings=settings_options("apm.segment_size=50 --set apm.discrepancy=kl"))
 def distill_cmd(
+    *,
     teachers: Path = typer.Option(..., help="Teacher pool folder (from `distill image teacher`)."),
-    dataset: str | None = DATASET,
+    data: Flags,
     ipc: int | None = typer.Option(None, min=1, help="Images per class (default: 10)."),
     preset: str | None = PRESET,
     out: Path = typer.Option(Path("runs/apm"), help="Run directory (resumed when it exists)."),
-    data_root: Path | None = DATA_ROOT,
-    size: int | None = SIZE,
-    channels: int | None = CHANNELS,
-    zca: bool | None = ZCA,
-    download: bool | None = DOWNLOAD,
-    seed: int | None = SEED_FLAG,
-    device: str | None = DEVICE_FLAG,
-    set_: list[str] = sets_option("apm.segment_size=50 --set apm.discrepancy=kl"),
-    config: Path | None = CONFIG,
-    print_config: bool = PRINT_CONFIG,
+    settings: SettingsOptions,
     groups: int | None = typer.Option(
         None,
         min=1,
@@ -280,23 +258,21 @@ def distill_cmd(
     from distillkit.plots import image_grid
     from distillkit.runs import prepare_run_dir
 
-    require_dotted(set_, {k: "apm" for k in APMConfig.model_fields if k != "seed"})
+    require_dotted(settings.sets, {k: "apm" for k in APMConfig.model_fields if k != "seed"})
     flags = {
-        **_data_flags(dataset, data_root, size, channels, zca, download),
+        **data,
         "apm.ipc": ("--ipc", ipc),
-        "seed": ("--seed", seed),
-        "device": ("--device", device),
+        **settings.flags,
         "teachers": ("--teachers", str(teachers)),
-        "groups": ("--groups", groups),
-        "group_split": ("--group-split", group_split),
+        **typed_flags(groups=groups, group_split=group_split),
     }
-    settings = layered(None, config, set_, flags)
-    preset = choose_preset(preset, settings)
-    job = validate(DistillJob, merge_settings(distill_preset(preset, settings), settings), flags)
+    given = layered(None, settings.config, settings.sets, flags)
+    preset = choose_preset(preset, given)
+    job = validate(DistillJob, merge_settings(distill_preset(preset, given), given), flags)
     job.apm.seed = job.seed
-    if printed(job, print_config):
+    dev = settings.begin(job)
+    if dev is None:
         return
-    dev = str(resolve_device(job.device))
     cfg, data_cfg = job.apm, job.data
     if not teachers.is_dir():
         raise UserError(f"--teachers {teachers} is not a folder; pass a teacher pool from `distill image teacher`")
@@ -356,7 +332,9 @@ def merge(
 
 
 @app.command("eval")
+@option_groups(settings=settings_options("eval.batch_size=128"))
 def eval_cmd(
+    *,
     distilled: Path = typer.Argument(..., help="A distilled-set file (distilled.safetensors)."),
     arch: str | None = typer.Option(None, help="Architecture of the fresh networks (default: convnet)."),
     width: int | None = WIDTH,
@@ -370,12 +348,8 @@ def eval_cmd(
     ),
     teachers: Path | None = typer.Option(None, help="Teacher pool, to soft-label the random subset."),
     data_root: Path | None = DATA_ROOT,
-    seed: int | None = SEED_FLAG,
-    device: str | None = DEVICE_FLAG,
     out: Path | None = typer.Option(None, help="Write the results as JSON here."),
-    set_: list[str] = sets_option("eval.batch_size=128"),
-    config: Path | None = CONFIG,
-    print_config: bool = PRINT_CONFIG,
+    settings: SettingsOptions,
 ) -> None:
     """Train R fresh networks on a distilled set (and a random real subset); report test accuracy."""
     from distillkit.data.config import DataConfig
@@ -387,23 +361,17 @@ def eval_cmd(
     from distillkit.runs import write_json
 
     flags = {
-        "eval.arch": ("--arch", arch),
+        **typed_flags("eval", arch=arch, runs=runs, epochs=epochs, lr=lr, label_mode=label_mode, loss=loss),
         "eval.net_options.width": ("--width", width),
-        "eval.runs": ("--runs", runs),
-        "eval.epochs": ("--epochs", epochs),
-        "eval.lr": ("--lr", lr),
-        "eval.label_mode": ("--label-mode", label_mode),
-        "eval.loss": ("--loss", loss),
-        "baselines": ("--baselines", baselines),
-        "seed": ("--seed", seed),
-        "device": ("--device", device),
+        **typed_flags(baselines=baselines),
+        **settings.flags,
     }
-    job = resolve(EvalJob, None, config, set_, flags)
+    job = resolve(EvalJob, None, settings.config, settings.sets, flags)
     cfg, seed = job.eval, job.seed
     cfg.seed = seed
-    if printed(job, print_config):
+    dev = settings.begin(job)
+    if dev is None:
         return
-    dev = str(resolve_device(job.device))
     if out is not None:
         check_out_file(out)
     _check_set_files([distilled])
@@ -444,20 +412,17 @@ def _csv(value: str | None, cast=str) -> list | None:
 
 
 @app.command()
+@option_groups(data=data_options, settings=settings_options("mtt.syn_steps=30"))
 def compare(
+    *,
     methods: str | None = typer.Option(
         None,
         help="Comma-separated: apm, mtt, tesla, dm, herding, kcenter, random (default: apm,mtt,dm,herding,random).",
     ),
-    dataset: str | None = DATASET,
+    data: Flags,
     ipc: str | None = typer.Option(None, help="Comma-separated images-per-class values, e.g. 1,10,50 (default: 1,10)."),
     preset: str | None = PRESET,
     out: Path = typer.Option(Path("runs/compare"), help="Run directory (resumed when it exists)."),
-    data_root: Path | None = DATA_ROOT,
-    size: int | None = SIZE,
-    channels: int | None = CHANNELS,
-    zca: bool | None = ZCA,
-    download: bool | None = DOWNLOAD,
     arch: str | None = typer.Option(None, help="Distillation and main evaluation network (default ConvNet)."),
     cross_arch: str | None = typer.Option(
         None, help="Also evaluate on these networks, e.g. resnet18,vgg11,alexnet,vit (default: none)."
@@ -467,30 +432,23 @@ def compare(
     ),
     teachers: Path | None = TEACHERS,
     experts: Path | None = EXPERTS,
-    seed: int | None = SEED_FLAG,
-    device: str | None = DEVICE_FLAG,
-    set_: list[str] = sets_option("mtt.syn_steps=30"),
-    config: Path | None = CONFIG,
-    print_config: bool = PRINT_CONFIG,
+    settings: SettingsOptions,
 ) -> None:
     """Several methods, one teacher pool, one evaluator: a table (markdown, CSV) and plots."""
     from distillkit.image.compare import make_compare_config, run_compare
 
     flags = {
-        **_data_flags(dataset, data_root, size, channels, zca, download),
+        **data,
         "methods": ("--methods", _csv(methods)),
         "ipcs": ("--ipc", _csv(ipc, int)),
         "label_modes": ("--labels", _csv(labels)),
         "cross_archs": ("--cross-arch", _csv(cross_arch)),
         "teacher.arch": ("--arch", arch),
-        "seed": ("--seed", seed),
-        "device": ("--device", device),
+        **settings.flags,
     }
-    cfg = resolve_with_preset(make_compare_config, preset, config, set_, flags)
-    if printed(cfg, print_config):
+    cfg = resolve_with_preset(make_compare_config, preset, settings.config, settings.sets, flags)
+    if settings.begin(cfg, out) is None:
         return
-    resolve_device(cfg.device)
-    make_dir(out)
     if run_compare(cfg, out, teachers, experts) is None:
         return  # another torchrun process than rank 0: rank 0 prints the tables
     typer.echo((out / "results.md").read_text())
@@ -498,25 +456,18 @@ def compare(
 
 
 @app.command()
+@option_groups(data=data_options, settings=settings_options("apm.iterations=300"))
 def tune(
+    *,
     method: str = typer.Option("apm", help="apm, dm or mtt: whose knobs to search."),
-    dataset: str | None = DATASET,
+    data: Flags,
     ipc: int = typer.Option(10, min=1, help="Images per class the settings are chosen for."),
     trials: int = typer.Option(20, help="Trials in all (finished ones are kept when the search is resumed)."),
     preset: str | None = PRESET,
     out: Path = typer.Option(Path("runs/tune"), help="Search folder: study.db, trials/, preset.yaml, tune.json."),
-    data_root: Path | None = DATA_ROOT,
-    size: int | None = SIZE,
-    channels: int | None = CHANNELS,
-    zca: bool | None = ZCA,
-    download: bool | None = DOWNLOAD,
     teachers: Path | None = TEACHERS,
     experts: Path | None = EXPERTS,
-    seed: int | None = SEED_FLAG,
-    device: str | None = DEVICE_FLAG,
-    set_: list[str] = sets_option("apm.iterations=300"),
-    config: Path | None = CONFIG,
-    print_config: bool = PRINT_CONFIG,
+    settings: SettingsOptions,
 ) -> None:
     """Choose a method's knobs on the validation split (Optuna, resumable); writes OUT/preset.yaml."""
     from distillkit.image.compare import make_compare_config
@@ -524,20 +475,14 @@ def tune(
 
     if trials < 1:
         raise UserError(f"--trials must be at least 1, not {trials}")
-    flags = {
-        **_data_flags(dataset, data_root, size, channels, zca, download),
-        "seed": ("--seed", seed),
-        "device": ("--device", device),
-    }
-    settings = layered(None, config, set_, flags)
-    preset = choose_preset(preset, settings)
-    set_dotted(settings, "full.runs", 0)  # the search never trains on the full data
-    set_dotted(settings, "ipcs", [ipc])  # the IPC searched (and the Table A9 row of a paper preset)
-    cfg = make_compare_config(preset, settings)
-    if printed(cfg, print_config):
+    flags = {**data, **settings.flags}
+    given = layered(None, settings.config, settings.sets, flags)
+    preset = choose_preset(preset, given)
+    set_dotted(given, "full.runs", 0)  # the search never trains on the full data
+    set_dotted(given, "ipcs", [ipc])  # the IPC searched (and the Table A9 row of a paper preset)
+    cfg = make_compare_config(preset, given)
+    if settings.begin(cfg, out) is None:
         return
-    resolve_device(cfg.device)
-    make_dir(out)
     summary = run_tune(cfg, method, ipc, trials, out, teachers, experts)
     best = summary["best"]
     typer.echo(f"best of {len(summary['trials'])} trials: validation {best['val_acc']:.2f} % with {best['params']}")

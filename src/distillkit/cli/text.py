@@ -7,16 +7,17 @@ the resolved settings (YAML) and exits before any data or output folder is touch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import BaseModel
 
+from distillkit.cli.common import SettingsOptions, option_groups, typed_flags
 from distillkit.devices import DEVICE_HELP, resolve_device
 from distillkit.errors import UserError
 from distillkit.runs import check_out_file, make_dir
-from distillkit.settings import resolve, to_yaml
+from distillkit.settings import resolve
 
 app = typer.Typer(no_args_is_help=True, help="DiLM: distil a text classification set into a generator LM.")
 
@@ -37,18 +38,22 @@ def sets_option(example: str) -> Any:
     return typer.Option([], "--set", help=f"Any setting as section.key=value, e.g. --set {example}. {ORDER}")
 
 
-def _printed(cfg: BaseModel, print_config: bool) -> bool:
-    if print_config:
-        typer.echo(to_yaml(cfg), nl=False)
-    return print_config
+def settings_options(set_example: str) -> Callable[..., SettingsOptions]:
+    """The options every command ends with: where else its settings come from (`set_example` is the --set its
+    help shows)."""
 
+    def options(
+        config: Path = CONFIG, set_: list[str] = sets_option(set_example), print_config: bool = PRINT_CONFIG
+    ) -> SettingsOptions:
+        return SettingsOptions(config, set_, print_config)
 
-def _flags(**values: Any) -> dict[str, tuple[str, Any]]:
-    return {key: (f"--{key.replace('_', '-')}", value) for key, value in values.items()}
+    return options
 
 
 @app.command()
+@option_groups(settings=settings_options("gm.outer_loops=50"))
 def run(
+    *,
     dataset: str = typer.Option(None, help="fine_foods (default), sst2, qqp, mnli, or a .csv/.tsv/.jsonl file."),
     dpc: list[int] = typer.Option([], min=1, help="Data per class; repeat for several (e.g. --dpc 5 --dpc 10)."),
     preset: str = typer.Option(
@@ -65,9 +70,7 @@ def run(
     generator: str = GENERATOR,
     learner: str = LEARNER,
     device: str = DEVICE,
-    config: Path = CONFIG,
-    set_: list[str] = sets_option("gm.outer_loops=50"),
-    print_config: bool = PRINT_CONFIG,
+    settings: SettingsOptions,
     quiet: bool = QUIET,
 ) -> None:
     """Train the generator (stage 1 + gradient matching), build sets, run baselines, evaluate, plot."""
@@ -77,7 +80,7 @@ def run(
     path = data_path
     if data_path is None and dataset and Path(dataset).suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
         path = Path(dataset)
-    flags = _flags(
+    flags = typed_flags(
         dataset=dataset,
         dpcs=dpc or None,
         seed=seed,
@@ -89,11 +92,9 @@ def run(
         device=device,
     )
     flags.update(dpcs=("--dpc", dpc or None), text_columns=("--text-column", text_column or None))
-    cfg = resolve_text_config(preset, config, set_, flags)
-    if _printed(cfg, print_config):
+    cfg = resolve_text_config(preset, settings.config, settings.sets, flags)
+    if settings.begin(cfg, out) is None:
         return
-    resolve_device(cfg.device)
-    make_dir(out)
     metrics = run_dilm(cfg, out, progress=not quiet)
     if metrics is None:
         return  # another torchrun process than rank 0: rank 0 prints the table
@@ -102,7 +103,9 @@ def run(
 
 
 @app.command()
+@option_groups(settings=settings_options("gm.outer_loops=8"))
 def tune(
+    *,
     dataset: str = typer.Option(None, help="fine_foods (default), sst2, qqp, mnli, or a .csv/.tsv/.jsonl file."),
     dpc: int = typer.Option(10, min=1, help="Data per class the stage-2 settings are chosen for."),
     trials: int = typer.Option(12, min=1, help="Trials in all (finished ones are kept when the search is resumed)."),
@@ -112,9 +115,7 @@ def tune(
     generator: str = GENERATOR,
     learner: str = LEARNER,
     device: str = DEVICE,
-    config: Path = CONFIG,
-    set_: list[str] = sets_option("gm.outer_loops=8"),
-    print_config: bool = PRINT_CONFIG,
+    settings: SettingsOptions,
     quiet: bool = QUIET,
 ) -> None:
     """Choose stage 2's generator lr, length and class-token multiplier on the validation split (Optuna,
@@ -122,14 +123,12 @@ def tune(
     from distillkit.text.api import resolve_text_config
     from distillkit.text.tune import tune as run_tune
 
-    flags = _flags(dataset=dataset, seed=seed, generator=generator, learner=learner, device=device)
+    flags = typed_flags(dataset=dataset, seed=seed, generator=generator, learner=learner, device=device)
     if dataset and Path(dataset).suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
         flags["data_path"] = ("--dataset", dataset)
-    cfg = resolve_text_config(preset, config, set_, flags)
-    if _printed(cfg, print_config):
+    cfg = resolve_text_config(preset, settings.config, settings.sets, flags)
+    if settings.begin(cfg, out) is None:
         return
-    resolve_device(cfg.device)
-    make_dir(out)
     summary = run_tune(cfg, dpc, trials, out, progress=not quiet)
     best = summary["best"]
     typer.echo(
@@ -140,7 +139,9 @@ def tune(
 
 
 @app.command()
+@option_groups(settings=settings_options("oversample=20"))
 def generate(
+    *,
     generator: Path = typer.Option(..., help="A saved generator folder (e.g. RUN/generator_dilm)."),
     dpc: int = typer.Option(None, min=1, help="Texts per class to keep (required, here or in --config)."),
     out: Path = typer.Option(..., help="Folder for texts.jsonl, hf/ and provenance.json."),
@@ -149,17 +150,15 @@ def generate(
     label_names: str = typer.Option(None, help="Comma-separated class names (default 0,1,...)."),
     seed: int = SEED,
     device: str = DEVICE,
-    config: Path = CONFIG,
-    set_: list[str] = sets_option("oversample=20"),
-    print_config: bool = PRINT_CONFIG,
+    settings: SettingsOptions,
 ) -> None:
     """Write a distilled set of any DPC from a trained generator (one generator serves every DPC)."""
     from distillkit.text.jobs import TextGenerateJob
 
     names = label_names.split(",") if label_names else None
-    flags = _flags(dpc=dpc, oversample=oversample, encoder=encoder, label_names=names, seed=seed, device=device)
-    job = resolve(TextGenerateJob, None, config, set_, flags)
-    if _printed(job, print_config):
+    flags = typed_flags(dpc=dpc, oversample=oversample, encoder=encoder, label_names=names, seed=seed, device=device)
+    job = resolve(TextGenerateJob, None, settings.config, settings.sets, flags)
+    if settings.printed(job):
         return
     if job.dpc is None:
         raise UserError("pass --dpc N (texts per class to keep)")
@@ -194,7 +193,9 @@ def generate(
 
 
 @app.command("eval")
+@option_groups(settings=settings_options("steps=200"))
 def eval_(
+    *,
     set_path: Path = typer.Option(..., help="A saved text set folder (texts.jsonl + provenance.json)."),
     dataset: str = typer.Option(None, help="The dataset whose test split scores the set (default: fine_foods)."),
     learner: str = typer.Option(None, help="Learner architecture to fine-tune (default: minilm)."),
@@ -209,15 +210,13 @@ def eval_(
     seed: int = SEED,
     device: str = DEVICE,
     out: Path = typer.Option(None, help="Write every run's scores and their mean ± std as JSON here."),
-    config: Path = CONFIG,
-    set_: list[str] = sets_option("steps=200"),
-    print_config: bool = PRINT_CONFIG,
+    settings: SettingsOptions,
 ) -> None:
     """Fine-tune fresh learners on a saved set and report test accuracy mean ± std (under torchrun the runs are
     shared over the processes)."""
     from distillkit.text.jobs import TextEvalJob
 
-    flags = _flags(
+    flags = typed_flags(
         dataset=dataset,
         learner=learner,
         runs=runs,
@@ -229,10 +228,10 @@ def eval_(
         seed=seed,
         device=device,
     )
-    job = resolve(TextEvalJob, None, config, set_, flags)
-    if _printed(job, print_config):
+    job = resolve(TextEvalJob, None, settings.config, settings.sets, flags)
+    dev = settings.begin(job)
+    if dev is None:
         return
-    dev = str(resolve_device(job.device))
     if out is not None:
         check_out_file(out)
     from distillkit.data.text import load_text_dataset, subsample
@@ -260,7 +259,9 @@ def eval_(
 
 
 @app.command()
+@option_groups(settings=settings_options("shots_per_class=4"))
 def icl(
+    *,
     set_path: Path = typer.Option(..., help="A saved text set folder whose texts become the demonstrations."),
     model: str = typer.Option(None, help="Causal LM: smollm2 (the default), a local folder, a .gguf file or a hub id."),
     dataset: str = typer.Option(None, help="The dataset whose test split is scored (default: fine_foods)."),
@@ -272,15 +273,13 @@ def icl(
     ),
     device: str = DEVICE,
     seed: int = SEED,
-    config: Path = CONFIG,
-    set_: list[str] = sets_option("shots_per_class=4"),
-    print_config: bool = PRINT_CONFIG,
+    settings: SettingsOptions,
 ) -> None:
     """In-context learning: k-shot prompts from a small set, label-word likelihood on a causal LM."""
     from distillkit.text.jobs import ICLJob
 
     words = label_words.split(",") if label_words else None
-    flags = _flags(
+    flags = typed_flags(
         model=model,
         dataset=dataset,
         shots_per_class=shots_per_class,
@@ -290,10 +289,10 @@ def icl(
         device=device,
         seed=seed,
     )
-    job = resolve(ICLJob, None, config, set_, flags)
-    if _printed(job, print_config):
+    job = resolve(ICLJob, None, settings.config, settings.sets, flags)
+    dev = settings.begin(job)
+    if dev is None:
         return
-    dev = str(resolve_device(job.device))
     from distillkit.data.text import load_text_dataset, subsample
     from distillkit.lm import load_local_lm
     from distillkit.text.icl import icl_evaluate

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from distillkit.cli.common import run_app
+from distillkit.cli.common import SettingsOptions, option_groups, run_app, typed_flags
 from distillkit.devices import DEVICE_HELP
 
 app = typer.Typer(help="DialogBench: LLMs as human-like dialogue systems.", no_args_is_help=True)
@@ -52,12 +54,41 @@ def _config_file(path: Path | None, derived: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in read_config_file(path).items() if k not in derived} if path else {}
 
 
-def _flags(values: dict[str, Any]) -> dict[str, tuple[str, Any]]:
-    """{setting: (its flag, the typed value or None)} for the settings resolver."""
-    return {key: (f"--{key.replace('_', '-')}", value) for key, value in values.items()}
-
-
 RETRIES_HELP = "tries after the first one per request (429, 5xx, timeouts, dropped connections)"
+
+
+@dataclass(frozen=True)
+class ServerSettingsOptions(SettingsOptions):
+    """The settings options of a command that talks to a server, with the --preset its settings start from."""
+
+    preset: str | None = None
+
+    def layered(self, command: str, file: dict[str, Any], flags: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+        """The unvalidated settings: the preset of `command` < the --config `file` < --set items < `flags`."""
+        from distillkit.dialogbench.presets import preset_settings
+        from distillkit.settings import layered
+
+        return layered(preset_settings(command, self.preset, file), None, self.sets, flags)
+
+
+def server_settings_options(set_example: str) -> Callable[..., ServerSettingsOptions]:
+    """The options a command that talks to a server ends with: --timeout, --max-retries, and where else its
+    settings come from (`set_example` is the --set its help shows)."""
+
+    def options(
+        timeout: float = typer.Option(None, "--timeout", help=TIMEOUT_HELP + " (default: 120)"),
+        max_retries: int = typer.Option(None, "--max-retries", help=RETRIES_HELP + " (default: 5)"),
+        preset: str = PRESET,
+        config: Path = CONFIG,
+        set_: list[str] = typer.Option(
+            [], "--set", help=f"Any setting as key=value, e.g. --set {set_example}. {ORDER}"
+        ),
+        print_config: bool = PRINT_CONFIG,
+    ) -> ServerSettingsOptions:
+        shared = typed_flags(timeout=timeout, max_retries=max_retries)
+        return ServerSettingsOptions(config, set_, print_config, shared, preset)
+
+    return options
 
 
 @app.command("tasks")
@@ -118,7 +149,9 @@ def export_cmd(
 
 
 @app.command("eval")
+@option_groups(sources=server_settings_options("max_length=4096"))
 def eval_cmd(
+    *,
     model: str = typer.Option(
         None, "--model", help="HF id, folder, .gguf file, 'smollm2', or a served model name (required)"
     ),
@@ -178,20 +211,14 @@ def eval_cmd(
     token_param: str = typer.Option(
         None, "--token-param", help="server: max_tokens (default) or max_completion_tokens (OpenAI reasoning models)"
     ),
-    timeout: float = typer.Option(None, "--timeout", help=TIMEOUT_HELP + " (default: 120)"),
-    max_retries: int = typer.Option(None, "--max-retries", help=RETRIES_HELP + " (default: 5)"),
-    preset: str = PRESET,
-    config: Path = CONFIG,
-    set_: list[str] = typer.Option([], "--set", help=f"Any setting as key=value, e.g. --set max_length=4096. {ORDER}"),
-    print_config: bool = PRINT_CONFIG,
+    sources: ServerSettingsOptions,
 ) -> None:
     """Evaluate one model; resumes from the run folder's items.jsonl if it exists."""
     from distillkit.devices import resolve_device
     from distillkit.dialogbench.evaluate import DERIVED, EvalSettings, evaluate
-    from distillkit.dialogbench.presets import preset_settings
     from distillkit.dialogbench.tasks import parse_tasks
     from distillkit.errors import UserError
-    from distillkit.settings import layered, to_yaml, validate
+    from distillkit.settings import validate
 
     values = {
         "model": model,
@@ -223,18 +250,15 @@ def eval_cmd(
         "system_prompt": system_prompt,
         "extra_body": _json_object(extra_body, "--extra-body"),
         "token_param": token_param,
-        "timeout": timeout,
-        "max_retries": max_retries,
     }
-    flags = _flags(values)
-    raw = layered(preset_settings("eval", preset, _config_file(config, DERIVED)), None, set_, flags)
+    flags = typed_flags(**values) | sources.flags
+    raw = sources.layered("eval", _config_file(sources.config, DERIVED), flags)
     if not raw.get("model"):
         raise UserError("pass --model NAME (an HF id, folder, .gguf file, 'smollm2' or a served model name)")
     raw.setdefault("backend", "openai" if raw.get("base_url") else "local")
     raw["tasks"] = [t.abbr for t in parse_tasks(raw.get("tasks") or None)]
     settings = validate(EvalSettings, raw, flags)
-    if print_config:
-        print(to_yaml(settings.saved()), end="")
+    if sources.printed(settings.saved()):
         return
     if settings.backend == "local":
         resolve_device(settings.device)
@@ -344,7 +368,9 @@ def prepare_model_cmd() -> None:
 
 
 @app.command("generate")
+@option_groups(sources=server_settings_options("temperature=0.7"))
 def generate_cmd(
+    *,
     llm: str = typer.Option(None, "--llm", help="generator model name as the server knows it (required)"),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (default $OPENAI_BASE_URL)"),
     tasks: str = typer.Option(None, "--tasks", help="comma-separated task abbreviations (default: all 12)"),
@@ -372,21 +398,15 @@ def generate_cmd(
     concurrency: int = typer.Option(None, "--concurrency", min=1, help="parallel requests (default: 8)"),
     max_requests: int = typer.Option(None, "--max-requests", help="stop after this many requests (this run)"),
     max_tokens: int = typer.Option(None, "--max-tokens", help="stop once this many tokens were used (this run)"),
-    timeout: float = typer.Option(None, "--timeout", help=TIMEOUT_HELP + " (default: 120)"),
-    max_retries: int = typer.Option(None, "--max-retries", help=RETRIES_HELP + " (default: 5)"),
-    preset: str = PRESET,
-    config: Path = CONFIG,
-    set_: list[str] = typer.Option([], "--set", help=f"Any setting as key=value, e.g. --set temperature=0.7. {ORDER}"),
-    print_config: bool = PRINT_CONFIG,
+    sources: ServerSettingsOptions,
 ) -> None:
     """Generate a new, bias-mitigated, filtered DialogBench with any OpenAI-compatible LLM (resumable)."""
     from pydantic import ValidationError
 
     from distillkit.dialogbench.generate.run import generate, resolve
     from distillkit.dialogbench.generate.settings import DERIVED, GenSettings
-    from distillkit.dialogbench.presets import preset_settings
     from distillkit.errors import UserError
-    from distillkit.settings import explain, layered, to_yaml
+    from distillkit.settings import explain
 
     values = {
         "llm": llm,
@@ -410,15 +430,13 @@ def generate_cmd(
         "concurrency": concurrency,
         "max_requests": max_requests,
         "max_tokens": max_tokens,
-        "timeout": timeout,
-        "max_retries": max_retries,
     }
-    flags = _flags(values)
+    flags = typed_flags(**values) | sources.flags
     flags.update(n_options=("--options", n_options), judge=("--no-judge", values["judge"]))
-    file = _config_file(config, DERIVED)
+    file = _config_file(sources.config, DERIVED)
     if "requested_per_task" in file:  # a run's config.json: the count asked for, rounded again below
         file["per_task"] = file.pop("requested_per_task")
-    raw = layered(preset_settings("generate", preset, file), None, set_, flags)
+    raw = sources.layered("generate", file, flags)
     if not raw.get("llm"):
         raise UserError("pass --llm NAME (the generator model as the server knows it)")
     per = raw.pop("per_task", 20)
@@ -436,8 +454,7 @@ def generate_cmd(
         )
     except ValidationError as e:
         raise UserError(explain(e, GenSettings, flags)) from None
-    if print_config:
-        print(to_yaml(s.saved()), end="")
+    if sources.printed(s.saved()):
         return
     if s.rounding_note:
         print(s.rounding_note)

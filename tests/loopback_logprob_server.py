@@ -13,11 +13,11 @@ server puts in front of the prompt as a first token, like Llama's "<s>").
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from distillkit.lm.loopback import JSONHandler, LoopbackServer
 
 # one scored prompt token: (its text, its log-probability or None, the top alternatives {text: logprob} or None)
 Token = tuple[str, float | None, dict[str, float] | None]
@@ -62,7 +62,7 @@ def word_scorer(prompt: str) -> list[Token]:
     return out
 
 
-class LogprobServer:
+class LogprobServer(LoopbackServer):
     """An OpenAI-compatible `/v1/completions` server on 127.0.0.1 (a free port) in a thread."""
 
     def __init__(
@@ -81,37 +81,23 @@ class LogprobServer:
         self.lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
+        class Handler(JSONHandler):
             def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 with outer.lock:
                     outer.bodies.append(body)
                     step = outer.script.pop(0) if outer.script else None
                 if step is not None:
-                    return self._send(step, {"error": {"message": f"injected {step}"}}, {"retry-after": "0"})
+                    return self.send_json(step, {"error": {"message": f"injected {step}"}}, {"retry-after": "0"})
                 if not self.path.endswith("/completions"):
-                    return self._send(404, {"detail": "Not Found"})
+                    return self.send_json(404, {"detail": "Not Found"})
                 if body.get("model") != outer.model:
-                    return self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}})
+                    missing = {"message": f"The model `{body.get('model')}` does not exist."}
+                    return self.send_json(404, {"error": missing})
                 code, answer = outer.answer(body)
-                self._send(code, answer)
+                self.send_json(code, answer)
 
-            def _send(self, code, obj, headers=None):
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        super().__init__(Handler)
 
     def answer(self, body: dict) -> tuple[int, dict]:
         """(HTTP status, JSON body) for one completions request."""
@@ -143,7 +129,3 @@ class LogprobServer:
             "choices": choices,
             "usage": usage,
         }
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from distillkit.dialogbench.evaluate import EvalSettings, evaluate
 from distillkit.dialogbench.lmeval_export import export_lm_eval
 from distillkit.lm import load_local_lm
+from distillkit.lm.loopback import JSONHandler, LoopbackServer
 from distillkit.lm.offline import tiny_llama_folder
 
 
@@ -64,28 +63,31 @@ class ScriptedChat:
             on_result(i, scripted_reply(conv))
 
 
-class ChatHandler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.seen.append(body["messages"])
-        self.server.settings.append((body["temperature"], body["max_tokens"]))
-        answer = {"role": "assistant", "content": scripted_reply(body["messages"])}
-        out = json.dumps(
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "model": body["model"],
-                "choices": [{"index": 0, "message": answer, "finish_reason": "stop"}],
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
+class ChatServer(LoopbackServer):
+    """A chat server answering like `scripted_reply`; it keeps the conversations and decoding settings it saw."""
 
-    def log_message(self, *args) -> None:
-        pass
+    def __init__(self) -> None:
+        self.seen: list[list[dict]] = []
+        self.settings: list[tuple[float, int]] = []
+        outer = self
+
+        class Handler(JSONHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.read_json()
+                outer.seen.append(body["messages"])
+                outer.settings.append((body["temperature"], body["max_tokens"]))
+                answer = {"role": "assistant", "content": scripted_reply(body["messages"])}
+                self.send_json(
+                    200,
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "model": body["model"],
+                        "choices": [{"index": 0, "message": answer, "finish_reason": "stop"}],
+                    },
+                )
+
+        super().__init__(Handler)
 
 
 def test_chat_export_through_local_chat_completions_scores_like_distillkit(tmp_path):
@@ -98,11 +100,9 @@ def test_chat_export_through_local_chat_completions_scores_like_distillkit(tmp_p
     files = export_lm_eval(tmp_path / "lme", data="sample", lang="en", mode="chat")
     assert len(files) == 26 and (tmp_path / "lme" / "dialogbench_chat_en.yaml").exists()
     tm = TaskManager(include_path=str(tmp_path / "lme"), include_defaults=False)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatHandler)
-    server.seen, server.settings = [], []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = ChatServer()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+        url = f"{server.url}/chat/completions"
         out = simple_evaluate(
             model="local-chat-completions",
             model_args={"model": "scripted", "base_url": url, "tokenizer_backend": None, "max_retries": 1},
@@ -112,8 +112,7 @@ def test_chat_export_through_local_chat_completions_scores_like_distillkit(tmp_p
             log_samples=False,
         )
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
     # the model saw the dialogue as real chat turns (DialogBenchChatTask), as `dialogbench eval --mode chat` sends it
     sample = load_sample()
     assert sorted(map(json.dumps, server.seen)) == sorted(json.dumps(chat_messages(i)) for i in sample)

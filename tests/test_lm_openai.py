@@ -10,18 +10,18 @@ import sys
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from distillkit.errors import UserError
 from distillkit.lm import GenerationConfig
+from distillkit.lm.loopback import JSONHandler, LoopbackServer
 from distillkit.lm.offline import tiny_llama_folder
 from distillkit.lm.openai_compat import OpenAICompatLM
 
 
-class ScriptedServer:
+class ScriptedServer(LoopbackServer):
     """A small OpenAI-compatible chat server that plays a script of failures before answering.
 
     `script` is a list consumed one entry per request: 'ok', 503, 429, 500, 'garbage', 'empty', 'slow', or
@@ -59,12 +59,9 @@ class ScriptedServer:
         self.auth_headers: list[str] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
+        class Handler(JSONHandler):
             def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 with outer.lock:
                     outer.requests += 1
                     outer.in_flight += 1
@@ -86,21 +83,21 @@ class ScriptedServer:
                         step = "ok"
                     if refused:
                         err = {"message": outer.reject[refused[0]], "type": "invalid_request_error"}
-                        self._send(400, {"error": err | ({"param": refused[0]} if outer.name_param else {})})
+                        self.send_json(400, {"error": err | ({"param": refused[0]} if outer.name_param else {})})
                     elif isinstance(step, tuple):
-                        self._send(step[0], {"error": {"message": step[1]}}, {"retry-after": "0"})
+                        self.send_json(step[0], {"error": {"message": step[1]}}, {"retry-after": "0"})
                     elif isinstance(step, int):
-                        self._send(step, {"error": {"message": f"injected {step}"}}, {"retry-after": "0"})
+                        self.send_json(step, {"error": {"message": f"injected {step}"}}, {"retry-after": "0"})
                     elif step == "garbage":
-                        self._raw(200, b"<html>definitely not json")
+                        self.send_bytes(200, b"<html>definitely not json")
                     elif step == "empty":
-                        self._send(200, {"id": "x", "object": "chat.completion", "choices": []})
+                        self.send_json(200, {"id": "x", "object": "chat.completion", "choices": []})
                     else:
                         text = outer.answer(body["messages"])
                         message = text if isinstance(text, dict) else {"content": text}
                         with outer.lock:
                             outer.ok += 1
-                        self._send(
+                        self.send_json(
                             200,
                             {
                                 "id": "cmpl-1",
@@ -121,33 +118,7 @@ class ScriptedServer:
                     with outer.lock:
                         outer.in_flight -= 1
 
-            def _send(self, code, obj, headers=None):
-                self._raw(code, json.dumps(obj).encode(), headers)
-
-            def _raw(self, code, data, headers=None):
-                try:
-                    self._write(code, data, headers)
-                except OSError:  # the client is gone (killed or timed out)
-                    pass
-
-            def _write(self, code, data, headers=None):
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler, port)
 
 
 def client(url, tmp_path, **kw):

@@ -15,7 +15,8 @@ import random
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from distillkit.lm.loopback import JSONHandler, LoopbackServer
 
 WORDS = (
     "apple river budget ticket coffee window garden meeting laptop violin ferry museum salary doctor "
@@ -28,7 +29,7 @@ THINK = '<think>Is it A? The answer is A. {"dialogue": []}</think>'
 GEN_STEPS = ("invalid", "missing_key", "short", "dup", "near_dup", "dup_options", "leak")
 
 
-class ReplayServer:
+class ReplayServer(LoopbackServer):
     """Serve /v1/chat/completions; `script` entries are consumed one per generation (or judge) request.
 
     Entries: an HTTP status (int), 'ok', or one of GEN_STEPS. `judge_wrong_every=k` makes the judge answer
@@ -58,19 +59,16 @@ class ReplayServer:
         self.last_dialogue: list[dict] | None = None
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
+        class Handler(JSONHandler):
             def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 if outer.delay:
                     time.sleep(outer.delay)
                 code, text = outer.respond(body)
                 if code != 200:
-                    self._send(code, {"error": {"message": f"injected {code}"}}, {"retry-after": "0"})
+                    self.send_json(code, {"error": {"message": f"injected {code}"}}, {"retry-after": "0"})
                     return
-                self._send(
+                self.send_json(
                     200,
                     {
                         "id": "r",
@@ -88,20 +86,7 @@ class ReplayServer:
                     },
                 )
 
-            def _send(self, code, obj, headers=None):
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(Handler)
 
     # ------------------------------------------------------------------ answers
     def respond(self, body: dict) -> tuple[int, str]:
@@ -166,7 +151,3 @@ class ReplayServer:
             obj.pop("dialogue")
         text = json.dumps(obj)
         return text[: len(text) // 2] if step == "invalid" else text
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()

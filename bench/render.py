@@ -446,6 +446,57 @@ def time_to_accuracy(d: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def batched_eval(d: dict) -> str:
+    """Evaluation runs trained together vs one after another: seconds, parameter and accuracy agreement."""
+    lines = [
+        "| ConvNet width | IPC | one after another (s) | together (s) | speed-up | parameter difference, together "
+        "vs one after another | the same, one thread vs two | test accuracy, one after another / together (%) "
+        "| largest accuracy gap (points) | twins predicting the same class (%) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in d["cells"]:
+        seq, bat = (" / ".join(f"{s:.1f}" for s in c["seconds"][m]) for m in ("sequential", "batched"))
+        one = c.get("one_thread_param_diff")
+        one_text = f"{one['max_rel_net']:.1e}" if one else "–"
+        acc = [sum(c[k]) / len(c[k]) for k in ("acc_sequential", "acc_batched")]
+        lines.append(
+            f"| {c['width']} | {c['ipc']} | {seq} | {bat} | **{c['speedup']:.2f}×** | "
+            f"{c['param_diff']['max_rel_net']:.1e} | {one_text} | "
+            f"{acc[0]:.2f} / {acc[1]:.2f} | {c['max_acc_diff']:.2f} | {min(c['same_prediction_pct']):.1f} |"
+        )
+    load, prov = d["load_average_5min"], d["provenance"]
+    lines += [
+        "",
+        f"{_dataset(d['dataset'])}, {d['runs']} runs per cell, {d['epochs']} epochs (hard labels, CE, DSA, batch 256), "
+        f"{d['repeats']} interleaved repeats per mode (seconds listed per repeat; speed-up = ratio of the medians); "
+        f"a parameter difference is ‖Δθ‖/‖θ‖ over all of a network's parameters after the last epoch, the largest "
+        f"over the runs. "
+        f"torch {prov['torch']}, {prov['cpu_threads']} threads on {d['cpu_count']} cores; 5-minute load average "
+        f"{load['before']} at the start, {load['after']} at the end; {prov['finished_at'][:10]}.",
+    ]
+    profiled = [c for c in d["cells"] if "op_ms" in c]
+    if profiled:
+        ops = profiled[0]["op_ms"]
+        names = list(dict.fromkeys(k for m in ops.values() for k in m if k != "total"))
+        lines += [
+            "",
+            f"Where the time goes at width {profiled[0]['width']}, IPC {profiled[0]['ipc']} (self CPU ms per "
+            "operator, torch profiler, one more training of each mode; operators missing from a mode's top list: –):",
+            "",
+            "| operator | one after another | together |",
+            "|---|---|---|",
+            *(
+                f"| {n} | {_ms(ops['sequential'].get(n))} | {_ms(ops['batched'].get(n))} |"
+                for n in [*names, "total"]
+            ),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _ms(x: float | None) -> str:
+    return "–" if x is None else f"{x:.0f}"
+
+
 def parallel_groups(d: dict) -> str:
     """One APM run against independently distilled groups merged to the same IPC (bench_parallel_groups)."""
     lines = [
@@ -730,6 +781,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "image-compare-mnist-drop": ("image_compare_mnist_quick.json", cross_arch_drop),
     "time-to-accuracy-mnist": ("time_to_accuracy_mnist_quick_ipc10.json", time_to_accuracy),
     "time-to-accuracy-mnist-x3": ("time_to_accuracy_mnist_x3_ipc10.json", time_to_accuracy),
+    "batched-eval": ("batched_eval.json", batched_eval),
     "parallel-groups": ("parallel_groups.json", parallel_groups),
     "compare-ranks": ("compare_ranks.json", compare_ranks),
     "soft-label-protocol-digits": ("soft_label_protocol_digits.json", soft_label_protocol),

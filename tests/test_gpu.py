@@ -198,6 +198,20 @@ def test_evaluator_on_device_matches_cpu_accuracy(digits, device):
     assert dev["train_fit"] >= cpu["train_fit"] - 10
 
 
+def test_batched_evaluation_runs_follow_their_sequential_twins_on_device(digits, device):
+    from test_batched_eval import NET, rel_diff, twins
+
+    from distillkit.image.evaluate import EvalConfig
+
+    cfg = EvalConfig(net_options=NET, runs=3, epochs=12, lr=0.05, batch_size=8, label_mode="hard", loss="ce")
+    for dtype, epochs, tolerance in ((torch.float64, 12, 1e-9), (torch.float32, 2, 1e-5)):
+        t = twins(digits, cfg.model_copy(update={"epochs": epochs}), dtype, str(device))
+        assert t[True][1] is True
+        for init, s, b in zip(t["init"], t[False][0], t[True][0], strict=True):
+            assert next(b.parameters()).device.type == device.type
+            assert rel_diff(init, s) > 1e-3 and rel_diff(s, b) < tolerance, (dtype, rel_diff(s, b))
+
+
 # ---- DiLM --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def text_train():

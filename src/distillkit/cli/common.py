@@ -68,7 +68,8 @@ def _on_signal(signum: int, _frame: Any) -> None:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    print(" ".join(message.split()), file=sys.stderr)
+    sys.stderr.write(" ".join(message.split()) + "\n")  # one write: lines of parallel ranks never interleave
+    sys.stderr.flush()
     raise SystemExit(code)
 
 

@@ -485,10 +485,7 @@ def batched_eval(d: dict) -> str:
             "",
             "| operator | one after another | together |",
             "|---|---|---|",
-            *(
-                f"| {n} | {_ms(ops['sequential'].get(n))} | {_ms(ops['batched'].get(n))} |"
-                for n in [*names, "total"]
-            ),
+            *(f"| {n} | {_ms(ops['sequential'].get(n))} | {_ms(ops['batched'].get(n))} |" for n in [*names, "total"]),
         ]
     return "\n".join(lines) + "\n"
 

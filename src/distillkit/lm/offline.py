@@ -50,25 +50,33 @@ def smollm2_tokenizer_dir() -> Path:
     return out
 
 
+def token_ids(tok) -> dict[str, int]:
+    """A tokenizer's vocabulary size and bos / eos ids, as Hugging Face config fields."""
+    return {"vocab_size": len(tok), "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}
+
+
+def tiny_dims(width: int) -> dict[str, int]:
+    """Sizes of the tiny random test transformers as Hugging Face config fields: 2 layers of `width` with 2 heads,
+    a feed-forward twice as wide, 256 positions."""
+    return {
+        "hidden_size": width,
+        "intermediate_size": 2 * width,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 256,
+    }
+
+
 def tiny_random_lm(name: str, seed: int = 0):
     """(model, tokenizer) of `tiny-gpt2` or `tiny-llama`: 2 layers of width 64, seeded, SmolLM2's tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig
 
     tok = AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir()))
-    ids = {"vocab_size": len(tok), "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}
+    ids = token_ids(tok)
     if name == "tiny-gpt2":
         cfg = GPT2Config(n_positions=256, n_embd=64, n_layer=2, n_head=2, **ids)
     elif name == "tiny-llama":
-        cfg = LlamaConfig(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=256,
-            tie_word_embeddings=True,
-            **ids,
-        )
+        cfg = LlamaConfig(**tiny_dims(64), num_key_value_heads=2, tie_word_embeddings=True, **ids)
     else:
         raise UserError(f"no tiny random model named {name!r}; choose one of {', '.join(TINY_RANDOM)}")
     with seeded(seed, "model_init"):

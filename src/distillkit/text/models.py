@@ -14,7 +14,7 @@ from pathlib import Path
 
 from distillkit.errors import UserError
 from distillkit.lm.hf import load_causal_lm, load_tokenizer
-from distillkit.lm.offline import package_dir
+from distillkit.lm.offline import package_dir, tiny_dims, token_ids
 from distillkit.seeding import seeded
 
 SCRATCH_GENERATOR = "scratch-gpt2"
@@ -58,15 +58,7 @@ def scratch_generator(texts: list[str] | None, seed: int = 0):
     if not texts:
         raise UserError(f"generator '{SCRATCH_GENERATOR}' needs training texts to fit its tokenizer")
     tok = train_bpe_tokenizer(texts)
-    cfg = GPT2Config(
-        vocab_size=len(tok),
-        n_positions=256,
-        n_embd=256,
-        n_layer=4,
-        n_head=4,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
+    cfg = GPT2Config(n_positions=256, n_embd=256, n_layer=4, n_head=4, **token_ids(tok))
     with seeded(seed, "model_init"):
         return AutoModelForCausalLM.from_config(cfg), tok
 
@@ -85,15 +77,7 @@ def load_encoder_classifier(name: str, num_labels: int, seed: int = 0):
 
     if name == "tiny-bert":
         tok = load_tokenizer(str(minilm_dir()))
-        cfg = BertConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=256,
-            num_labels=num_labels,
-        )
+        cfg = BertConfig(vocab_size=len(tok), **tiny_dims(32), num_labels=num_labels)
         with seeded(seed, "model_init"):
             return AutoModelForSequenceClassification.from_config(cfg), tok
     path = str(minilm_dir()) if name == "minilm" else name

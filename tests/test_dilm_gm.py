@@ -12,8 +12,9 @@ from sklearn.cluster import KMeans
 
 from distillkit.data.text import load_text_dataset, subsample
 from distillkit.seeding import derive_seed, seed32
+from distillkit.text.api import tiny_gm_config
 from distillkit.text.generator import Generator
-from distillkit.text.gm import GMConfig, GradientMatcher, build_representative_teacher, diverse_batches, matching_loss
+from distillkit.text.gm import GradientMatcher, build_representative_teacher, diverse_batches, matching_loss
 from distillkit.text.learner import Learner
 
 SEED = 5
@@ -31,19 +32,8 @@ def setup():
 
 
 def gm_config(**kw):
-    base = dict(
-        outer_loops=1,
-        inner_loops=2,
-        learner_steps=0,
-        syn_batch=4,
-        real_batch=4,
-        rt_sets=3,
-        dms_interval=1,
-        lr=1e-3,
-        learner_batch=8,
-        generator_dropout=False,
-    )
-    return GMConfig(**(base | kw))
+    base = dict(outer_loops=1, learner_steps=0, rt_sets=3, lr=1e-3, generator_dropout=False)
+    return tiny_gm_config(**(base | kw))
 
 
 def medoids_by_brute_force(x: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> set[int]:

@@ -17,11 +17,11 @@ from distillkit.cli.text import app
 from distillkit.data.text import load_text_dataset, subsample
 from distillkit.errors import UserError
 from distillkit.seeding import derive_seed, seed32
-from distillkit.text.api import build_config, tiny_overrides
+from distillkit.text.api import build_config, tiny_gm_config, tiny_overrides
 from distillkit.text.coreset import SelectionEncoder, select_per_class
 from distillkit.text.evaluate import evaluate_set
 from distillkit.text.generator import Generator
-from distillkit.text.gm import GMConfig, GradientMatcher
+from distillkit.text.gm import GradientMatcher
 from distillkit.text.learner import Learner
 from distillkit.text.pipeline import load_splits, run_dilm
 from distillkit.text.stage1 import Stage1Config, train_stage1
@@ -233,18 +233,7 @@ def _setup_gm(tmp_path):
     gen = Generator.create("tiny-gpt2", 2, 1, max_length=16, seed=0)
     learner = Learner.load("tiny-bert", 2, max_length=16, seed=0)
     emb = SelectionEncoder("tiny-bert", 16).embed(train.texts)
-    cfg = GMConfig(
-        outer_loops=2,
-        inner_loops=2,
-        learner_steps=1,
-        syn_batch=4,
-        real_batch=4,
-        rt_sets=2,
-        dms_interval=2,
-        lr=1e-3,
-        learner_batch=8,
-        checkpoint_every=1,
-    )
+    cfg = tiny_gm_config(outer_loops=2, dms_interval=2, lr=1e-3)
     return gen, learner, train, emb, cfg
 
 

@@ -279,24 +279,15 @@ def test_dilm_stage2_step_closed_form_equals_autograd_on_device(device):
 
 def test_dilm_stage2_loop_runs_on_device(text_train, device):
     """One outer loop of GradientMatcher (diverse batches, learner steps) with every tensor on the device."""
+    from distillkit.text.api import tiny_gm_config
     from distillkit.text.generator import Generator
-    from distillkit.text.gm import GMConfig, GradientMatcher
+    from distillkit.text.gm import GradientMatcher
     from distillkit.text.learner import Learner
 
     learner = Learner.load("tiny-bert", 2, max_length=24, seed=3, device=device)
     gen = Generator.create("tiny-gpt2", 2, 1, max_length=24, seed=1, device=device)
     emb = learner.features(text_train.texts).cpu().numpy()
-    cfg = GMConfig(
-        outer_loops=1,
-        inner_loops=2,
-        learner_steps=1,
-        syn_batch=2,
-        real_batch=2,
-        rt_sets=1,
-        dms_interval=1,
-        learner_batch=4,
-        generator_dropout=False,
-    )
+    cfg = tiny_gm_config(outer_loops=1, syn_batch=2, real_batch=2, rt_sets=1, learner_batch=4, generator_dropout=False)
     history = GradientMatcher(gen, learner, text_train, emb, cfg, seed=5).run(progress=False)
     assert len(history) == 2 and all(0 <= h["loss"] <= 2 for h in history)
 

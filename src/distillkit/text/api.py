@@ -9,6 +9,7 @@ from typing import Any
 from distillkit.overrides import apply_overrides as apply_dotted
 from distillkit.settings import Flags, choose_preset, layered, merge_settings
 from distillkit.text.config import DiLMConfig, config_from_dict, preset_settings
+from distillkit.text.gm import GMConfig
 
 
 def apply_overrides(cfg: DiLMConfig, overrides: list[str]) -> DiLMConfig:
@@ -45,6 +46,24 @@ def build_config(
     return resolve_text_config(preset, config_file, overrides, flags)
 
 
+TINY_GM = {
+    "inner_loops": 2,
+    "learner_steps": 1,
+    "syn_batch": 4,
+    "real_batch": 4,
+    "rt_sets": 2,
+    "dms_interval": 1,
+    "learner_batch": 8,
+    "checkpoint_every": 1,
+}
+"""Stage 2 (gradient matching) at toy sizes, for tests and benchmarks: batches of 4 texts, 2 inner loops."""
+
+
+def tiny_gm_config(**fields: Any) -> GMConfig:
+    """A GMConfig of `TINY_GM`'s toy sizes; `fields` set any field (the outer loops, among others)."""
+    return GMConfig(**(TINY_GM | fields))
+
+
 def tiny_overrides(stage1_steps: int, outer_loops: int, full_runs: int, methods: list[str]) -> list[str]:
     """`key=value` overrides that shrink the quick preset to a DiLM run of seconds, for tests and benchmarks: the
     random test models (tiny-gpt2 generator, tiny-bert learner), a few dozen texts, a few steps of every stage
@@ -64,14 +83,7 @@ def tiny_overrides(stage1_steps: int, outer_loops: int, full_runs: int, methods:
         "stage1.batch_size=8",
         "stage1.checkpoint_every=1",
         f"gm.outer_loops={outer_loops}",
-        "gm.inner_loops=2",
-        "gm.learner_steps=1",
-        "gm.syn_batch=4",
-        "gm.real_batch=4",
-        "gm.rt_sets=2",
-        "gm.dms_interval=1",
-        "gm.learner_batch=8",
-        "gm.checkpoint_every=1",
+        *(f"gm.{key}={value}" for key, value in TINY_GM.items()),
         "finetune.steps=3",
         "finetune.batch_size=8",
         "full_finetune.steps=3",

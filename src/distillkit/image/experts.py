@@ -7,21 +7,19 @@ An expert pool is a pool of trained networks (`image/pools.py`): `expert_i.safet
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import safetensors
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from distillkit.data.images import ImageData
 from distillkit.errors import UserError
-from distillkit.image.augment import DSA, DSA_STRATEGY
+from distillkit.image.augment import DSA_STRATEGY
 from distillkit.image.checkpoints import read_meta, write_safetensors
-from distillkit.image.pools import PoolFolder, PoolKind, data_signature, train_networks
-from distillkit.image.train import accuracy, train_net
-from distillkit.nets import build_net, canonical_arch
-from distillkit.seeding import generator, seeded
+from distillkit.image.pools import PoolFolder, PoolKind, PoolNetConfig, train_networks
+from distillkit.image.train import accuracy
+from distillkit.nets import build_net
 
 EXPERT_POOL = PoolKind(
     manifest="experts.json",
@@ -34,13 +32,9 @@ EXPERT_POOL = PoolKind(
 )
 
 
-class ExpertConfig(BaseModel):
+class ExpertConfig(PoolNetConfig):
     """How expert trajectories are trained (MTT's buffer.py: 100 experts, 50 epochs, SGD 0.01, no momentum)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    arch: str = "convnet"
-    net_options: dict[str, Any] = Field(default_factory=dict)
     num_experts: int = Field(100, ge=1)
     epochs: int = Field(50, ge=1, description="trajectory length: parameters are kept at epochs 0..epochs")
     lr: float = Field(0.01, gt=0, description="constant learning rate")
@@ -61,35 +55,20 @@ def train_expert(
     data: ImageData, cfg: ExpertConfig, index: int, device: str | torch.device = "cpu"
 ) -> tuple[torch.Tensor, dict]:
     """Train expert `index` on the real training split; return its (epochs + 1, P) trajectory and metadata."""
-    c, h, _ = data.shape
-    with seeded(cfg.seed, "expert_init", index):
-        net = build_net(cfg.arch, c, data.num_classes, h, **cfg.net_options).to(device)
+    net = cfg.init_net(data, EXPERT_POOL, index, device)
     rows = [flat_params(net).cpu()]
-    dsa = DSA(cfg.dsa_strategy, generator(cfg.seed, "expert_dsa", index)) if cfg.dsa else None
-    train_net(
+    cfg.train_on_real(
         net,
-        data.x_train,
-        data.y_train,
-        epochs=cfg.epochs,
-        lr=cfg.lr,
-        loss="ce",
-        batch_size=cfg.batch_size,
+        data,
+        EXPERT_POOL,
+        index,
         decay_after=cfg.epochs,
         momentum=cfg.momentum,
         weight_decay=cfg.weight_decay,
-        dsa=dsa,
-        generator=generator(cfg.seed, "expert_order", index),
         on_epoch=lambda _e, m: rows.append(flat_params(m).cpu()),
-        desc=f"expert {index}",
     )
     meta = {
-        "arch": canonical_arch(cfg.arch),
-        "net_options": cfg.net_options,
-        **data_signature(data),
-        "mean": data.mean,
-        "std": data.std,
-        "data_options": data.options,
-        "index": index,
+        **cfg.net_meta(data, index),
         "epochs": cfg.epochs,
         "num_params": int(rows[0].numel()),
         "val_acc": accuracy(net, data.x_val, data.y_val),

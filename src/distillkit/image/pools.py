@@ -14,17 +14,22 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 
 from distillkit.data.images import ImageData
 from distillkit.distributed import barrier, is_main, process_group, share
 from distillkit.errors import UserError
+from distillkit.image.augment import DSA
 from distillkit.image.checkpoints import file_hash, read_meta
+from distillkit.image.train import train_net
+from distillkit.nets import build_net, canonical_arch
 from distillkit.progress import progress
 from distillkit.runs import read_json, write_json
-
-if TYPE_CHECKING:
-    import torch
+from distillkit.seeding import generator, seeded
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,55 @@ def data_signature(data: ImageData) -> dict[str, Any]:
         "num_classes": data.num_classes,
         "zca": bool(data.options.get("zca")),
     }
+
+
+class PoolNetConfig(BaseModel):
+    """The settings every pool's networks share: the architecture and its options. A subclass adds the schedule
+    (`epochs`, `lr`, `batch_size`), DSA (`dsa`, `dsa_strategy`) and `seed`, which the methods read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: str = "convnet"
+    net_options: dict[str, Any] = Field(default_factory=dict)
+
+    def init_net(self, data: ImageData, kind: PoolKind, index: int, device: str | torch.device) -> nn.Module:
+        """Network `index` of a pool of `kind`, freshly initialised from its own seed stream, on `device`."""
+        c, h, _ = data.shape
+        with seeded(self.seed, f"{kind.stem}_init", index):
+            return build_net(self.arch, c, data.num_classes, h, **self.net_options).to(device)
+
+    def train_on_real(
+        self, net: nn.Module, data: ImageData, kind: PoolKind, index: int, decay_after: int, **options: Any
+    ) -> None:
+        """Train network `index` on the real training split with this schedule, its own DSA draws and batch order;
+        `options` go to `train_net` (e.g. `on_epoch`, `momentum`)."""
+        dsa = DSA(self.dsa_strategy, generator(self.seed, f"{kind.stem}_dsa", index)) if self.dsa else None
+        train_net(
+            net,
+            data.x_train,
+            data.y_train,
+            epochs=self.epochs,
+            lr=self.lr,
+            loss="ce",
+            batch_size=self.batch_size,
+            decay_after=decay_after,
+            dsa=dsa,
+            generator=generator(self.seed, f"{kind.stem}_order", index),
+            desc=f"{kind.stem} {index}",
+            **options,
+        )
+
+    def net_meta(self, data: ImageData, index: int) -> dict[str, Any]:
+        """The metadata every pool network starts with: its architecture, the data it was trained on, its index."""
+        return {
+            "arch": canonical_arch(self.arch),
+            "net_options": self.net_options,
+            **data_signature(data),
+            "mean": data.mean,
+            "std": data.std,
+            "data_options": data.options,
+            "index": index,
+        }
 
 
 def check_same_training(

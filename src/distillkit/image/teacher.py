@@ -6,19 +6,16 @@ A teacher pool is a pool of trained networks (`image/pools.py`): `teacher_i.safe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from distillkit.data.images import ImageData
-from distillkit.image.augment import DSA, DSA_STRATEGY
+from distillkit.image.augment import DSA_STRATEGY
 from distillkit.image.checkpoints import load_net, save_net
-from distillkit.image.pools import PoolFolder, PoolKind, data_signature, train_networks
-from distillkit.image.train import UntilConverged, accuracy, train_net
-from distillkit.nets import build_net, canonical_arch
-from distillkit.seeding import generator, seeded
+from distillkit.image.pools import PoolFolder, PoolKind, PoolNetConfig, train_networks
+from distillkit.image.train import UntilConverged, accuracy
 
 TEACHER_POOL = PoolKind(
     manifest="pool.json",
@@ -31,13 +28,9 @@ TEACHER_POOL = PoolKind(
 )
 
 
-class TeacherConfig(BaseModel):
+class TeacherConfig(PoolNetConfig):
     """How teachers are trained (spec defaults: 100 epochs, SGD 0.05, batch 256, DSA)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    arch: str = "convnet"
-    net_options: dict[str, Any] = Field(default_factory=dict)
     num_teachers: int = Field(1, ge=1)
     epochs: int = Field(100, ge=1, description="the cap (with patience) or the fixed schedule (without)")
     patience: int | None = Field(
@@ -56,35 +49,14 @@ def train_teacher(data: ImageData, cfg: TeacherConfig, index: int, device: str =
     With `cfg.patience`, training runs until validation accuracy stops improving (`UntilConverged`, capped
     at `cfg.epochs`); without it, the published fixed schedule (lr x0.1 after half of `cfg.epochs`).
     """
-    c, h, _ = data.shape
-    with seeded(cfg.seed, "teacher_init", index):
-        net = build_net(cfg.arch, c, data.num_classes, h, **cfg.net_options).to(device)
+    net = cfg.init_net(data, TEACHER_POOL, index, device)
     watch = UntilConverged(data.x_val, data.y_val, cfg.patience or cfg.epochs + 1, min_delta=0.0)
-    dsa = DSA(cfg.dsa_strategy, generator(cfg.seed, "teacher_dsa", index)) if cfg.dsa else None
-    train_net(
-        net,
-        data.x_train,
-        data.y_train,
-        epochs=cfg.epochs,
-        lr=cfg.lr,
-        loss="ce",
-        batch_size=cfg.batch_size,
-        decay_after=cfg.epochs + 1 if cfg.patience else cfg.epochs // 2,
-        dsa=dsa,
-        generator=generator(cfg.seed, "teacher_order", index),
-        on_epoch=watch,
-        desc=f"teacher {index}",
-    )
+    decay_after = cfg.epochs + 1 if cfg.patience else cfg.epochs // 2
+    cfg.train_on_real(net, data, TEACHER_POOL, index, decay_after, on_epoch=watch)
     watch.restore(net)
     fit = watch.summary()
     meta = {
-        "arch": canonical_arch(cfg.arch),
-        "net_options": cfg.net_options,
-        **data_signature(data),
-        "mean": data.mean,
-        "std": data.std,
-        "data_options": data.options,
-        "index": index,
+        **cfg.net_meta(data, index),
         "best_epoch": fit["best_epoch"],
         "val_acc": fit["val_acc"],
         "epochs_run": fit["epochs_run"],

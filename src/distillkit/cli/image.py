@@ -160,14 +160,8 @@ def teacher(
     from distillkit.image.jobs import TeacherJob
     from distillkit.image.teacher import train_pool
 
-    flags = {
-        **data,
-        **typed_flags("teacher", num_teachers=num_teachers, epochs=epochs, arch=arch),
-        "teacher.net_options.width": ("--width", width),
-        **settings.flags,
-    }
-    job = resolve(TeacherJob, None, settings.config, settings.sets, flags)
-    manifest = _train_networks(job, job.teacher, train_pool, out, settings)
+    typed = typed_flags("teacher", num_teachers=num_teachers, epochs=epochs, arch=arch)
+    _, manifest = _train_pool(TeacherJob, None, "teacher", {**data, **typed}, width, train_pool, out, settings)
     if manifest is None:
         return
     for t in json.loads(manifest.read_text())["teachers"]:
@@ -193,14 +187,9 @@ def experts(
     from distillkit.image.experts import train_experts
     from distillkit.image.jobs import EXPERT_DEFAULTS, ExpertJob
 
-    flags = {
-        **data,
-        **typed_flags("experts", num_experts=num_experts, epochs=epochs, lr=lr, arch=arch),
-        "experts.net_options.width": ("--width", width),
-        **settings.flags,
-    }
-    job = resolve(ExpertJob, EXPERT_DEFAULTS, settings.config, settings.sets, flags)
-    manifest = _train_networks(job, job.experts, train_experts, out, settings)
+    typed = typed_flags("experts", num_experts=num_experts, epochs=epochs, lr=lr, arch=arch)
+    flags = {**data, **typed}
+    job, manifest = _train_pool(ExpertJob, EXPERT_DEFAULTS, "experts", flags, width, train_experts, out, settings)
     if manifest is None:
         return
     for e in json.loads(manifest.read_text())["experts"]:
@@ -208,23 +197,31 @@ def experts(
     typer.echo(f"experts: {manifest}")
 
 
-def _train_networks(
-    job: TeacherJob | ExpertJob,
-    part: TeacherConfig | ExpertConfig,
+def _train_pool(
+    job_type: type[TeacherJob] | type[ExpertJob],
+    defaults: dict[str, Any] | None,
+    section: str,
+    flags: Flags,
+    width: int | None,
     train: Callable[[ImageData, Any, Path, str], Path],
     out: Path,
     settings: SettingsOptions,
-) -> Path | None:
-    """Train the networks a teacher or experts job describes (`part` of it, seeded by the job) into `out`.
+) -> tuple[TeacherJob | ExpertJob, Path | None]:
+    """Resolve a teacher or experts job from the command's typed `flags` and --width, then train the networks its
+    `section` describes (seeded by the job) into `out`.
 
-    The manifest the training wrote, on rank 0; None on the other torchrun processes and after --print-config.
+    The job and the manifest the training wrote, on rank 0; None on the other torchrun processes and after
+    --print-config.
     """
+    flags = {**flags, f"{section}.net_options.width": ("--width", width), **settings.flags}
+    job = resolve(job_type, defaults, settings.config, settings.sets, flags)
+    part: TeacherConfig | ExpertConfig = getattr(job, section)
     part.seed = job.seed
     device = settings.begin(job, out)
     if device is None:
-        return None
+        return job, None
     manifest = train(job.data.load(job.seed), part, out, device)
-    return manifest if is_main() else None  # under torchrun rank 0 prints the pool
+    return job, manifest if is_main() else None  # under torchrun rank 0 prints the pool
 
 
 APM_KEYS = ("ipc", "iterations", "segment_size", "discrepancy", "alpha_ce", "lr_img", "lr_net", "student_epochs")

@@ -42,8 +42,8 @@ class GenSettings(BaseModel):
     presence_penalty: float = 0.6
     max_new_tokens: int = 2048
     prompt_min_turns: int = 10
-    check_min_turns: float = 5.0
-    check_max_turns: float = 40.0
+    check_min_turns: float = CheckSettings.min_turns
+    check_max_turns: float = CheckSettings.max_turns
     max_attempts: int = Field(3, ge=1)
     max_invalid_streak: int = Field(10, ge=1)
     concurrency: int = 8

@@ -8,13 +8,16 @@ Scoring: the label word with the highest log-likelihood after the query is the p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from distillkit.data.text import TextDataset, subsample
 from distillkit.seeding import derive_seed
 from distillkit.text.evaluate import scores, summarize
+
+if TYPE_CHECKING:
+    from distillkit.lm.local import LocalLM
 
 FIELD_NAMES = {1: ("Review",), 2: ("Sentence 1", "Sentence 2")}
 ANSWER = {1: "Sentiment", 2: "Label"}
@@ -50,9 +53,16 @@ def build_prompt(
 
 
 def icl_evaluate(
-    lm, small: TextDataset, test: TextDataset, words: list[str], shots_per_class: int, seed: int, max_tokens: int = 1024
+    lm: LocalLM,
+    small: TextDataset,
+    test: TextDataset,
+    words: list[str],
+    shots_per_class: int,
+    seed: int,
+    max_tokens: int = 1024,
 ) -> dict[str, Any]:
-    """Accuracy of label-word prediction on `test` with demonstrations from `small`."""
+    """Accuracy of label-word prediction on `test` with demonstrations from `small`. `lm` is a local model of the
+    LM protocol: its own tokenizer measures each prompt against `max_tokens`."""
     demos = pick_demonstrations(small, shots_per_class, seed)
     requests, dropped = [], 0
     for text in test.texts:

@@ -157,10 +157,12 @@ def test_auto_batch_size_is_found_once_and_kept(base, monkeypatch):
     seen = oom_above(lm, 6, monkeypatch)
     reqs = [(f"context number {i} " * (i + 1), opt) for i in range(7) for opt in ("yes", "no, not at all")]
     assert lm.loglikelihood(reqs) == pytest.approx(fixed.loglikelihood(reqs), abs=1e-4)
-    # probes: n contexts, then 2n options each; 2 * 4 = 8 rows ran out, so 2 contexts per batch
-    assert lm.batch_size == 2 and lm.describe()["batch_size"] == 2 and lm.describe()["batch_size_auto"]
+    # probes: n contexts, then their 2n options in passes of n rows; 8 contexts ran out, so 4 per batch
+    assert lm.batch_size == 4 and lm.describe()["batch_size"] == 4 and lm.describe()["batch_size_auto"]
     assert max(seen) == 8 and seen.count(8) == 1
-    assert lm.usage == fixed.usage  # the probes' tokens are not counted
+    same = load_local_lm(str(base), device="cpu", batch_size=4)
+    same.loglikelihood(reqs)
+    assert lm.usage == same.usage  # the probes' tokens are not counted
     seen.clear()
     lm.loglikelihood(reqs)  # kept: no new search
     assert max(seen) <= 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import hashlib
 import json
@@ -159,46 +160,62 @@ class LocalLM:
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [n, vocab], on the device of the head
         head = first.device  # with device_map="auto", the last GPU's (inputs go to the first's)
         rows = [(g, c) for g, (_, conts) in enumerate(groups) for c in conts]
-        lo = max(len(c) for _, c in rows)
-        self.usage["forward_tokens"] += n * lc + len(rows) * max(lo - 1, 0)
-        logp = None
-        if lo > 1:
-            cache = out.past_key_values
-            cache.batch_select_indices(torch.tensor([g for g, _ in rows]))  # CPU indices serve layers on any device
-            inp = torch.full((len(rows), lo - 1), pad, dtype=torch.long)
-            for r, (_, c) in enumerate(rows):
-                inp[r, : len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)
-            gidx = torch.tensor([g for g, _ in rows])
-            full_mask = torch.cat([mask[gidx], torch.ones((len(rows), lo - 1), dtype=torch.long)], dim=-1)
-            opt_pos = torch.tensor([len(ctxs[g]) for g, _ in rows])[:, None] + torch.arange(lo - 1)[None]
-            with autocast(dev, self.precision):
-                logits = self.model(
-                    inp.to(dev),
-                    attention_mask=full_mask.to(dev),
-                    position_ids=opt_pos.to(dev),
-                    past_key_values=cache,
-                    use_cache=True,
-                ).logits.float()
-            logp = torch.log_softmax(logits, dim=-1)
+        self.usage["forward_tokens"] += n * lc
         # every row's score on the device at once, read back in one transfer (not one sync per option)
         row_group = torch.tensor([g for g, _ in rows], device=head)
         first_tok = torch.tensor([c[0] for _, c in rows], device=head)
         head_lp = first[row_group, first_tok]
         greedy = first.argmax(-1)[row_group] == first_tok
-        rest_lp = torch.zeros_like(head_lp)
-        if logp is not None:
-            tgt = torch.full((len(rows), lo - 1), -1, dtype=torch.long)
-            for r, (_, c) in enumerate(rows):
-                tgt[r, : len(c) - 1] = torch.tensor(c[1:], dtype=torch.long)
-            tgt = tgt.to(head)
-            scored = tgt >= 0
-            picked = logp.gather(-1, tgt.clamp(min=0)[..., None])[..., 0]
-            rest_lp = torch.where(scored, picked, torch.zeros_like(picked)).sum(-1)
-            greedy &= ((logp.argmax(-1) == tgt) | ~scored).all(-1)
+        rest_lp, rest_greedy = self._continuation_scores(out.past_key_values, mask, ctxs, rows, head)
+        greedy &= rest_greedy
         res: list[list[tuple[float, bool, bool]]] = [[] for _ in groups]
         for (g, _), h, rest, ok in zip(rows, head_lp.tolist(), rest_lp.tolist(), greedy.tolist(), strict=True):
             res[g].append((h + rest, bool(ok), truncs[g]))
         return res
+
+    def _continuation_scores(
+        self, cache, mask: torch.Tensor, ctxs: list[list[int]], rows: list[tuple[int, list[int]]], head: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each (context index, continuation) row: the summed log-probability of the continuation's tokens
+        after its first, and whether each was the greedy pick. Rows go through the model sorted by length, in
+        passes of as many rows as there are contexts (so a pass holds no more than the context pass did), each
+        padded only to its own longest row and attending to a copy of its contexts' cached keys and values (the
+        last pass takes the cache itself)."""
+        rest = torch.zeros(len(rows), device=head)
+        greedy = torch.ones(len(rows), dtype=torch.bool, device=head)
+        order = sorted((r for r, (_, c) in enumerate(rows) if len(c) > 1), key=lambda r: len(rows[r][1]))
+        step = len(ctxs)
+        parts = [order[k : k + step] for k in range(0, len(order), step)]
+        for k, part in enumerate(parts):
+            width = max(len(rows[r][1]) for r in part) - 1
+            gidx = torch.tensor([rows[r][0] for r in part])
+            part_cache = cache if k == len(parts) - 1 else copy.deepcopy(cache)
+            part_cache.batch_select_indices(gidx)  # CPU indices serve layers on any device
+            inp = torch.full((len(part), width), self.tokenizer.pad_token_id, dtype=torch.long)
+            tgt = torch.full((len(part), width), -1, dtype=torch.long)
+            for i, r in enumerate(part):
+                c = rows[r][1]
+                inp[i, : len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)
+                tgt[i, : len(c) - 1] = torch.tensor(c[1:], dtype=torch.long)
+            part_mask = torch.cat([mask[gidx], torch.ones((len(part), width), dtype=torch.long)], dim=-1)
+            pos = torch.tensor([len(ctxs[rows[r][0]]) for r in part])[:, None] + torch.arange(width)[None]
+            self.usage["forward_tokens"] += len(part) * width
+            dev = self.device
+            with autocast(dev, self.precision):
+                logits = self.model(
+                    inp.to(dev),
+                    attention_mask=part_mask.to(dev),
+                    position_ids=pos.to(dev),
+                    past_key_values=part_cache,
+                    use_cache=True,
+                ).logits.float()
+            tgt = tgt.to(head)
+            scored = tgt >= 0
+            picked = logits.gather(-1, tgt.clamp(min=0)[..., None])[..., 0] - logits.logsumexp(-1)
+            at = torch.tensor(part, device=head)
+            rest[at] = torch.where(scored, picked, torch.zeros_like(picked)).sum(-1)
+            greedy[at] = ((logits.argmax(-1) == tgt) | ~scored).all(-1)
+        return rest, greedy
 
     @torch.inference_mode()
     def loglikelihood_naive(self, requests: Sequence[tuple[str, str]]) -> list[LoglikelihoodResult]:

@@ -62,3 +62,26 @@ def test_damaged_pool_folders_are_one_line_errors(digits, tmp_path):
         TeacherPool(tmp_path)
     with pytest.raises(UserError, match="no teacher pool at"):
         TeacherPool(tmp_path / "nothing")
+
+
+def test_a_network_sidecar_is_never_left_half_written(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from torch import nn
+
+    from distillkit.image.checkpoints import save_net
+
+    net = nn.Linear(2, 2)
+    save_net(net, tmp_path / "net.safetensors", {"index": 0})
+    real = Path.write_text
+
+    def half_then_fail(self, text, *args, **kwargs):
+        real(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", half_then_fail)
+    with pytest.raises(OSError):
+        save_net(net, tmp_path / "net.safetensors", {"index": 1, "note": "a longer second version"})
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "net.json").read_text()) == {"index": 0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.json", "net.safetensors"]  # no temporary file left

@@ -14,7 +14,7 @@ from torch import nn
 
 from distillkit.errors import UserError
 from distillkit.nets import build_net
-from distillkit.runs import file_digest, save_safetensors, save_torch
+from distillkit.runs import atomic_path, file_digest, save_safetensors, save_torch
 
 
 def file_hash(path: Path) -> str:
@@ -28,10 +28,11 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[s
 
 
 def save_net(net: nn.Module, path: Path, meta: dict[str, Any]) -> None:
-    """Write `path` (.safetensors, metadata inside too) and `path.json` with the same metadata."""
+    """Write `path` (.safetensors, metadata inside too) and `path.json` with the same metadata, each atomically."""
     path = Path(path)
     write_safetensors(path, {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, meta)
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
 
 
 def read_meta(path: Path) -> dict[str, Any]:

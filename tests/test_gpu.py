@@ -328,6 +328,18 @@ def test_local_lm_bf16_scores_track_fp32(device):
 
 
 # ---- parallel groups under torchrun ------------------------------------------------------------------------
+def test_groups_move_a_cpu_loaded_pool_to_the_device(digits, digits_pool, device, tmp_path):
+    from test_parallel import TINY
+
+    from distillkit.image.parallel import distill_groups
+    from distillkit.image.teacher import TeacherPool
+
+    pool = TeacherPool(digits_pool.manifest.parent)  # on the CPU, as `distill image distill --groups` loads it
+    merged = distill_groups(digits, pool, APMConfig(**TINY), tmp_path, 2, "classes", str(device))
+    assert all(next(net.parameters()).device.type == device.type for net in pool.nets)
+    assert torch.bincount(merged.labels).tolist() == [TINY["ipc"]] * digits.num_classes
+
+
 def test_torchrun_groups_on_device_equal_one_process(digits_pool, device, tmp_path):
     """Two torchrun processes (nccl on CUDA, one GPU each; gloo on the CPU) give the one-process merge."""
     if device.type == "cuda" and torch.cuda.device_count() < 2:

@@ -297,7 +297,7 @@ def _distill_groups_cmd(job: Any, teachers: Path, out: Path, device: str) -> Non
     check_groups(groups, split, cfg.ipc, data.num_classes)
     if is_main() or (out / "config.json").exists():  # only rank 0 writes config.json
         prepare_run_dir(out, job.model_dump())
-    merged = distill_groups(data, TeacherPool(teachers, device), cfg, out, groups, split, device)
+    merged = distill_groups(data, TeacherPool(teachers), cfg, out, groups, split, device)  # pool moved per rank
     if merged is not None:
         counts = ", ".join(map(str, merged.meta["class_counts"]))
         typer.echo(

@@ -164,12 +164,14 @@ def distill_groups(
 ) -> DistilledSet | None:
     """Distil `num_groups` groups of the set (split "ipc" or "classes") into OUT and merge them.
 
+    The pool's networks move to the process's device (load them on the CPU to keep other GPUs free).
     Returns the merged set in one process and on rank 0 under torchrun, None on the other ranks.
     """
     check_groups(num_groups, split, cfg.ipc, data.num_classes)
     out = Path(out)
     with process_group(device) as dev:
         out.mkdir(parents=True, exist_ok=True)
+        pool = pool.to(dev)  # each torchrun process on its own GPU
         for g in share(range(num_groups)):
             _distill_group(data, pool, cfg, Group(g, num_groups, split), out, dev)
         barrier()

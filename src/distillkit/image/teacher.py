@@ -94,3 +94,9 @@ class TeacherPool(PoolFolder):
             net, meta = load_net(path, device)
             self.nets.append(net)
             self.metas.append(meta)
+
+    def to(self, device: str | torch.device) -> TeacherPool:
+        """The same pool with its networks moved to `device` (in place)."""
+        for net in self.nets:
+            net.to(device)
+        return self

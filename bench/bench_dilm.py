@@ -350,7 +350,7 @@ def summary(run: DiLMRun, metrics: dict, wall: float, command: str, overrides: l
     rows = {m: {d: cell_summary(c) for d, c in per.items()} for m, per in res.items() if m != "full"}
     if last is not None:
         rows["dilm_last"] = {d: cell_summary(c) for d, c in last.items()}
-    full = res["full"]["all"]
+    full = res["full"]["all"] if "full" in res else None  # a run of generated sets only has no reference
     hist = read_json(run.out / "ckpt" / "stage2_history.json")
     return {
         "command": command,
@@ -360,13 +360,16 @@ def summary(run: DiLMRun, metrics: dict, wall: float, command: str, overrides: l
         "test_majority_rate": 100 * float(np.bincount(test.labels).max() / len(test)),
         "dpcs": [str(d) for d in cfg.dpcs],
         "rows": rows,
-        "full": {
+        "full": None
+        if full is None
+        else {
             **cell_summary(full),
             "selected_steps": [r["selected_step"] for r in full["runs"]],
             "steps": cfg.full_finetune.steps,
         },
         "gains": {
-            d: {base: gain(rows["dilm"][d], rows[base][d]) for base in ("vanilla_lm", "random")} for d in rows["dilm"]
+            d: {base: gain(rows["dilm"][d], rows[base][d]) for base in ("vanilla_lm", "random") if base in rows}
+            for d in rows["dilm"]
         },
         "stage2_validation": metrics["generator_validation"],
         "stage2_steps": len(hist),

@@ -154,25 +154,35 @@ def dilm_bench(d: dict) -> str:
         spread = {x: per[x]["std"] if per[x]["sets"] > 1 else per[x]["std_runs"] for x in ordered}
         cells = " | ".join(f"{per[x]['mean']:.1f} ± {spread[x]:.1f}" for x in ordered)
         lines.append(f"| {name} | {first['sets']} × {first['runs'] // first['sets']} | {cells} |")
-    f = d["full"]
-    steps = sorted(f["selected_steps"])
+    f = d["full"]  # None in a run of generated sets only
+    if f is not None:
+        lines.append(
+            f"| full data ({d['split_sizes']['train']:,} reviews) | 1 × {f['runs']} | "
+            + " | ".join([f"{f['mean']:.1f} ± {f['std_runs']:.1f}"] * len(ordered))
+            + " |"
+        )
+    steps = (
+        f"Full data: steps chosen on validation {', '.join(str(s) for s in sorted(f['selected_steps']))} of "
+        f"{f['steps']}. "
+        if f
+        else ""
+    )
+    bases = [b for b in ("vanilla_lm", "random") if b in d["gains"][dpcs[0]]]
     lines += [
-        f"| full data ({d['split_sizes']['train']:,} reviews) | 1 × {f['runs']} | "
-        + " | ".join([f"{f['mean']:.1f} ± {f['std_runs']:.1f}"] * len(ordered))
-        + " |",
         "",
         f"Test: {d['split_sizes']['test']:,} reviews (majority class {d['test_majority_rate']:.1f} %); ± is the std "
-        "of the per-set means over the sets (the draws' spread; one set: over its runs). Full data: steps chosen on "
-        f"validation {', '.join(str(s) for s in steps)} of {f['steps']}. Macro-F1 at DPC {dpcs[0]}: "
+        "of the per-set means over the sets (the draws' spread; one set: over its runs). "
+        + steps
+        + f"Macro-F1 at DPC {dpcs[0]}: "
         + ", ".join(f"{name.split(' (')[0]} {d['rows'][k][dpcs[0]]['macro_f1']:.1f}" for k, name in rows)
-        + f", full data {f['macro_f1']:.1f}.",
+        + (f", full data {f['macro_f1']:.1f}." if f else "."),
         "",
-        "| DPC | DiLM − plain LM | verdict | DiLM − random | verdict |",
-        "|---|---|---|---|---|",
+        "| DPC | " + " | ".join(f"DiLM − {_GAIN_BASES[b]} | verdict" for b in bases) + " |",
+        "|---|" + "---|---|" * len(bases),
     ]
     for x in ordered:
         cells = []
-        for base in ("vanilla_lm", "random"):
+        for base in bases:
             g = d["gains"][x][base]
             verdict = ("above" if g["value"] > 0 else "below") if g["significant"] else "within the spread"
             cells += [f"{g['value']:+.1f} ± {g['uncertainty']:.1f}", verdict]
@@ -190,6 +200,9 @@ def dilm_bench(d: dict) -> str:
         f"min (torch {d['provenance']['torch']}, {d['provenance']['device']}).",
     ]
     return "\n".join(lines + _dilm_fidelity(d.get("extras") or {}))
+
+
+_GAIN_BASES = {"vanilla_lm": "plain LM", "random": "random"}
 
 
 def _dilm_fidelity(ex: dict) -> list[str]:
@@ -789,6 +802,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "apm-vs-random-digits": ("apm_vs_random_digits.json", apm_vs_random),
     "dilm-stage2": ("dilm_stage2_scratch.json", dilm_stage2),
     "dilm-fixed": ("dilm_fine_foods_fixed.json", dilm_bench),
+    "dilm-class-tokens-x100": ("dilm_fine_foods_class_tokens_x100.json", dilm_bench),
     "mistakes": ("mistakes.json", mistakes),
     "kill-resume": ("kill_resume.json", kill_resume),
     "hanging-server": ("hanging_server.json", hanging_server),

@@ -4,7 +4,8 @@ Exit codes: 0 done; 2 a mistake the user can fix (an `error: ...` line); 130 int
 and 143 by SIGTERM, each with the line INTERRUPTED (finished work stays on disk; the same command resumes).
 
 Also what the commands share in their signatures: `option_groups` (a group of typer options that a command takes
-as one value), `SettingsOptions` (--config, --set, --print-config) and `typed_flags` (typed values as flags).
+as one value) and `SettingsOptions` (--config, --set, --print-config); typed values become flags through
+`distillkit.settings.typed_flags`.
 """
 
 from __future__ import annotations
@@ -156,13 +157,6 @@ def run_app(app: typer.Typer, argv: list[str] | None = None, setup: Callable[[],
             _interrupted()
     if code:
         raise SystemExit(code)
-
-
-def typed_flags(section: str = "", /, **values: Any) -> dict[str, tuple[str, Any]]:
-    """{setting: (its flag, the typed value or None)} for the settings resolver, each flag named after its key
-    (`max_length` -> `--max-length`); with a `section`, the settings are `section.key`."""
-    prefix = f"{section}." if section else ""
-    return {f"{prefix}{key}": (f"--{key.replace('_', '-')}", value) for key, value in values.items()}
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from typing import Any
 
 import typer
 
-from distillkit.cli.common import SettingsOptions, option_groups, run_app, typed_flags
+from distillkit.cli.common import SettingsOptions, option_groups, run_app
 from distillkit.devices import DEVICE_HELP
+from distillkit.settings import typed_flags
 
 app = typer.Typer(help="DialogBench: LLMs as human-like dialogue systems.", no_args_is_help=True)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from distillkit.cli.common import SettingsOptions, option_groups, typed_flags
+from distillkit.cli.common import SettingsOptions, option_groups
 from distillkit.devices import DEVICE_HELP
 from distillkit.distributed import is_main
 from distillkit.errors import UserError
@@ -29,6 +29,7 @@ from distillkit.settings import (
     require_dotted,
     resolve,
     resolve_with_preset,
+    typed_flags,
     validate,
 )
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import typer
 
-from distillkit.cli.common import SettingsOptions, option_groups, typed_flags
+from distillkit.cli.common import SettingsOptions, option_groups
 from distillkit.devices import DEVICE_HELP, resolve_device
 from distillkit.errors import UserError
 from distillkit.runs import check_out_file, make_dir
-from distillkit.settings import resolve
+from distillkit.settings import resolve, typed_flags
 
 app = typer.Typer(no_args_is_help=True, help="DiLM: distil a text classification set into a generator LM.")
 

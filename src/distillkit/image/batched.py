@@ -17,7 +17,7 @@ from torch import nn
 
 from distillkit.image.augment import DSA
 from distillkit.image.losses import label_loss
-from distillkit.image.train import resident, sgd
+from distillkit.image.train import decay_lr, resident, sgd
 from distillkit.nets.grouped import GroupedConvNet, groupable
 from distillkit.progress import progress
 
@@ -58,8 +58,7 @@ def train_together(
     group.train()
     for epoch in progress(range(1, epochs + 1), desc=desc, leave=False, disable=desc is None):
         if epoch == decay_after + 1:
-            for param_group in opt.param_groups:
-                param_group["lr"] = lr * 0.1
+            decay_lr(opt, lr)
         orders = [torch.randperm(len(x), generator=g).to(x.device) for g in generators]
         for start in range(0, len(x), batch_size):
             picks = [order[start : start + batch_size] for order in orders]

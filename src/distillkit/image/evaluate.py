@@ -135,6 +135,11 @@ def eval_dsa(cfg: EvalConfig, run: int) -> DSA | None:
     return DSA(cfg.dsa_strategy, generator(cfg.seed, "eval_dsa", run)) if cfg.dsa else None
 
 
+def eval_order(cfg: EvalConfig, run: int) -> torch.Generator:
+    """Run `run`'s batch order (its own seeded generator)."""
+    return generator(cfg.seed, "eval_order", run)
+
+
 def train_runs(
     nets: list[nn.Module], x: torch.Tensor, targets: torch.Tensor, cfg: EvalConfig, desc: str | None = None
 ) -> bool:
@@ -151,7 +156,7 @@ def train_runs(
         "decay_after": cfg.epochs // 2 + 1,
     }
     dsas = [eval_dsa(cfg, r) for r in range(len(nets))]
-    orders = [generator(cfg.seed, "eval_order", r) for r in range(len(nets))]
+    orders = [eval_order(cfg, r) for r in range(len(nets))]
     if cfg.batched and can_train_together(nets):
         train_together(nets, x, targets, dsas=dsas, generators=orders, desc=desc, **schedule)
         return True
@@ -237,7 +242,7 @@ def evaluate_full(data: ImageData, cfg: EvalConfig, full: FullDataConfig, device
             batch_size=cfg.batch_size,
             decay_after=full.epochs + 1,
             dsa=eval_dsa(cfg, r),
-            generator=generator(cfg.seed, "eval_order", r),
+            generator=eval_order(cfg, r),
             on_epoch=watch,
         )
         accs.append(accuracy(watch.restore(net), data.x_test, data.y_test))

@@ -60,7 +60,7 @@ def train_net(
     net.train()
     for epoch in progress(range(1, epochs + 1), desc=desc, leave=False, disable=desc is None):
         if epoch == decay_after + 1:
-            _decay(opt, lr)
+            decay_lr(opt, lr)
         order = torch.randperm(len(x), generator=g).to(x.device)
         for start in range(0, len(x), batch_size):
             idx = order[start : start + batch_size]
@@ -72,13 +72,14 @@ def train_net(
             opt.step()
         signal = on_epoch(epoch, net) if on_epoch is not None else None
         if signal == "decay":
-            _decay(opt, lr)
+            decay_lr(opt, lr)
         elif signal == "stop":
             break
     return net
 
 
-def _decay(opt: torch.optim.Optimizer, lr: float) -> None:
+def decay_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate to a tenth of `lr`."""
     for group in opt.param_groups:
         group["lr"] = lr * 0.1
 

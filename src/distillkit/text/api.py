@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from distillkit.overrides import apply_overrides as apply_dotted
-from distillkit.settings import Flags, choose_preset, layered, merge_settings
+from distillkit.settings import Flags, choose_preset, layered, merge_settings, typed_flags
 from distillkit.text.config import DiLMConfig, config_from_dict, preset_settings
 from distillkit.text.gm import GMConfig
 
@@ -42,8 +42,7 @@ def build_config(
 ) -> DiLMConfig:
     """Preset < `config_file` < `key=value` overrides < explicit arguments (those not None), validated."""
     values = {"dataset": dataset, "dpcs": list(dpcs) if dpcs else None, "seed": seed, **fields}
-    flags = {key: (f"--{key.replace('_', '-')}", value) for key, value in values.items()}
-    return resolve_text_config(preset, config_file, overrides, flags)
+    return resolve_text_config(preset, config_file, overrides, typed_flags(**values))
 
 
 TINY_GM = {

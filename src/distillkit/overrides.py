@@ -67,6 +67,13 @@ def apply_overrides(data: dict[str, Any], items: list[str], known_only: bool = F
     return data
 
 
+def typed_flags(section: str = "", /, **values: Any) -> dict[str, tuple[str, Any]]:
+    """{setting: (its flag, the typed value or None)} for `apply_flags`, each flag named after its key
+    (`max_length` -> `--max-length`); with a `section`, the settings are `section.key`."""
+    prefix = f"{section}." if section else ""
+    return {f"{prefix}{key}": (f"--{key.replace('_', '-')}", value) for key, value in values.items()}
+
+
 def check_conflicts(sets: list[str], flags: dict[str, tuple[str, Any]]) -> None:
     """Refuse a flag the user passed (value not None) whose key a `--set` gives another value.
 

@@ -23,13 +23,6 @@ Model = TypeVar("Model", bound=BaseModel)
 Flags = dict[str, tuple[str, Any]]
 
 
-def typed_flags(section: str = "", /, **values: Any) -> Flags:
-    """{setting: (its flag, the typed value or None)} for the settings resolver, each flag named after its key
-    (`max_length` -> `--max-length`); with a `section`, the settings are `section.key`."""
-    prefix = f"{section}." if section else ""
-    return {f"{prefix}{key}": (f"--{key.replace('_', '-')}", value) for key, value in values.items()}
-
-
 def _preset_dir(system: str) -> Any:
     return resources.files("distillkit") / "presets" / system
 

@@ -5,7 +5,7 @@ and 143 by SIGTERM, each with the line INTERRUPTED (finished work stays on disk;
 
 Also what the commands share in their signatures: `option_groups` (a group of typer options that a command takes
 as one value) and `SettingsOptions` (--config, --set, --print-config); typed values become flags through
-`distillkit.settings.typed_flags`.
+`distillkit.overrides.typed_flags`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import typer
 
 from distillkit.cli.common import SettingsOptions, option_groups, run_app
 from distillkit.devices import DEVICE_HELP
-from distillkit.settings import typed_flags
+from distillkit.overrides import typed_flags
 
 app = typer.Typer(help="DialogBench: LLMs as human-like dialogue systems.", no_args_is_help=True)
 

@@ -19,7 +19,7 @@ from distillkit.cli.common import SettingsOptions, option_groups
 from distillkit.devices import DEVICE_HELP
 from distillkit.distributed import is_main
 from distillkit.errors import UserError
-from distillkit.overrides import set_dotted
+from distillkit.overrides import set_dotted, typed_flags
 from distillkit.runs import check_out_file
 from distillkit.settings import (
     Flags,
@@ -29,7 +29,6 @@ from distillkit.settings import (
     require_dotted,
     resolve,
     resolve_with_preset,
-    typed_flags,
     validate,
 )
 

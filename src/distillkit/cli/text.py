@@ -16,8 +16,9 @@ import typer
 from distillkit.cli.common import SettingsOptions, option_groups
 from distillkit.devices import DEVICE_HELP, resolve_device
 from distillkit.errors import UserError
+from distillkit.overrides import typed_flags
 from distillkit.runs import check_out_file, make_dir
-from distillkit.settings import resolve, typed_flags
+from distillkit.settings import resolve
 
 app = typer.Typer(no_args_is_help=True, help="DiLM: distil a text classification set into a generator LM.")
 

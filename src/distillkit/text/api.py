@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from distillkit.overrides import apply_overrides as apply_dotted
-from distillkit.settings import Flags, choose_preset, layered, merge_settings, typed_flags
+from distillkit.overrides import typed_flags
+from distillkit.settings import Flags, choose_preset, layered, merge_settings
 from distillkit.text.config import DiLMConfig, config_from_dict, preset_settings
 from distillkit.text.gm import GMConfig
 

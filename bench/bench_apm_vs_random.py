@@ -24,6 +24,7 @@ import torch
 
 def init_eval(cfg, data, pool, label: str, run_dir: Path) -> dict:
     """APM's initial real images (same seed, same draw) scored like the set; cached in the run directory."""
+    from distillkit.devices import resolve_device
     from distillkit.image.evaluate import evaluate_set
     from distillkit.image.initial import init_images
     from distillkit.image.teacher import TeacherPool
@@ -36,13 +37,14 @@ def init_eval(cfg, data, pool, label: str, run_dir: Path) -> dict:
     x, y = init_images(data, cfg.apm)
     soft = predict(TeacherPool(pool).nets[cfg.apm.label_teacher], x)
     ec = cfg.eval.model_copy(update={"label_mode": label, "loss": "l1" if label == "soft" else "ce"})
-    r = evaluate_set(x, y, soft, data, ec, cfg.device, f"eval init {label}")
+    r = evaluate_set(x, y, soft, data, ec, resolve_device(cfg.device), f"eval init {label}")
     write_json(path, r)
     return r
 
 
 def reference(cfg, data, runs_dir: Path) -> dict:
     """The full-data reference under `cfg.full` (epochs chosen on validation), cached beside the run folders."""
+    from distillkit.devices import resolve_device
     from distillkit.image.evaluate import evaluate_full
     from distillkit.runs import read_json, write_json
 
@@ -50,7 +52,7 @@ def reference(cfg, data, runs_dir: Path) -> dict:
     if path.exists():
         return read_json(path)
     ec = cfg.eval.model_copy(update={"label_mode": "hard", "loss": "ce"})
-    r = evaluate_full(data, ec, cfg.full, cfg.device)
+    r = evaluate_full(data, ec, cfg.full, resolve_device(cfg.device))
     write_json(path, r)
     return r
 
@@ -65,8 +67,9 @@ def main() -> None:
     p.add_argument("--reference-patience", type=int, nargs="*", default=[10], help="full-data references to add")
     p.add_argument("--runs-dir", type=Path, default=Path("runs/bench_apm_vs_random"))
     p.add_argument("--out", type=Path, default=Path("bench/results/apm_vs_random_digits.json"))
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     from distillkit.cli.image import parse_sets
     from distillkit.image.pipeline import make_config, run_image
 

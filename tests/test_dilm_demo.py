@@ -1,4 +1,4 @@
-"""The demo section runs the quick DiLM job and shows generated texts (tiny models here)."""
+"""The demo section runs a DiLM job and shows generated texts (tiny models trained in the run here)."""
 
 import base64
 import json
@@ -39,7 +39,7 @@ TINY = [
 
 @pytest.mark.slow
 def test_demo_section_markdown(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "quick_preset", lambda dataset: build_config(dataset, "quick", overrides=TINY))
+    monkeypatch.setattr(demo, "demo_preset", lambda dataset: build_config(dataset, "quick", overrides=TINY))
     md = run_demo(tmp_path, only=["distillkit.text.demo"]).read_text()
     metrics = json.loads((tmp_path / "dilm" / "metrics.json").read_text())
     res = metrics["learners"]["tiny-bert"]
@@ -48,6 +48,7 @@ def test_demo_section_markdown(tmp_path, monkeypatch):
     assert metrics["split_sizes"]["train"]["size"] == 40 and metrics["split_sizes"]["test"]["size"] == 20
     assert "40 training reviews, 20 test reviews" in md
     assert "(stage 1: 2 steps; gradient matching: 2 generator steps" in md and "1 sets x 1 runs per cell" in md
+    assert "closed-form head gradients), trained in this run." in md
     # the table: one row per method, "mean ± std" over the runs in metrics.json, to one decimal
     table = {}
     for line in md.splitlines():

@@ -293,7 +293,7 @@ BAD_SETTINGS = [
     ("dialogbench", "eval --model m --set nope=1", "unknown setting nope (given 1); known here: backend"),
     ("dialogbench", "generate --llm x --out o --set temperature=hot", "temperature: got 'hot', should be a valid"),
     ("distill", "image run --preset nope", "unknown preset 'nope'; choose one of paper, quick, standard"),
-    ("distill", "text run --out o --preset nope", "unknown preset 'nope'; choose one of paper, quick"),
+    ("distill", "text run --out o --preset nope", "unknown preset 'nope'; choose one of demo, paper, quick"),
     ("dialogbench", "eval --model m --preset nope", "unknown preset 'nope'; choose one of default, paper"),
 ]
 
@@ -360,3 +360,13 @@ def test_compare_builds_every_method_through_one_registry():
 
     assert METHODS == ("apm", "mtt", "tesla", "dm", "herding", "kcenter", "random")
     assert set(BUILDERS) == set(METHODS) and NEEDS_EXPERTS == {"mtt", "tesla"}
+
+
+def test_a_preset_that_extends_another_is_the_other_with_its_own_settings_over_it():
+    from distillkit.settings import load_preset
+
+    quick, demo = load_preset("text", "quick"), load_preset("text", "demo")
+    assert "extends" not in demo and demo["generator"] == "smollm2" and quick["generator"] == "scratch-gpt2"
+    assert demo["gm"] == {**quick["gm"], "lr": 0.0001}  # nested sections merge key by key
+    own = ("generator", "lora", "generators_from", "stage1", "gm")
+    assert {k: v for k, v in demo.items() if k not in own} == {k: v for k, v in quick.items() if k not in own}

@@ -49,11 +49,16 @@ def _read_yaml(source: Any, label: str) -> dict[str, Any]:
 
 
 def load_preset(system: str, name: str) -> dict[str, Any]:
-    """The settings of preset `name` of `system`; an unknown name is one line listing the known ones."""
+    """The settings of preset `name` of `system`; an unknown name is one line listing the known ones.
+
+    A preset that starts with `extends: <other>` is the other preset with its own settings over it.
+    """
     known = preset_names(system)
     if name not in known:
         raise UserError(f"unknown preset '{name}'; choose one of {', '.join(known)}")
-    return _read_yaml(_preset_dir(system) / f"{name}.yaml", f"preset file {system}/{name}.yaml")
+    raw = _read_yaml(_preset_dir(system) / f"{name}.yaml", f"preset file {system}/{name}.yaml")
+    base = raw.pop("extends", None)
+    return merge_settings(load_preset(system, base), raw) if base else raw
 
 
 def load_table(system: str, name: str) -> dict[str, Any]:

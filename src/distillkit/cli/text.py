@@ -58,7 +58,9 @@ def run(
     dataset: str = typer.Option(None, help="fine_foods (default), sst2, qqp, mnli, or a .csv/.tsv/.jsonl file."),
     dpc: list[int] = typer.Option([], min=1, help="Data per class; repeat for several (e.g. --dpc 5 --dpc 10)."),
     preset: str = typer.Option(
-        None, help="quick (2-core CPU, minutes; the default, unless --config names another) or paper (GPU)."
+        None,
+        help="quick (2-core CPU, minutes; the default, unless --config names another), demo (quick with the "
+        "shipped SmolLM2 generators) or paper (GPU).",
     ),
     out: Path = typer.Option(..., help="Run directory (created, or resumed when it exists)."),
     seed: int = typer.Option(

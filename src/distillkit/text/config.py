@@ -13,6 +13,7 @@ from distillkit.errors import UserError
 from distillkit.settings import load_preset, merge_settings, preset_names, validate
 from distillkit.settings import read_config_file as read_settings
 from distillkit.text.evaluate import FinetuneConfig
+from distillkit.text.generator import LoraSettings
 from distillkit.text.gm import GMConfig
 from distillkit.text.stage1 import Stage1Config
 
@@ -46,6 +47,10 @@ class DiLMConfig(BaseModel):
     device: str = Field("auto", description=DEVICE_HELP, validate_default=True)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the generator and learner run under bfloat16 autocast
     generator: str = "gpt2"
+    lora: LoraSettings | None = None  # train LoRA adapters on a pretrained generator instead of all its weights
+    # a folder with finished generator_vanilla/ and generator_dilm/ to use instead of training them; `shipped`:
+    # the demo's, which ship with distillkit (built by bench/build_demo_generators.py)
+    generators_from: str | None = None
     learner: str = "bert-base-uncased"
     encoder: str | None = None  # selection encoder; None = the learner's pretrained body
     eval_learners: list[str] = []  # other architectures also fine-tuned on every set

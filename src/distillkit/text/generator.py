@@ -4,6 +4,10 @@ Encoding of a training example: `<bos_c>`, a space, the fields joined by ` <sep>
 Each `<bos_c>` starts as a copy of the end-of-text embedding. Per-sample loss = summed token
 cross-entropy (pads ignored) divided by (padded length - 1) (`padded`, as the reference) or by the
 sample's own number of predicted tokens (`true_length`).
+
+With `lora` settings a pretrained generator trains LoRA adapters (peft) and the rows of the added tokens
+only, and saves just those (a few MB): loading rebuilds the base model and its added tokens from the
+name and seed, then applies the adapter.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from distillkit.devices import autocast, check_precision
@@ -23,9 +28,20 @@ from distillkit.lm.hf import load_causal_lm
 from distillkit.progress import progress as progress_bar
 from distillkit.runs import atomic_path
 from distillkit.seeding import derive_seed, seeded
-from distillkit.text.models import load_generator_lm
+from distillkit.text.models import SCRATCH_GENERATOR, load_generator_lm
 
 SEP = "<sep>"
+META = "distillkit_generator.json"
+
+
+class LoraSettings(BaseModel):
+    """LoRA adapters on a pretrained generator: stages 1 and 2 train these and the added token rows only."""
+
+    model_config = ConfigDict(extra="forbid")
+    r: int = Field(8, ge=1)
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: list[str] = ["q_proj", "v_proj"]
 
 
 def class_token(c: int) -> str:
@@ -48,7 +64,9 @@ class Generator:
         normalize: str = "padded",
         device: str | torch.device = "cpu",
         precision: str = "fp32",
+        origin: dict | None = None,
     ):
+        self.origin = origin  # LoRA generators: {"base", "seed", "lora"}, what `load` rebuilds them from
         self.precision = check_precision(precision, device)
         self.model = model.to(device)
         self.tokenizer = tokenizer
@@ -76,14 +94,20 @@ class Generator:
         device: str | torch.device = "cpu",
         texts: list[str] | None = None,
         precision: str = "fp32",
+        lora: LoraSettings | None = None,
     ) -> Generator:
-        """Load a causal LM and add `<bos_c>` per class (copied from end-of-text), `<sep>`, pad."""
+        """Load a causal LM and add `<bos_c>` per class (copied from end-of-text), `<sep>`, pad; with `lora`,
+        wrap it in LoRA adapters that also train the added tokens' rows."""
+        if lora is not None and name == SCRATCH_GENERATOR:
+            raise UserError(f"LoRA needs a pretrained generator, not '{name}'; pass e.g. --generator smollm2")
         model, tok = load_generator_lm(name, seed, texts)
         specials = [class_token(c) for c in range(num_classes)]
         tok.add_special_tokens({"additional_special_tokens": specials}, replace_extra_special_tokens=False)
         tok.add_tokens([SEP])
+        added = [*specials, SEP]
         if tok.pad_token is None:
             tok.add_special_tokens({"pad_token": "<pad>"})
+            added.append("<pad>")
         old = model.get_input_embeddings().weight.shape[0]
         if len(tok) > old:
             with seeded(seed, "new_token_rows"):  # the added rows (separator, pad) are drawn at random
@@ -97,7 +121,12 @@ class Generator:
             if out is not None and out.weight.data_ptr() != emb.data_ptr():
                 for t in [*specials, SEP]:
                     out.weight[tok.convert_tokens_to_ids(t)] = out.weight[tok.eos_token_id]
-        return cls(model, tok, num_classes, num_fields, max_length, normalize, device, precision)
+        origin = None
+        if lora is not None:
+            with seeded(seed, "lora_init"):  # LoRA's A matrices are drawn at random
+                model = with_lora(model, lora, [tok.convert_tokens_to_ids(t) for t in added])
+            origin = {"base": name, "seed": seed, "lora": lora.model_dump()}
+        return cls(model, tok, num_classes, num_fields, max_length, normalize, device, precision, origin)
 
     @contextmanager
     def class_token_lr(self, mult: float) -> Iterator[None]:
@@ -109,11 +138,35 @@ class Generator:
         if mult == 1.0:
             yield
             return
-        emb = self.model.get_input_embeddings().weight
-        before = emb.detach()[self.class_ids].clone()
+        emb, rows = self.class_rows()
+        before = emb.detach()[rows].clone()
         yield
         with torch.no_grad():
-            emb[self.class_ids] = before + mult * (emb[self.class_ids] - before)
+            emb[rows] = before + mult * (emb[rows] - before)
+
+    def class_rows(self) -> tuple[torch.Tensor, list[int]]:
+        """The trained tensor holding the `<bos_c>` embeddings and their rows in it (under LoRA: the added
+        tokens' own parameter, whose rows follow the order the tokens were added in)."""
+        if self.origin is None:
+            return self.model.get_input_embeddings().weight, self.class_ids
+        delta = next(p for n, p in self.model.named_parameters() if "trainable_tokens_delta" in n)
+        return delta, list(range(self.num_classes))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """What training changes, for stage checkpoints: the whole model, or under LoRA the adapter alone."""
+        if self.origin is None:
+            return self.model.state_dict()
+        from peft import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(self.model)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if self.origin is None:
+            self.model.load_state_dict(state)
+            return
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(self.model, state)
 
     # ---- encoding and loss -------------------------------------------------------------------------
     def encode(self, texts: Sequence[tuple[str, ...]], labels: Sequence[int] | None) -> dict[str, torch.Tensor]:
@@ -208,7 +261,8 @@ class Generator:
 
     # ---- persistence -------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        """Save model, tokenizer (with the added tokens) and settings as a CPU-loadable HF folder."""
+        """Save model, tokenizer (with the added tokens) and settings as a CPU-loadable HF folder; under LoRA the
+        adapter (LoRA weights and the added tokens' rows) and what rebuilds the base."""
         meta = {
             "num_classes": self.num_classes,
             "num_fields": self.num_fields,
@@ -216,16 +270,47 @@ class Generator:
             "normalize": self.normalize,
         }
         with atomic_path(Path(path)) as tmp:
-            self.model.save_pretrained(str(tmp))
-            self.tokenizer.save_pretrained(str(tmp))
-            (tmp / "distillkit_generator.json").write_text(json.dumps(meta, indent=2))
+            if self.origin is None:
+                self.model.save_pretrained(str(tmp))
+                self.tokenizer.save_pretrained(str(tmp))
+            else:
+                self.model.peft_config["default"].base_model_name_or_path = self.origin["base"]  # not a local path
+                self.model.save_pretrained(str(tmp), save_embedding_layers=False)
+                meta["origin"] = self.origin
+            (tmp / META).write_text(json.dumps(meta, indent=2))
 
     @classmethod
     def load(cls, path: Path, device: str | torch.device = "cpu", precision: str = "fp32") -> Generator:
         path = Path(path)
-        meta_path = path / "distillkit_generator.json"
+        meta_path = path / META
         if not meta_path.exists():
-            raise UserError(f"{path} is not a saved generator (no distillkit_generator.json); pass a run's generator")
+            raise UserError(f"{path} is not a saved generator (no {META}); pass a run's generator")
         meta = json.loads(meta_path.read_text())
-        model, tokenizer = load_causal_lm(str(path))  # fp32, as saved
-        return cls(model, tokenizer, device=device, precision=precision, **meta)
+        origin = meta.pop("origin", None)
+        if origin is None:
+            model, tokenizer = load_causal_lm(str(path))  # fp32, as saved
+            return cls(model, tokenizer, device=device, precision=precision, **meta)
+        from peft import PeftModel
+
+        base = cls.create(origin["base"], meta["num_classes"], seed=origin["seed"])  # base and added tokens
+        model = PeftModel.from_pretrained(base.model, str(path), is_trainable=True)
+        return cls(model, base.tokenizer, device=device, precision=precision, origin=origin, **meta)
+
+
+def with_lora(model: nn.Module, lora: LoraSettings, token_ids: list[int]) -> nn.Module:
+    """`model` wrapped in LoRA adapters (peft) that also train the input-embedding rows of `token_ids`."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise UserError("LoRA generators need peft; install it with `pip install peft`") from None
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        trainable_token_indices=token_ids,
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as e:
+        raise UserError(f"LoRA settings do not fit the generator ({str(e).splitlines()[0][:160]}); fix lora") from None

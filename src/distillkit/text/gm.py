@@ -202,7 +202,7 @@ class GradientMatcher:
     # ---- checkpoints ------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
-            "model": self.gen.model.state_dict(),
+            "model": self.gen.state_dict(),
             "opt": self.opt.state_dict(),
             "sched": self.sched.state_dict(),
             "step": self.step,
@@ -212,7 +212,7 @@ class GradientMatcher:
         }
 
     def load_state(self, s: dict[str, Any]) -> None:
-        self.gen.model.load_state_dict(s["model"])
+        self.gen.load_state_dict(s["model"])
         self.opt.load_state_dict(s["opt"])
         self.sched.load_state_dict(s["sched"])
         self.step, self.ol, self.dms, self.history = s["step"], s["ol"], s["dms"], s["history"]

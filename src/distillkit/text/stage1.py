@@ -47,7 +47,7 @@ def train_stage1(
     start, losses = 0, []
     state = load_checkpoint(ckpt) if ckpt else None
     if state is not None:
-        gen.model.load_state_dict(state["model"])
+        gen.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         start, losses = state["step"], state["losses"]
@@ -76,7 +76,7 @@ def train_stage1(
             save_checkpoint(
                 ckpt,
                 {
-                    "model": gen.model.state_dict(),
+                    "model": gen.state_dict(),
                     "opt": opt.state_dict(),
                     "sched": sched.state_dict(),
                     "step": done,

@@ -220,14 +220,16 @@ def text_train():
     return TextDataset(TEXTS * 2, [1, 0, 0, 0, 1] * 2, ["other", "great"], ["text"])
 
 
-def test_dilm_stage1_step_on_device_equals_cpu(text_train, device):
-    from distillkit.text.generator import Generator
+@pytest.mark.parametrize("lora", [False, True])
+def test_dilm_stage1_step_on_device_equals_cpu(text_train, device, lora):
+    from distillkit.text.generator import Generator, LoraSettings
     from distillkit.text.stage1 import Stage1Config, train_stage1
 
     cfg = Stage1Config(steps=2, batch_size=4, lr=1e-3)
+    name, adapters = ("tiny-llama", LoraSettings(r=4)) if lora else ("tiny-gpt2", None)
     losses = {}
     for where in (CPU, device):
-        gen = Generator.create("tiny-gpt2", 2, 1, max_length=24, seed=1, device=where)
+        gen = Generator.create(name, 2, 1, max_length=24, seed=1, device=where, lora=adapters)
         losses[where.type] = train_stage1(gen, text_train, cfg, seed=3, progress=False)
         params = torch.cat([p.detach().flatten().cpu() for p in gen.model.parameters()])
         losses[where.type + "_params"] = params

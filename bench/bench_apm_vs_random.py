@@ -129,9 +129,10 @@ def main() -> None:
                 }
             )
         print(json.dumps({k: rows[-1][k] for k in ("ipc", "labels", "gain")}), flush=True)
-    # rows of other datasets or schedules already in the file are kept (read now: another run may have added some)
+    # rows of other datasets, schedules or IPCs already in the file are kept (read now: another run may have added some)
     previous = json.loads(args.out.read_text()) if args.out.exists() else {"rows": [], "references": {}}
-    kept = [r for r in previous["rows"] if not (r["dataset"] == args.dataset and r["schedule"] == schedule)]
+    replaced = {(args.dataset, schedule, ipc) for ipc in args.ipcs}
+    kept = [r for r in previous["rows"] if (r["dataset"], r["schedule"], r["ipc"]) not in replaced]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps({"rows": kept + rows, "references": {**previous["references"], **references}}, indent=2)

@@ -67,15 +67,17 @@ def soft_label_protocol(d: dict) -> str:
 def apm_vs_random(d: dict) -> str:
     """APM beside the random baseline (mean ± std over draws) under both label modes (bench_apm_vs_random)."""
     lines = [
-        "| dataset | IPC | schedule | labels | APM | random (± std over draws) | APM − random ± 2 std | verdict "
-        "| APM's initial images | APM − its initial images | APM fit | proxy fit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | IPC | schedule | T / E / K | labels | APM | random (± std over draws) | APM − random ± 2 std "
+        "| verdict | APM's initial images | APM − its initial images | APM fit | proxy fit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in d["rows"]:
         g = r["gain"]
         verdict = ("gain" if g["value"] > 0 else "loss") if g["significant"] else "within noise"
+        a = r["config"]["apm"]
         lines.append(
-            f"| {r['dataset']} | {r['ipc']} | {r['schedule']} | {r['labels']} | {_pm(r['apm'])} | {_pm(r['random'])} | "
+            f"| {r['dataset']} | {r['ipc']} | {r['schedule']} | {a['iterations']} / {a['student_epochs']} / "
+            f"{a['num_checkpoints']} | {r['labels']} | {_pm(r['apm'])} | {_pm(r['random'])} | "
             f"{g['value']:+.2f} ± {g['uncertainty']:.2f} | {verdict} | {_pm(r['init'])} | {r['minus_init']:+.2f} | "
             f"{r['apm']['train_fit']:.1f} | {r['proxy_fit']:.1f} |"
         )

@@ -162,3 +162,25 @@ def test_the_shipped_demo_generators_are_what_the_demo_preset_says():
     line = generator_line(cfg)  # what the demo report says of them
     assert f"chosen on validation: {record['stage2_validation']['best']})" in line
     assert f"trained ahead by `{record['built_by']}`" in line
+
+
+def test_dilm_draws_the_plain_lms_pool_when_their_generators_are_the_same_files(tmp_path):
+    import shutil
+
+    from distillkit.text.pipeline import run_dilm
+
+    run_dilm(lora_run_config(), tmp_path / "a", progress=False)
+    same = tmp_path / "same"
+    for name in ("generator_vanilla", "generator_dilm"):  # stage 2 kept step 0: DiLM's generator is stage 1's
+        shutil.copytree(tmp_path / "a" / "generator_vanilla", same / name)
+    m = run_dilm(lora_run_config(generators_from=str(same)), tmp_path / "b", progress=False)
+    b = tmp_path / "b"
+    assert sorted(p.name for p in (b / "pools").iterdir()) == ["vanilla_lm"]  # one pool generated, not two
+    dilm, plain = (b / "sets" / method / "dpc2" / "set0" for method in ("dilm", "vanilla_lm"))
+    assert (dilm / "texts.jsonl").read_text() == (plain / "texts.jsonl").read_text()
+    assert json.loads((dilm / "provenance.json").read_text())["pool_of"] == "vanilla_lm"
+    assert m["learners"]["tiny-bert"]["dilm"] == m["learners"]["tiny-bert"]["vanilla_lm"]
+    a = tmp_path / "a"  # trained here, stage 2 kept its last step: its own generator, its own pool
+    adapters = [(a / n / "adapter_model.safetensors").read_bytes() for n in ("generator_dilm", "generator_vanilla")]
+    assert adapters[0] != adapters[1]
+    assert sorted(p.name for p in (a / "pools").iterdir()) == ["dilm", "vanilla_lm"]

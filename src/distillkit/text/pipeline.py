@@ -5,6 +5,8 @@ Layout of `out/`:
   generator_vanilla/, generator_dilm/   CPU-loadable HF folders (tokenizer with the added tokens; under LoRA
                                   the adapter alone); absent when `generators_from` names finished ones
   ckpt/                           stage checkpoints, validation record, best generator
+  pools/<method>/set<r>/          a generated pool and its embeddings (`share_pool`); DiLM draws from the plain
+                                  LM's when the two generators are the same files (stage 2 kept step 0)
   sets/<method>/dpc<d>/set<r>/    texts.jsonl, hf/, provenance.json
   results/<learner>/<method>_dpc<d>_set<r>.json   per-run test scores (a finished unit is never redone)
   metrics.json, accuracy_vs_dpc.png
@@ -229,8 +231,21 @@ class DiLMRun:
     def set_dir(self, method: str, dpc: int, r: int) -> Path:
         return self.out / "sets" / method / f"dpc{dpc}" / f"set{r}"
 
+    def pool_owner(self, method: str) -> str:
+        """The method whose pool `method` draws from: the plain LM's when DiLM's generator is byte for byte the
+        plain LM's (stage 2 kept step 0), whose pool, drawn with the same seed, would be the same texts."""
+        if method != "dilm" or "vanilla_lm" not in self.cfg.methods:
+            return method
+        ours, plain = self.generator_dir("dilm"), self.generator_dir("vanilla_lm")
+        files = sorted(p.relative_to(ours) for p in ours.rglob("*") if p.is_file())
+        same = files == sorted(p.relative_to(plain) for p in plain.rglob("*") if p.is_file()) and all(
+            (ours / f).read_bytes() == (plain / f).read_bytes() for f in files
+        )
+        return "vanilla_lm" if same else method
+
     def shared_pool(self, method: str, r: int, gen: Generator) -> tuple[TextDataset, np.ndarray]:
         """One generated pool per (generator, set), oversample x max DPC per class, saved with its embeddings."""
+        method = self.pool_owner(method)
         path = self.out / "pools" / method / f"set{r}"
         if (path / "provenance.json").exists() and (path / "emb.npy").exists():
             return load_text_set(path), np.load(path / "emb.npy")
@@ -288,6 +303,7 @@ class DiLMRun:
                 )
             prov.update(
                 shared_pool=cfg.share_pool,
+                pool_of=self.pool_owner(method) if cfg.share_pool else None,
                 generator=cfg.generator,
                 generator_checkpoint=str(self.generator_dir(method)),
                 oversample=cfg.oversample,

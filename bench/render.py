@@ -782,6 +782,32 @@ def serve_chat(d: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _teacher_view(s: dict) -> str:
+    return f"{s['teacher_ce']:.2f} / {s['teacher_acc']:.0f} % / {s['teacher_margin']:.2f}"
+
+
+def apm_drift(d: dict) -> str:
+    """How far APM moved its images from the real ones they started from (bench_apm_drift)."""
+    lines = [
+        "| run | IPC | T / E / K | lr_img | distilled pixel range (real: {lo:.2f} to {hi:.2f}) | pixels outside the "
+        "real range | L2 from the initial images (relative) | teacher CE / accuracy / margin on the initial images "
+        "| on the distilled images | discrepancy, first → last 50 updates | α·CE term's CE, first → last |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lo, hi = d["rows"][0]["real_range"]
+    lines[0] = lines[0].format(lo=lo, hi=hi)
+    for r in d["rows"]:
+        i, x, a, b = r["initial"], r["distilled"], r["loss_first"], r["loss_last"]
+        lines.append(
+            f"| {r['run']} | {r['ipc']} | {r['iterations']} / {r['student_epochs']} / {r['num_checkpoints']} | "
+            f"{r['lr_img']:g} | {x['min']:.2f} to {x['max']:.2f} | {r['outside_real_range']:.1f} % | "
+            f"{r['relative_l2_from_initial']:.2f} | {_teacher_view(i)} | {_teacher_view(x)} | "
+            f"{a['discrepancy']:.2f} → {b['discrepancy']:.2f} | "
+            f"{a['ce']:.2f} → {b['ce']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "dialogbench-loglik": ("dialogbench_loglik.json", dialogbench_loglik),
     "dialogbench-demo": ("dialogbench_demo.json", dialogbench_demo),
@@ -802,6 +828,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "compare-ranks": ("compare_ranks.json", compare_ranks),
     "soft-label-protocol-digits": ("soft_label_protocol_digits.json", soft_label_protocol),
     "apm-vs-random-digits": ("apm_vs_random_digits.json", apm_vs_random),
+    "apm-drift-digits": ("apm_drift_digits.json", apm_drift),
     "dilm-stage2": ("dilm_stage2_scratch.json", dilm_stage2),
     "dilm-fixed": ("dilm_fine_foods_fixed.json", dilm_bench),
     "dilm-class-tokens-x100": ("dilm_fine_foods_class_tokens_x100.json", dilm_bench),

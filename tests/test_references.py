@@ -148,3 +148,19 @@ def test_a_run_resumed_with_another_teacher_pool_is_refused(digits, digits_pool,
     with pytest.raises(UserError, match="differs in: teacher_pool"):
         run_image(cfg, tmp_path / "run", teachers=pool)
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()} == before
+
+
+def test_images_pushed_across_the_teachers_boundary_are_counted_and_flagged():
+    from distillkit.image.distilled import DistilledSet
+    from distillkit.image.pipeline import label_agreement, run_warnings
+
+    labels = torch.arange(4)
+    logits = torch.eye(4) * 5
+    kept = DistilledSet(torch.zeros(4, 1, 8, 8), labels, logits)
+    crossed = DistilledSet(torch.zeros(4, 1, 8, 8), labels, logits[[0, 2, 2, 3]])  # image 1 now reads as class 2
+    assert label_agreement(kept) == 100.0 and label_agreement(crossed) == 75.0
+    assert label_agreement(DistilledSet(torch.zeros(4, 1, 8, 8), labels, None)) is None
+    teacher = {"converged": True, "best_epoch": 3, "epochs_run": 6}
+    assert not any("decision boundary" in w for w in run_warnings({}, teacher, kept))
+    (line,) = [w for w in run_warnings({}, teacher, crossed) if "decision boundary" in w]
+    assert "1 of the 4 distilled images" in line

@@ -120,9 +120,26 @@ def evaluate_all(ds: DistilledSet, data: ImageData, pool: TeacherPool, cfg: Imag
     return rows
 
 
+def label_agreement(ds: DistilledSet) -> float | None:
+    """Percentage of the set's images whose teacher logits put them in their own class (None without logits)."""
+    if ds.soft_labels is None:
+        return None
+    return float((ds.soft_labels.argmax(1) == ds.labels).float().mean() * 100)
+
+
 def run_warnings(rows: dict[str, dict], teacher_meta: dict, ds: DistilledSet) -> list[str]:
-    """Every reason a run's numbers may mislead: an under-trained teacher or reference, under-fit students."""
+    """Every reason a run's numbers may mislead: an under-trained teacher or reference, under-fit students,
+    images pushed across the teacher's decision boundary."""
     out = convergence_warnings(teacher_meta, rows.get("full"))
+    agreement = label_agreement(ds)
+    if agreement is not None and agreement < 100:
+        crossed = round(len(ds.labels) * (100 - agreement) / 100)
+        out.append(
+            f"the teacher puts {crossed} of the {len(ds.labels)} distilled images in another class than their "
+            "label: the image updates pushed them across its decision boundary, so their hard labels contradict "
+            "the teacher and their soft labels teach another class; lower apm.lr_img or raise apm.alpha_ce "
+            "(choose them on validation: distill image tune)"
+        )
     fit = ds.meta.get("proxy_fit")
     if fit is not None and fit < MIN_PROXY_FIT:
         out.append(
@@ -193,6 +210,7 @@ def _run_image(cfg: ImageRunConfig, out: Path, teachers: Path | None) -> dict:
         },
         "teacher": {k: pool.metas[0].get(k) for k in ("val_acc", "test_acc", "best_epoch", "epochs_run", "converged")},
         "proxy_fit": ds.meta.get("proxy_fit"),
+        "label_agreement": label_agreement(ds),
         "warnings": run_warnings(rows, pool.metas[0], ds),
         "time_seconds": {
             "teachers": teacher_seconds,

@@ -386,6 +386,11 @@ def apm_accuracy(d: list) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _vs(r: dict) -> str:
+    """A row's difference to random under the same labels ("–" for the random row itself)."""
+    return "–" if r["vs_random"] is None else f"{r['vs_random']:+.2f}"
+
+
 def image_compare(d: dict) -> str:
     """Accuracy under both label modes, cross-architecture accuracy and build cost per method (bench_image_compare)."""
     rows = d["rows"]
@@ -404,8 +409,8 @@ def image_compare(d: dict) -> str:
             f"{_pm(cell[(method, ipc, a, 'soft')])} | " if (method, ipc, a, "soft") in cell else "– | " for a in archs
         )
         lines.append(
-            f"| {method} | {ipc} | {_pm(soft)} | {soft['vs_random']:+.2f} | {_pm(hard)} | "
-            f"{hard['vs_random']:+.2f} | {cross}{soft['seconds']:.0f} | {soft['peak_mb']:.0f} |"
+            f"| {method} | {ipc} | {_pm(soft)} | {_vs(soft)} | {_pm(hard)} | "
+            f"{_vs(hard)} | {cross}{soft['seconds']:.0f} | {soft['peak_mb']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -821,6 +826,8 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "image-compare-mnist": ("image_compare_mnist_quick.json", image_compare),
     "image-compare-mnist-ipc50": ("image_compare_mnist_quick_ipc50.json", image_compare),
     "image-compare-mnist-drop": ("image_compare_mnist_quick.json", cross_arch_drop),
+    "image-compare-digits-published-ipc1": ("image_compare_digits_published_ipc1.json", image_compare),
+    "image-compare-digits-published-ipc10": ("image_compare_digits_published_ipc10.json", image_compare),
     "time-to-accuracy-mnist": ("time_to_accuracy_mnist_quick_ipc10.json", time_to_accuracy),
     "time-to-accuracy-mnist-x3": ("time_to_accuracy_mnist_x3_ipc10.json", time_to_accuracy),
     "batched-eval": ("batched_eval.json", batched_eval),

@@ -280,3 +280,16 @@ def test_cli_experts(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "expert_0.safetensors" in proc.stdout and (tmp_path / "experts.json").exists()
     assert Experts(tmp_path).epochs == 2
+
+
+def test_a_diverging_run_stops_with_one_line_instead_of_writing_nan_images(digits, experts, tmp_path):
+    from distillkit.image.mtt import check_diverged
+
+    check_diverged("mtt", 3, 0.5, 0.01)  # a finite loss and a positive lr go on
+    for loss, lr in ((float("nan"), 0.01), (0.5, -0.02), (float("inf"), 0.01)):
+        with pytest.raises(UserError, match="MTT diverged at iteration 3"):
+            check_diverged("mtt", 3, loss, lr)
+    cfg = MTTConfig(**{**CASE, "iterations": 5, "lr_lr": 1e6})  # one step throws the learnable lr far off
+    with pytest.raises(UserError, match=r"diverged at iteration \d+: .* lower mtt.lr_lr"):
+        distill_mtt(digits, experts, cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "distilled.safetensors").exists()

@@ -47,3 +47,26 @@ def test_tune_scores_on_validation_resumes_and_writes_a_preset(digits_pool, tmp_
     preset = read_config_file(out / "preset.yaml")
     assert preset == {"apm": again["best"]["params"]} == yaml.safe_load((out / "preset.yaml").read_text())
     assert _cfg(preset["apm"]).apm.lr_img == again["best"]["params"]["lr_img"]
+
+
+def test_diverging_trials_are_pruned_and_a_search_where_all_diverge_says_so(digits_pool, tmp_path, monkeypatch):
+    import pytest
+
+    from distillkit.errors import UserError
+    from distillkit.image.mtt import Diverged
+
+    real = tune_mod.Comparison.build
+
+    def build(self, method, ipc):  # large image steps blow this set up, as MTT's do on digits
+        if self.cfg.apm.lr_img > 5.0:
+            raise Diverged(f"APM diverged at iteration 0 (lr_img {self.cfg.apm.lr_img:.3g})")
+        return real(self, method, ipc)
+
+    monkeypatch.setattr(tune_mod.Comparison, "build", build)
+    space = {"lr_img": ("float", 0.5, 20.0, True)}
+    r = tune(_cfg(), "apm", 2, 4, tmp_path / "some", digits_pool.manifest.parent, space=space)
+    assert r["trials"] and all(t["params"]["lr_img"] <= 5.0 for t in r["trials"])
+    assert r["best"]["params"]["lr_img"] <= 5.0
+    with pytest.raises(UserError, match="no trial of apm_ipc2 finished .* every one diverged"):
+        too_large = {"lr_img": ("float", 6.0, 9.0, True)}
+        tune(_cfg(), "apm", 2, 2, tmp_path / "all", digits_pool.manifest.parent, space=too_large)

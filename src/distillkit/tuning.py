@@ -66,6 +66,7 @@ def search(
     score: Callable[[optuna.Trial, dict[str, Any]], float],
 ) -> optuna.Study:
     """Run (or resume) the study `name` in OUT/study.db until `trials` trials have finished; higher is better.
+    A trial whose knobs diverged is pruned (not scored); a study where none finished is one line.
 
     `score(trial, knobs)` returns a trial's validation score for the knobs suggested from `space`.
     """
@@ -87,4 +88,9 @@ def search(
     missing = trials - len(completed(study))
     if missing > 0:
         study.optimize(lambda trial: score(trial, suggest(trial, space)), n_trials=missing)
+    if not completed(study):
+        raise UserError(
+            f"no trial of {name} finished ({len(study.trials)} started, every one diverged or failed); "
+            "narrow the search space towards smaller learning rates"
+        )
     return study

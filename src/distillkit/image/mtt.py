@@ -29,6 +29,7 @@ Every random draw comes from a stream derived from (seed, stream, iteration). A 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,6 +77,21 @@ class MTTConfig(BaseModel):
 
 
 # ---------------------------------------------------------------- the student
+
+
+class Diverged(UserError):
+    """A distillation whose images went to NaN or infinity: its knobs do not suit the data."""
+
+
+def check_diverged(method: str, t: int, loss: float, syn_lr: float) -> None:
+    """Stop with one line when the matching loss is not finite or the learnable student lr is no longer
+    positive: the images would only fill with NaN (students trained on them sit at chance)."""
+    if not (math.isfinite(loss) and math.isfinite(syn_lr) and syn_lr > 0):
+        raise Diverged(
+            f"{method.upper()} diverged at iteration {t}: matching loss {loss:.3g}, learnable student lr "
+            f"{syn_lr:.3g}; lower mtt.lr_lr or mtt.lr_img for this dataset, or choose them on validation "
+            f"(distill image tune --method {method})"
+        )
 
 
 class FlatNet:
@@ -257,6 +273,7 @@ def distill_mtt(
         state.images.grad, state.syn_lr.grad = grad_x, grad_lr
         state.opt_img.step()
         state.opt_lr.step()
+        check_diverged(method, t, loss, state.syn_lr.item())
         state.t = t + 1
         state.seconds += time.perf_counter() - begin
         state.history.append({"t": t, "loss": loss, "expert": e, "start_epoch": s, "syn_lr": state.syn_lr.item()})

@@ -19,6 +19,7 @@ import yaml
 from distillkit.errors import UserError
 from distillkit.image.compare import CompareConfig, Comparison
 from distillkit.image.evaluate import evaluate_set
+from distillkit.image.mtt import Diverged
 from distillkit.runs import write_json
 from distillkit.settings import read_config_file
 from distillkit.tuning import Space, results, search, suggest, trial_dir
@@ -73,7 +74,11 @@ def tune(
         section = getattr(base, method)
         trial_cfg = base.model_copy(update={method: section.model_copy(update=knobs)})
         comp = Comparison(trial_cfg, trial_dir(out, knobs), teachers, experts)
-        ds, cost = comp.build(method, ipc)
+        try:
+            ds, cost = comp.build(method, ipc)
+        except Diverged as e:  # these knobs blow the images up: no score, and the search goes on
+            trial.set_user_attr("diverged", str(e))
+            raise optuna.TrialPruned(str(e)) from e
         r = evaluate_set(ds.images, ds.labels, ds.soft_labels, val, ec, shared.device, f"trial {trial.number}")
         trial.set_user_attr("train_fit", r["train_fit"])
         trial.set_user_attr("build_seconds", cost["seconds"])

@@ -17,6 +17,8 @@ the seeds come from the unit, so any number of processes writes what one writes,
 
 from __future__ import annotations
 
+import filecmp
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -236,12 +238,16 @@ class DiLMRun:
         plain LM's (stage 2 kept step 0), whose pool, drawn with the same seed, would be the same texts."""
         if method != "dilm" or "vanilla_lm" not in self.cfg.methods:
             return method
+        return "vanilla_lm" if self.dilm_is_plain_lm else method
+
+    @functools.cached_property
+    def dilm_is_plain_lm(self) -> bool:
+        """Whether the saved DiLM generator is the same files as the plain LM's (compared once, in chunks)."""
         ours, plain = self.generator_dir("dilm"), self.generator_dir("vanilla_lm")
         files = sorted(p.relative_to(ours) for p in ours.rglob("*") if p.is_file())
-        same = files == sorted(p.relative_to(plain) for p in plain.rglob("*") if p.is_file()) and all(
-            (ours / f).read_bytes() == (plain / f).read_bytes() for f in files
+        return files == sorted(p.relative_to(plain) for p in plain.rglob("*") if p.is_file()) and all(
+            filecmp.cmp(ours / f, plain / f, shallow=False) for f in files
         )
-        return "vanilla_lm" if same else method
 
     def shared_pool(self, method: str, r: int, gen: Generator) -> tuple[TextDataset, np.ndarray]:
         """One generated pool per (generator, set), oversample x max DPC per class, saved with its embeddings."""

@@ -303,7 +303,15 @@ def test_report_compares_runs(tiny, tmp_path):
     run_app(dialogbench_app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c.md")])
     cmp = json.loads((tmp_path / "c.json").read_text())
     assert cmp["overall"]["n"] == 12 and cmp["only_b"] == 9 * 4 + 3 * 3 - 12
-    assert "| SF | 3 | 33.33 | 0.00 | +33.33 |" in (tmp_path / "c.md").read_text()
+    # the SF row says what the shared items' predictions say (a scored by token, b by char normalisation)
+    items = {run: [json.loads(x) for x in (tmp_path / run / "items.jsonl").read_text().splitlines()] for run in "ab"}
+    shared = {r["key"] for r in items["a"]} & {r["key"] for r in items["b"]}
+    acc = {
+        run: [100 * (r["pred"][norm] == r["gold"]) for r in items[run] if r["task"] == "SF" and r["key"] in shared]
+        for run, norm in (("a", "token"), ("b", "char"))
+    }
+    a, b = (sum(acc[run]) / len(acc[run]) for run in "ab")
+    assert f"| SF | {len(acc['a'])} | {a:.2f} | {b:.2f} | {a - b:+.2f} |" in (tmp_path / "c.md").read_text()
 
 
 def test_a_local_model_changed_since_the_run_is_refused_on_resume(tmp_path):

@@ -813,9 +813,23 @@ def apm_drift(d: dict) -> str:
     return "\n".join(lines)
 
 
+def demo_time(d: dict) -> str:
+    """`distill demo`'s wall time and section times (bench_demo)."""
+    lines = ["| section | seconds |", "|---|---|"]
+    lines += [f"| {title} | {seconds} |" for title, seconds in d["sections_seconds"].items()]
+    lines += [
+        f"| **whole demo (wall)** | **{d['wall_seconds']:.0f}** ({d['wall_seconds'] / 60:.1f} min) |",
+        "",
+        f"{d['cpu_count']} CPUs; 1-minute load average {d['load_at_start']} at the start, "
+        f"{d['load_at_end']} at the end.",
+    ]
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "dialogbench-loglik": ("dialogbench_loglik.json", dialogbench_loglik),
     "dialogbench-demo": ("dialogbench_demo.json", dialogbench_demo),
+    "demo-time": ("demo_time.json", demo_time),
     "dialogbench-generate-throughput": ("dialogbench_generate.json", dialogbench_generate_throughput),
     "dialogbench-generate-balance": ("dialogbench_generate.json", dialogbench_generate_balance),
     "dialogbench-extraction": ("dialogbench_extraction.json", dialogbench_extraction),

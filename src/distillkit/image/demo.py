@@ -3,8 +3,9 @@
 Digits (8x8) is where a 2-core CPU affords what the protocol needs: a teacher and a full-data reference
 trained until validation accuracy stops improving, students that fit their training set (1000 steps),
 and a random baseline averaged over three draws. `make demo` shows IPC 10 with the teacher's soft labels,
-where APM's gain over random subsets is measurable (docs/benchmarks.md); `make demo-full` (`distill demo
---full`) adds hard labels and IPC 1, where it is not. MNIST and the longer schedules stay one command away
+where APM's gain over random subsets was measured beyond the draws' noise (docs/benchmarks.md; one demo
+run, with its own teacher, may land within it); `make demo-full` (`distill demo --full`) adds hard labels
+and IPC 1, where APM loses. MNIST and the longer schedules stay one command away
 (`distill image run --dataset mnist`).
 """
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,11 +19,6 @@ from pathlib import Path
 import torch
 
 DEST = Path(__file__).resolve().parents[1] / "src" / "distillkit" / "text" / "demo_generators"
-
-
-def commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    return out.stdout.strip() or "unknown"
 
 
 def main() -> None:
@@ -36,9 +30,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     import peft
-    import transformers
 
-    from distillkit.runs import read_json, write_json
+    from distillkit.runs import provenance, read_json, write_json
     from distillkit.text.config import preset_config
     from distillkit.text.pipeline import DiLMRun
 
@@ -51,19 +44,16 @@ def main() -> None:
         shutil.rmtree(args.dest / name, ignore_errors=True)
         shutil.copytree(args.run_dir / name, args.dest / name, ignore=shutil.ignore_patterns("README.md"))
     ckpt = args.run_dir / "ckpt"
+    made = provenance("cpu", time.perf_counter() - start)
     write_json(
         args.dest / "provenance.json",
         {
             "built_by": "python " + " ".join(sys.argv),
-            "commit": commit(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "versions": {
-                "torch": torch.__version__,
-                "transformers": transformers.__version__,
-                "peft": peft.__version__,
-            },
-            "threads": args.threads,
-            "seconds": time.perf_counter() - start,
+            "commit": made["git_commit"],
+            "created": made["finished_at"],
+            "versions": {"torch": made["torch"], "transformers": made["transformers"], "peft": peft.__version__},
+            "threads": made["cpu_threads"],
+            "seconds": made["wall_seconds"],
             "config": cfg.model_dump(),
             "stage1_losses": read_json(ckpt / "stage1_losses.json"),
             "stage2_history": read_json(ckpt / "stage2_history.json"),

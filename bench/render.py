@@ -793,14 +793,13 @@ def _teacher_view(s: dict) -> str:
 
 def apm_drift(d: dict) -> str:
     """How far APM moved its images from the real ones they started from (bench_apm_drift)."""
+    lo, hi = d["rows"][0]["real_range"]
     lines = [
-        "| run | IPC | T / E / K | lr_img | distilled pixel range (real: {lo:.2f} to {hi:.2f}) | pixels outside the "
+        f"| run | IPC | T / E / K | lr_img | distilled pixel range (real: {lo:.2f} to {hi:.2f}) | pixels outside the "
         "real range | L2 from the initial images (relative) | teacher CE / accuracy / margin on the initial images "
         "| on the distilled images | discrepancy, first → last 50 updates | α·CE term's CE, first → last |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    lo, hi = d["rows"][0]["real_range"]
-    lines[0] = lines[0].format(lo=lo, hi=hi)
     for r in d["rows"]:
         i, x, a, b = r["initial"], r["distilled"], r["loss_first"], r["loss_last"]
         lines.append(
